@@ -1,0 +1,96 @@
+"""The AMML language: text → checked program → workflow and callback bytecode.
+
+    >>> from compiler import compile_source
+    >>> program = compile_source("normalsource col='val1', mean=0, std=1 | filter cond=val1 > 1 | print")
+    >>> [n.component for n in build_graph(program.pipelines[0]).nodes]
+    ['normalsource', 'filter', 'print']
+
+Imports nothing from Airflow, TensorFlow or the runtime, and not numpy either: it runs at DAG-parse time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .bytecode import Code, PipelineCode, Program, disassemble
+from .cache import ProgramCache, cache_key
+from .components import ComponentRegistry, ComponentSpec, Kind, ParamType, default_registry, param
+from .errors import AmmlCompileErrors, AmmlError, AmmlLimitError
+from .workflow import Graph, build_graph
+
+__all__ = [
+    "AmmlCompileErrors",
+    "AmmlError",
+    "Code",
+    "ComponentRegistry",
+    "ComponentSpec",
+    "Graph",
+    "Kind",
+    "ParamType",
+    "PipelineCode",
+    "Program",
+    "ProgramCache",
+    "build_graph",
+    "compile_file",
+    "compile_source",
+    "default_registry",
+    "disassemble",
+    "param",
+    "parse_source",
+]
+
+_default_cache = ProgramCache()
+
+
+def parse_source(text: str, filename: str = "<string>"):  # noqa: ANN201 - returns compiler.ast.Module
+    """Parse only (the AST, for `amml compile --emit ast`)."""
+    from .parser import parse
+
+    return parse(text, filename)
+
+
+def compile_source(
+    text: str,
+    filename: str = "<string>",
+    *,
+    registry: ComponentRegistry | None = None,
+    cache: ProgramCache | None = None,
+) -> Program:
+    """Compile AMML source text; raise an :class:`AmmlError` (with file:line:column) if it is wrong."""
+    registry = registry or default_registry()
+    cache = cache if cache is not None else _default_cache
+    key = cache_key(text, filename, registry.fingerprint())
+    program = cache.get(key)
+    if program is not None:
+        return program
+    from .checker import Checker
+    from .parser import parse
+
+    module = parse(text, filename)
+    try:
+        program = Checker(module, registry, text).check()
+    except RecursionError:
+        raise AmmlLimitError(
+            "expression nested too deeply", filename=filename, line=1, column=1, source=text,
+            hint="split it into several parameters or components",
+        ) from None
+    cache.put(key, program)
+    return program
+
+
+def compile_file(
+    path: str | os.PathLike[str],
+    *,
+    registry: ComponentRegistry | None = None,
+    cache: ProgramCache | None = None,
+) -> Program:
+    """Compile an .amml file (read as UTF-8)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise AmmlError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", filename=str(path)) from None
+    except OSError as exc:
+        raise AmmlError(f"cannot read the file: {exc.strerror}", filename=str(path)) from None
+    return compile_source(text, str(path), registry=registry, cache=cache)

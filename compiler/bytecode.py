@@ -1,0 +1,319 @@
+"""Workflow bytecode and callback bytecode: opcode tables, code objects, a stable serialised form, and a
+disassembler whose listing reads like the paper's Fig. 5.
+
+Callback bytecode (one :class:`Code` per component) is a small stack machine::
+
+    LOAD_CONST k      push consts[k]              LOAD_VALUE n   push record field names[n]
+    LOAD_PARAM n      push run parameter names[n] ASSIGN n       pop, bind component parameter names[n]
+    ADD SUB MUL DIV MOD POW NEG POS NOT           CMP_EQ CMP_NE CMP_LT CMP_LE CMP_GT CMP_GE
+    JUMP_IF_FALSE t   if TOS is false, jump to t (TOS stays: it is the result of `and`)
+    JUMP_IF_TRUE t    if TOS is true, jump to t  (TOS stays: it is the result of `or`)
+    AND OR            combine the two operands with three-valued logic (when no jump was taken)
+    CALL n, argc      call built-in names[n] with argc arguments
+    CALL_METHOD n, argc   call whitelisted method names[n] on the object below the arguments
+
+Instructions ``[0, static_end)`` read no record field: the runtime evaluates them once per run (they may
+read run parameters), the rest once per record or, vectorised, once per batch.
+
+Workflow bytecode (one list per pipeline) builds the component graph::
+
+    WF_NEW_FLOW               start a statement (no upstream component yet)
+    WF_MAKE_COMPONENT name    create a component instance
+    WF_DEF_CALLBACK k         define callbacks[k] (the listing shows it inline, like Fig. 5)
+    WF_ADD_CALLBACK           attach the defined callback to the component being made
+    WF_ADD_COMPONENT          append it to the flow: upstream → component
+    WF_LOAD_FLOW name         continue from a named flow (a second reader makes it a split)
+    WF_JOIN a,b,...           merge named flows into one
+    WF_SPLIT a,b,...          give the current flow several names (each reader gets every record)
+    WF_ASSIGN name            name the current flow
+    WF_END                    end of the pipeline
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT_VERSION = 1
+
+# ---- callback opcodes --------------------------------------------------------------------------
+
+OPNAMES: list[str] = []
+OPCODES: dict[str, int] = {}
+HAS_CONST: set[int] = set()
+HAS_NAME: set[int] = set()
+HAS_JUMP: set[int] = set()
+HAS_ARGC: set[int] = set()
+
+
+def _def_op(name: str, *flags: set[int]) -> int:
+    code = len(OPNAMES)
+    OPNAMES.append(name)
+    OPCODES[name] = code
+    for flag in flags:
+        flag.add(code)
+    return code
+
+
+LOAD_CONST = _def_op("LOAD_CONST", HAS_CONST)
+LOAD_VALUE = _def_op("LOAD_VALUE", HAS_NAME)
+LOAD_PARAM = _def_op("LOAD_PARAM", HAS_NAME)
+ASSIGN = _def_op("ASSIGN", HAS_NAME)
+ADD = _def_op("ADD")
+SUB = _def_op("SUB")
+MUL = _def_op("MUL")
+DIV = _def_op("DIV")
+MOD = _def_op("MOD")
+POW = _def_op("POW")
+NEG = _def_op("NEG")
+POS = _def_op("POS")
+NOT = _def_op("NOT")
+CMP_EQ = _def_op("CMP_EQ")
+CMP_NE = _def_op("CMP_NE")
+CMP_LT = _def_op("CMP_LT")
+CMP_LE = _def_op("CMP_LE")
+CMP_GT = _def_op("CMP_GT")
+CMP_GE = _def_op("CMP_GE")
+JUMP_IF_FALSE = _def_op("JUMP_IF_FALSE", HAS_JUMP)
+JUMP_IF_TRUE = _def_op("JUMP_IF_TRUE", HAS_JUMP)
+AND = _def_op("AND")
+OR = _def_op("OR")
+CALL = _def_op("CALL", HAS_NAME, HAS_ARGC)
+CALL_METHOD = _def_op("CALL_METHOD", HAS_NAME, HAS_ARGC)
+
+BINARY_OPS = {"+": ADD, "-": SUB, "*": MUL, "/": DIV, "%": MOD, "**": POW}
+COMPARE_OPS = {"==": CMP_EQ, "!=": CMP_NE, "<": CMP_LT, "<=": CMP_LE, ">": CMP_GT, ">=": CMP_GE}
+UNARY_OPS = {"-": NEG, "+": POS}
+
+
+@dataclass(frozen=True, slots=True)
+class Instr:
+    op: int
+    arg: int = 0
+    argc: int = 0
+
+    @property
+    def opname(self) -> str:
+        return OPNAMES[self.op]
+
+
+@dataclass(frozen=True)
+class Code:
+    """A compiled callback script: the parameters of one component."""
+
+    consts: tuple[Any, ...]
+    names: tuple[str, ...]
+    instructions: tuple[Instr, ...]
+    static_end: int
+    fields: tuple[str, ...] = ()  # record fields read (in order of first use)
+    params: tuple[str, ...] = ()  # run parameters read
+    assigned: tuple[str, ...] = ()  # component parameters bound, in order
+    static_values: dict[str, Any] = field(default_factory=dict)  # params folded to constants
+
+    @property
+    def per_record(self) -> tuple[str, ...]:
+        """Names of the parameters whose value depends on the record."""
+        return tuple(n for n in self.assigned if n not in self._static_names())
+
+    def _static_names(self) -> set[str]:
+        return {self.names[i.arg] for i in self.instructions[: self.static_end] if i.op == ASSIGN}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "consts": list(self.consts),
+            "names": list(self.names),
+            "code": [[i.op, i.arg, i.argc] if i.argc else [i.op, i.arg] for i in self.instructions],
+            "static_end": self.static_end,
+            "fields": list(self.fields),
+            "params": list(self.params),
+            "assigned": list(self.assigned),
+            "static_values": self.static_values,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Code:
+        return cls(
+            consts=tuple(data["consts"]),
+            names=tuple(data["names"]),
+            instructions=tuple(Instr(*i) for i in data["code"]),
+            static_end=data["static_end"],
+            fields=tuple(data["fields"]),
+            params=tuple(data["params"]),
+            assigned=tuple(data["assigned"]),
+            static_values=data["static_values"],
+        )
+
+
+# ---- workflow bytecode --------------------------------------------------------------------------
+
+WF_OPS = (
+    "WF_NEW_FLOW",
+    "WF_MAKE_COMPONENT",
+    "WF_DEF_CALLBACK",
+    "WF_ADD_CALLBACK",
+    "WF_ADD_COMPONENT",
+    "WF_LOAD_FLOW",
+    "WF_JOIN",
+    "WF_SPLIT",
+    "WF_ASSIGN",
+    "WF_END",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WfInstr:
+    op: str
+    arg: Any = None
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True)
+class PipelineCode:
+    name: str
+    after: tuple[str, ...]
+    code: tuple[WfInstr, ...]
+    callbacks: tuple[Code, ...]
+    line: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "after": list(self.after),
+            "line": self.line,
+            "code": [[i.op, i.arg, i.line, i.column] for i in self.code],
+            "callbacks": [c.to_dict() for c in self.callbacks],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineCode:
+        return cls(
+            name=data["name"],
+            after=tuple(data["after"]),
+            code=tuple(WfInstr(*i) for i in data["code"]),
+            callbacks=tuple(Code.from_dict(c) for c in data["callbacks"]),
+            line=data["line"],
+        )
+
+
+@dataclass(frozen=True)
+class Program:
+    """Everything compiled from one .amml file."""
+
+    filename: str
+    source_hash: str
+    pipelines: tuple[PipelineCode, ...]
+    dag: dict[str, Any] | None = None
+    dag_name: str | None = None
+    source: str = ""
+
+    def pipeline(self, name: str) -> PipelineCode:
+        for p in self.pipelines:
+            if p.name == name:
+                return p
+        from .errors import AmmlNameError, did_you_mean, one_of
+
+        names = [p.name for p in self.pipelines]
+        raise AmmlNameError(
+            f"no pipeline `{name}` in {self.filename}; it has {one_of(names)}",
+            filename=self.filename,
+            hint=did_you_mean(name, names),
+        )
+
+    def to_json(self) -> str:
+        """The stable serialised form: same source and compiler → same bytes."""
+        return json.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "filename": self.filename,
+                "source_hash": self.source_hash,
+                "dag_name": self.dag_name,
+                "dag": self.dag,
+                "pipelines": [p.to_dict() for p in self.pipelines],
+                "source": self.source,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Program:
+        data = json.loads(text)
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"compiled program has format {data.get('format')}, expected {FORMAT_VERSION}")
+        return cls(
+            filename=data["filename"],
+            source_hash=data["source_hash"],
+            pipelines=tuple(PipelineCode.from_dict(p) for p in data["pipelines"]),
+            dag=data["dag"],
+            dag_name=data["dag_name"],
+            source=data["source"],
+        )
+
+
+# ---- disassembler -------------------------------------------------------------------------------
+
+
+def const_repr(value: Any) -> str:
+    """Fig. 5's constant-table entry: `<length> <type letter><value>` (s=str, i=int, f=float, ...)."""
+    if value is None:
+        return "0 n"
+    if isinstance(value, bool):
+        return f"1 b{'true' if value else 'false'}"
+    if isinstance(value, int):
+        text = str(value)
+        return f"{len(text)} i{text}"
+    if isinstance(value, float):
+        text = repr(value)
+        return f"{len(text)} f{text}"
+    if isinstance(value, str):
+        return f"{len(value)} s{value}"
+    text = json.dumps(value, ensure_ascii=False)
+    return f"{len(text)} l{text}"
+
+
+def callback_lines(code: Code, indent: str = "    ") -> Iterator[str]:
+    yield f"{indent}CONST_DEF_START"
+    for i, value in enumerate(code.consts):
+        yield f"{indent}{i} {const_repr(value)}"
+    yield f"{indent}CONST_DEF_END"
+    yield f"{indent}INSTRUCTION_START"
+    targets = {ins.arg for ins in code.instructions if ins.op in HAS_JUMP}
+    for offset, ins in enumerate(code.instructions):
+        mark = ">>" if offset in targets else "  "
+        yield f"{indent}{mark}{offset:>3} {_instr_text(code, ins)}"
+        if offset + 1 == code.static_end and code.static_end < len(code.instructions):
+            yield f"{indent}      ; ---- per record ----"
+    yield f"{indent}INSTRUCTION_END"
+
+
+def _instr_text(code: Code, ins: Instr) -> str:
+    name = ins.opname
+    if ins.op in HAS_CONST:
+        return f"{name:<14} {ins.arg:<4} ({code.consts[ins.arg]!r})"
+    if ins.op in HAS_ARGC:
+        return f"{name:<14} {code.names[ins.arg]} {ins.argc}"
+    if ins.op in HAS_NAME:
+        return f"{name:<14} {code.names[ins.arg]}"
+    if ins.op in HAS_JUMP:
+        return f"{name:<14} {ins.arg}"
+    return name
+
+
+def disassemble_pipeline(pipeline: PipelineCode) -> str:
+    after = f" after {', '.join(pipeline.after)}" if pipeline.after else ""
+    lines = [f"; pipeline {pipeline.name}{after}"]
+    for ins in pipeline.code:
+        arg = "" if ins.arg is None else f" {ins.arg}"
+        where = f"  ; line {ins.line}" if ins.op == "WF_MAKE_COMPONENT" else ""
+        lines.append(f"{ins.op}{arg}{where}")
+        if ins.op == "WF_DEF_CALLBACK":
+            lines.extend(callback_lines(pipeline.callbacks[ins.arg]))
+    return "\n".join(lines)
+
+
+def disassemble(program: Program) -> str:
+    return "\n\n".join(disassemble_pipeline(p) for p in program.pipelines) + "\n"

@@ -1,0 +1,424 @@
+"""AST → checked program: resolves flows and components, checks parameters, and emits workflow bytecode.
+
+Errors are collected (one file can report many) and raised together as
+:class:`~compiler.errors.AmmlCompileErrors`, or alone when there is only one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ast
+from . import bytecode as bc
+from .components import ComponentRegistry, ComponentSpec, Kind, ParamSpec, ParamType
+from .errors import (
+    AmmlCompileErrors,
+    AmmlError,
+    AmmlFlowError,
+    AmmlNameError,
+    AmmlTypeError,
+    did_you_mean,
+    one_of,
+)
+from .expressions import compile_callback, fold, reads
+from .settings import check_dag_settings
+
+MAIN_PIPELINE = "main"
+
+
+def _err(cls: type[AmmlError], msg: str, pos: ast.Pos, hint: str | None = None) -> AmmlError:
+    return cls(msg, line=pos.line, column=pos.column, hint=hint)
+
+
+@dataclass
+class _Scope:
+    """One pipeline: its statements and the flows they name."""
+
+    name: str
+    pos: ast.Pos
+    after: tuple[tuple[str, ast.Pos], ...] = ()
+    statements: list[ast.Statement] = field(default_factory=list)
+    flows: dict[str, tuple[ast.Statement, ast.Pos]] = field(default_factory=dict)
+
+
+class Checker:
+    def __init__(self, module: ast.Module, registry: ComponentRegistry, source: str) -> None:
+        self.module = module
+        self.registry = registry
+        self.source = source
+        self.errors: list[AmmlError] = []
+        self.declared_params: set[str] | None = None
+
+    def error(self, error: AmmlError) -> None:
+        self.errors.append(error)
+
+    # ---- entry point ------------------------------------------------------------------------------
+
+    def check(self) -> bc.Program:
+        scopes, dag_block = self._collect()
+        dag_settings = None
+        if dag_block is not None:
+            dag_settings, self.declared_params, errors = check_dag_settings(dag_block)
+            self.errors.extend(errors)
+        pipelines = []
+        for scope in scopes:
+            try:
+                pipelines.append(self._pipeline(scope))
+            except AmmlError as exc:  # a pipeline too broken to continue; others are still checked
+                self.error(exc)
+        self._check_pipeline_order(scopes)
+        if self.errors:
+            self._raise()
+        return bc.Program(
+            filename=self.module.filename,
+            source_hash=hashlib.sha256(self.source.encode()).hexdigest(),
+            pipelines=tuple(pipelines),
+            dag=dag_settings,
+            dag_name=dag_block.name if dag_block else None,
+            source=self.source,
+        )
+
+    def _raise(self) -> None:
+        errors = sorted(self.errors, key=lambda e: (e.line or 0, e.column or 0))
+        for e in errors:
+            e.located(self.module.filename, self.source)
+        if len(errors) == 1:
+            raise errors[0]
+        raise AmmlCompileErrors(errors)
+
+    def _collect(self) -> tuple[list[_Scope], ast.DagBlock | None]:
+        main = _Scope(MAIN_PIPELINE, ast.NOWHERE)
+        scopes: dict[str, _Scope] = {}
+        dag_block = None
+        for item in self.module.items:
+            if isinstance(item, ast.DagBlock):
+                if dag_block is not None:
+                    self.error(_err(AmmlFlowError, "a file can have only one dag block", item.pos,
+                                    "put each DAG in its own .amml file"))
+                dag_block = item
+            elif isinstance(item, ast.PipelineBlock):
+                if item.name in scopes:
+                    self.error(_err(AmmlNameError, f"pipeline `{item.name}` is defined twice", item.pos))
+                    continue
+                scopes[item.name] = _Scope(item.name, item.pos, item.after, list(item.statements))
+            else:
+                if not main.statements:
+                    main.pos = item.pos
+                main.statements.append(item)
+        if main.statements:
+            if MAIN_PIPELINE in scopes:
+                self.error(_err(AmmlNameError, "statements outside a pipeline block form the pipeline "
+                                f"`{MAIN_PIPELINE}`, and a block of that name exists too",
+                                scopes[MAIN_PIPELINE].pos, "put the loose statements into a pipeline block"))
+            else:
+                scopes = {MAIN_PIPELINE: main, **scopes}
+        if not scopes and not self.errors:
+            self.error(AmmlFlowError("the file defines no pipeline", line=1, column=1,
+                                     hint='write one, e.g. `source id="ett" | minmax_scaler | print`'))
+        return list(scopes.values()), dag_block
+
+    def _check_pipeline_order(self, scopes: list[_Scope]) -> None:
+        names = {s.name for s in scopes}
+        deps = {s.name: [n for n, _ in s.after] for s in scopes}
+        for scope in scopes:
+            for name, pos in scope.after:
+                if name not in names:
+                    self.error(_err(AmmlNameError, f"pipeline `{scope.name}` runs after `{name}`, which is not "
+                                    "defined", pos, did_you_mean(name, names) or f"pipelines: {one_of(names)}"))
+        cycle = _find_cycle(deps)
+        if cycle:
+            first = next(s for s in scopes if s.name == cycle[0])
+            self.error(_err(AmmlFlowError, "pipelines depend on each other in a cycle: " + " → ".join(cycle),
+                            first.pos))
+
+    # ---- one pipeline -----------------------------------------------------------------------------
+
+    def _pipeline(self, scope: _Scope) -> bc.PipelineCode:
+        if not scope.statements:
+            raise _err(AmmlFlowError, f"pipeline `{scope.name}` is empty", scope.pos)
+        self._collect_flows(scope)
+        order = self._order_statements(scope)
+        emitter = _Emitter()
+        used: set[str] = set()
+        for stmt in order:
+            self._statement(scope, stmt, emitter, used)
+        for name, (stmt, pos) in scope.flows.items():
+            if name not in used and not self._ends_in_egress(stmt, name):
+                self.error(_err(AmmlFlowError, f"flow `{name}` is defined but never used", pos,
+                                f"read it in another pipe, e.g. `{name} | print`, or remove it"))
+        emitter.wf("WF_END", None, scope.pos)
+        return bc.PipelineCode(
+            name=scope.name,
+            after=tuple(n for n, _ in scope.after),
+            code=tuple(emitter.code),
+            callbacks=tuple(emitter.callbacks),
+            line=scope.pos.line,
+        )
+
+    def _collect_flows(self, scope: _Scope) -> None:
+        for stmt in scope.statements:
+            defined: list[tuple[str, ast.Pos]] = []
+            if isinstance(stmt, ast.FlowDef):
+                defined.append((stmt.name, stmt.pos))
+            if stmt.pipe.split is not None:
+                defined.extend(stmt.pipe.split.flows)
+            for name, pos in defined:
+                if name in scope.flows:
+                    first = scope.flows[name][1]
+                    self.error(_err(AmmlNameError, f"flow `{name}` is defined twice (first at line {first.line})",
+                                    pos, "give each flow its own name"))
+                elif name in self.registry:
+                    self.error(_err(AmmlNameError, f"flow `{name}` has the name of a component", pos,
+                                    "choose another name for the flow"))
+                else:
+                    scope.flows[name] = (stmt, pos)
+
+    def _order_statements(self, scope: _Scope) -> list[ast.Statement]:
+        """Statements in dependency order (flows may be used before the line that defines them)."""
+        deps: dict[int, list[int]] = {}
+        index = {id(s): i for i, s in enumerate(scope.statements)}
+        for i, stmt in enumerate(scope.statements):
+            deps[i] = [index[id(scope.flows[n][0])] for n in self._flow_reads(scope, stmt) if n in scope.flows]
+        cycle = _find_cycle({str(k): [str(v) for v in vs] for k, vs in deps.items()})
+        if cycle:
+            names = [self._stmt_name(scope.statements[int(i)]) for i in cycle]
+            stmt = scope.statements[int(cycle[0])]
+            raise _err(AmmlFlowError, "flows feed each other in a cycle: " + " → ".join(names), stmt.pos,
+                       "a flow cannot read its own output; break the loop")
+        ordered: list[ast.Statement] = []
+        done: set[int] = set()
+
+        def visit(i: int) -> None:
+            if i in done:
+                return
+            done.add(i)
+            for d in deps[i]:
+                visit(d)
+            ordered.append(scope.statements[i])
+
+        for i in range(len(scope.statements)):
+            visit(i)
+        return ordered
+
+    @staticmethod
+    def _stmt_name(stmt: ast.Statement) -> str:
+        if isinstance(stmt, ast.FlowDef):
+            return stmt.name
+        if stmt.pipe.split is not None:
+            return ",".join(n for n, _ in stmt.pipe.split.flows)
+        return "(pipe)"
+
+    def _flow_reads(self, scope: _Scope, stmt: ast.Statement) -> list[str]:
+        head = stmt.pipe.head
+        if isinstance(head, ast.Join):
+            return [n for n, _ in head.flows]
+        if not head.params and head.name in scope.flows:
+            return [head.name]
+        return []
+
+    def _ends_in_egress(self, stmt: ast.Statement, name: str) -> bool:
+        last = stmt.pipe.stages[-1] if stmt.pipe.stages else stmt.pipe.head
+        if stmt.pipe.split is not None or not isinstance(last, ast.Stage):
+            return False
+        spec = self.registry.get(last.name)
+        return spec is not None and spec.kind is Kind.EGRESS
+
+    # ---- statements -------------------------------------------------------------------------------
+
+    def _statement(self, scope: _Scope, stmt: ast.Statement, em: _Emitter, used: set[str]) -> None:
+        pipe = stmt.pipe
+        em.wf("WF_NEW_FLOW", None, pipe.pos)
+        last_kind = self._head(scope, pipe.head, em, used)
+        for position, stage in enumerate(pipe.stages, start=2):
+            if stage.name in scope.flows and not stage.params:
+                self.error(_err(AmmlFlowError, f"flow `{stage.name}` cannot be read in the middle of a pipe",
+                                stage.pos, f"start a pipe with it, or merge flows with `join {stage.name}, ...`"))
+                continue
+            spec = self._spec(stage, scope)
+            if spec is None:
+                continue
+            if last_kind is Kind.EGRESS:
+                self.error(_err(AmmlFlowError, "an egress must be the last component of a pipe; "
+                                f"`{stage.name}` follows one", stage.pos,
+                                "name the flow before the egress and read it twice to send records two ways"))
+            if spec.kind is Kind.INGRESS:
+                self.error(_err(AmmlFlowError, f"`{stage.name}` is an ingress (a source) and cannot follow `|`",
+                                stage.pos, "start a new pipe with it, and merge pipes with `join`"))
+            self._component(stage, spec, em)
+            last_kind = spec.kind
+        if pipe.split is not None:
+            if last_kind is Kind.EGRESS:
+                self.error(_err(AmmlFlowError, "an egress has no output to split", pipe.split.pos,
+                                "split before the egress"))
+            em.wf("WF_SPLIT", ",".join(n for n, _ in pipe.split.flows), pipe.split.pos)
+        if isinstance(stmt, ast.FlowDef):
+            if last_kind is Kind.EGRESS and stmt.name in used | self._all_reads(scope):
+                self.error(_err(AmmlFlowError, f"flow `{stmt.name}` ends in an egress, so it has no records to "
+                                "read", stmt.pos, "name the flow before its egress"))
+            em.wf("WF_ASSIGN", stmt.name, stmt.pos)
+
+    def _all_reads(self, scope: _Scope) -> set[str]:
+        return {n for s in scope.statements for n in self._flow_reads(scope, s)}
+
+    def _head(self, scope: _Scope, head: ast.Stage | ast.Join, em: _Emitter, used: set[str]) -> Kind | None:
+        if isinstance(head, ast.Join):
+            for name, pos in head.flows:
+                self._need_flow(scope, name, pos)
+                used.add(name)
+            if len(head.flows) < 2:
+                self.error(_err(AmmlFlowError, "`join` needs at least two flows", head.pos))
+            em.wf("WF_JOIN", ",".join(n for n, _ in head.flows), head.pos)
+            return Kind.PROGRESS
+        if not head.params and head.name in scope.flows:
+            used.add(head.name)
+            em.wf("WF_LOAD_FLOW", head.name, head.pos)
+            return Kind.PROGRESS
+        spec = self._spec(head, scope)
+        if spec is None:
+            return None
+        if spec.kind is not Kind.INGRESS:
+            self.error(_err(AmmlFlowError, f"`{head.name}` needs input and cannot start a pipe", head.pos,
+                            "start with a source (`source`, `normalsource`, `logsource`), a named flow, or `join`"))
+        self._component(head, spec, em)
+        return spec.kind
+
+    def _need_flow(self, scope: _Scope, name: str, pos: ast.Pos) -> None:
+        if name not in scope.flows:
+            known = list(scope.flows)
+            self.error(_err(AmmlNameError, f"flow `{name}` is used but never defined", pos,
+                            did_you_mean(name, known) or (f"flows here: {one_of(known)}" if known else
+                                                          f"define it first: `{name} = source ...`")))
+
+    def _spec(self, stage: ast.Stage, scope: _Scope) -> ComponentSpec | None:
+        spec = self.registry.get(stage.name)
+        if spec is None:
+            candidates = [*self.registry, *scope.flows]
+            self.error(_err(AmmlNameError, f"unknown component `{stage.name}`", stage.pos,
+                            did_you_mean(stage.name, candidates)
+                            or f"components: {one_of(self.registry, 40)}"))
+        return spec
+
+    # ---- components and parameters ----------------------------------------------------------------
+
+    def _component(self, stage: ast.Stage, spec: ComponentSpec, em: _Emitter) -> None:
+        em.wf("WF_MAKE_COMPONENT", stage.name, stage.pos)
+        assignments: list[tuple[str, ast.Expr]] = []
+        seen: dict[str, ast.Pos] = {}
+        for p in stage.params:
+            if p.name in seen:
+                self.error(_err(AmmlNameError, f"parameter `{p.name}` is given twice", p.pos))
+                continue
+            seen[p.name] = p.pos
+            pspec = spec.param(p.name)
+            if pspec is None:
+                names = [x.name for x in spec.params]
+                self.error(_err(AmmlNameError, f"`{stage.name}` has no parameter `{p.name}`", p.pos,
+                                did_you_mean(p.name, names) or f"its parameters: {one_of(names)}"))
+                continue
+            try:
+                value = fold(p.value)
+                self._check_param(stage, pspec, p, value)
+            except AmmlError as exc:
+                self.error(exc)
+                continue
+            assignments.append((p.name, value))
+        for pspec in spec.params:
+            if pspec.required and pspec.name not in seen:
+                self.error(_err(AmmlTypeError, f"`{stage.name}` needs the parameter `{pspec.name}` "
+                                f"({pspec.type.value}: {pspec.doc})", stage.pos,
+                                f"add `{pspec.name}=...` after `{stage.name}`"))
+        if assignments:
+            em.callback(compile_callback(assignments), stage.pos)
+        em.wf("WF_ADD_COMPONENT", None, stage.pos)
+
+    def _check_param(self, stage: ast.Stage, pspec: ParamSpec, p: ast.Param, value: ast.Expr) -> None:
+        fields, params = reads(value)
+        for name in params:
+            if self.declared_params is not None and name not in self.declared_params:
+                self.error(_err(AmmlNameError, f"run parameter `params.{name}` is not declared in the dag block",
+                                p.value.pos, did_you_mean(name, self.declared_params)
+                                or f"declare it: params = {{{name}: <default>}}"))
+        if pspec.type.per_record:
+            return
+        where = f"parameter `{pspec.name}` of `{stage.name}`"
+        if fields:
+            hint = None
+            if isinstance(value, ast.Field) and pspec.type in (ParamType.STR, ParamType.STR_LIST, ParamType.ANY):
+                hint = f"to pass the text, quote it: {pspec.name}='{value.name}'"
+            raise _err(AmmlTypeError, f"{where} must be a constant {pspec.type.value}; this expression reads the "
+                       f"record field `{sorted(fields)[0]}`", p.value.pos, hint)
+        if not isinstance(value, ast.Const):
+            return  # reads run parameters: checked when the run starts
+        _check_value_type(where, pspec, value)
+
+
+def _check_value_type(where: str, pspec: ParamSpec, value: ast.Const) -> None:
+    v = value.value
+    if v is None and (not pspec.required and pspec.default is None):
+        return
+    ok = {
+        ParamType.INT: isinstance(v, int) and not isinstance(v, bool),
+        ParamType.FLOAT: isinstance(v, (int, float)) and not isinstance(v, bool),
+        ParamType.STR: isinstance(v, str),
+        ParamType.BOOL: isinstance(v, bool),
+        ParamType.STR_LIST: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+        ParamType.FLOAT_LIST: isinstance(v, list)
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
+        ParamType.ANY: True,
+    }[pspec.type]
+    if not ok:
+        from .semantics import type_name
+
+        example = {"int": "20", "float": "0.5", "str": "'text'", "bool": "true", "list[str]": "['a', 'b']",
+                   "list[float]": "[0.1, 0.2]"}.get(pspec.type.value, "")
+        raise _err(AmmlTypeError, f"{where} must be {pspec.type.value}; got {type_name(v)} {v!r}", value.pos,
+                   f"for example {pspec.name}={example}" if example else None)
+    values = v if isinstance(v, list) else [v]
+    if pspec.choices:
+        for item in values:
+            if item not in pspec.choices:
+                raise _err(AmmlTypeError, f"{where} must be one of {one_of(pspec.choices)}; got {item!r}",
+                           value.pos, did_you_mean(str(item), pspec.choices))
+
+
+class _Emitter:
+    def __init__(self) -> None:
+        self.code: list[bc.WfInstr] = []
+        self.callbacks: list[bc.Code] = []
+
+    def wf(self, op: str, arg: Any, pos: ast.Pos) -> None:
+        self.code.append(bc.WfInstr(op, arg, pos.line, pos.column))
+
+    def callback(self, code: bc.Code, pos: ast.Pos) -> None:
+        self.wf("WF_DEF_CALLBACK", len(self.callbacks), pos)
+        self.callbacks.append(code)
+        self.wf("WF_ADD_CALLBACK", None, pos)
+
+
+def _find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
+    """A cycle in a dependency graph as a list of nodes (first repeated at the end), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in deps.get(node, ()):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in deps:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None

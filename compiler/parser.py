@@ -1,0 +1,382 @@
+"""Text → AST: the lark LALR parser, a tree-to-AST transformer, and syntax errors a person can act on."""
+
+from __future__ import annotations
+
+import ast as py_ast
+import functools
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .errors import AmmlLimitError, AmmlSyntaxError
+
+# Nesting beyond this is certainly not a hand-written pipeline; refusing it keeps the (recursive)
+# later passes far from Python's recursion limit.
+MAX_NESTING = 64
+MAX_SOURCE_BYTES = 1_000_000
+
+KEYWORDS = frozenset({"pipeline", "dag", "after", "join", "split", "and", "or", "not", "true", "false", "null"})
+
+_TERMINAL_NAMES = {
+    "NAME": "a name",
+    "QUOTED_NAME": "a `quoted name`",
+    "INT": "a number",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "COMP_OP": "a comparison",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "'*', '/' or '%'",
+    "_PIPE": "'|'",
+    "_NL": "a new line",
+    "PARAMS": "`params`",
+    "$END": "the end of the file",
+}
+
+
+@functools.cache
+def _parser() -> Lark:
+    return Lark.open(
+        "grammar.lark",
+        rel_to=__file__,
+        parser="lalr",
+                maybe_placeholders=True,
+        transformer=_ToAst(),
+    )
+
+
+def parse(text: str, filename: str = "<string>") -> ast.Module:
+    """Parse AMML source into a :class:`~compiler.ast.Module`; raise :class:`AmmlSyntaxError`."""
+    try:
+        _check_limits(text)
+        items = _parser().parse(text + "\n")
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text).located(filename, text) from None
+    except (AmmlSyntaxError, AmmlLimitError) as exc:
+        raise exc.located(filename, text) from None
+    return ast.Module(filename=filename, items=tuple(items))
+
+
+def _check_limits(text: str) -> None:
+    if len(text) > MAX_SOURCE_BYTES:
+        raise AmmlLimitError(
+            f"file is {len(text)} characters long; AMML files are limited to {MAX_SOURCE_BYTES}",
+            line=1,
+            column=1,
+            hint="split the workflow into several files",
+        )
+    depth = 0
+    line, col = 1, 0
+    for ch in text:
+        col += 1
+        if ch in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise AmmlLimitError(
+                    f"brackets nested more than {MAX_NESTING} deep",
+                    line=line,
+                    column=col,
+                    hint="simplify the expression",
+                )
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif ch == "\n":
+            line, col = line + 1, 0
+
+
+# ---- syntax errors -------------------------------------------------------------------------------
+
+
+def _syntax_error(exc: UnexpectedInput, text: str) -> AmmlSyntaxError:
+    line, column = exc.line, exc.column
+    if isinstance(exc, UnexpectedCharacters):
+        return _bad_character(exc, text)
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        expected = getattr(exc, "expected", None) or getattr(exc, "accepts", None) or set()
+        return AmmlSyntaxError(
+            f"the file ends in the middle of a statement; expected {_describe(expected)}",
+            line=_last_line(text),
+            column=len(text.rstrip("\n").splitlines()[-1]) + 1 if text.strip() else 1,
+            hint=_eof_hint(text),
+        )
+    assert isinstance(exc, UnexpectedToken)
+    token = exc.token
+    expected = exc.accepts or exc.expected
+    if token.type in ("_NL", "_PIPE") and line is not None:
+        # lark reports a newline token at the start of the newline; point at the end of the line instead.
+        line = token.line
+        column = token.column
+    hint = _hint_for(token, expected)
+    shown = "a new line" if token.type == "_NL" else f"`{_token_text(token)}`"
+    return AmmlSyntaxError(
+        f"unexpected {shown}; expected {_describe(expected)}",
+        line=line,
+        column=column,
+        hint=hint,
+    )
+
+
+def _bad_character(exc: UnexpectedCharacters, text: str) -> AmmlSyntaxError:
+    char = exc.char
+    if char in "\"'":
+        return AmmlSyntaxError(
+            "unterminated string",
+            line=exc.line,
+            column=exc.column,
+            hint=f"close the string with {char} on the same line",
+        )
+    if char == "=":
+        return AmmlSyntaxError(
+            "unexpected `=`",
+            line=exc.line,
+            column=exc.column,
+            hint="use `==` to compare values; `=` only assigns a parameter or names a flow",
+        )
+    if char == "`":
+        return AmmlSyntaxError(
+            "unterminated `quoted name`", line=exc.line, column=exc.column, hint="close it with ` on the same line"
+        )
+    if char == "&" or char == "!":
+        return AmmlSyntaxError(
+            f"unexpected character {char!r}",
+            line=exc.line,
+            column=exc.column,
+            hint="use `and`, `or`, `not` for boolean logic and `!=` for 'not equal'",
+        )
+    return AmmlSyntaxError(
+        f"unexpected character {char!r}",
+        line=exc.line,
+        column=exc.column,
+        hint=f"expected {_describe(exc.allowed or set())}",
+    )
+
+
+def _hint_for(token: Token, expected: set[str]) -> str | None:
+    if token.type == "EQUAL" or (token.type == "__ANON" and token.value == "="):
+        return "use `==` to compare values; `=` only assigns a parameter or names a flow"
+    if token.value == "=":
+        return "use `==` to compare values; `=` only assigns a parameter or names a flow"
+    if token.type in ("NAME", "QUOTED_NAME") and "COMMA" in expected:
+        return "separate parameters with `,`: e.g. `normalsource col='val1', mean=0, std=1`"
+    if token.type == "NAME" and token.value in KEYWORDS:
+        return f"`{token.value}` is a keyword; quote a field of that name with backticks: `{token.value}`"
+    if token.type == "_PIPE":
+        return "each `|` must sit between two components"
+    if token.type == "_NL" and "EQUAL" in expected:
+        return "a parameter needs a value: `key=value`"
+    return None
+
+
+def _eof_hint(text: str) -> str | None:
+    stripped = text.rstrip()
+    if stripped.endswith("|"):
+        return "a `|` must be followed by a component, e.g. `| print`"
+    if stripped.endswith(","):
+        return "remove the trailing `,` or add the next parameter"
+    if stripped.count("{") > stripped.count("}"):
+        return "close the block with `}`"
+    return None
+
+
+def _describe(expected: set[str] | frozenset[str]) -> str:
+    names = sorted({_TERMINAL_NAMES.get(t, _literal(t)) for t in expected})
+    names = [n for n in names if n]
+    if not names:
+        return "something else"
+    if len(names) > 8:
+        names = [*names[:8], "…"]
+    return "one of " + ", ".join(names) if len(names) > 1 else names[0]
+
+
+_ANON = {
+    "EQUAL": "'='",
+    "COMMA": "','",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "SEMICOLON": "';'",
+    "DOT": "'.'",
+    "COLON": "':'",
+    "__ANON_0": "'**'",
+}
+
+
+def _literal(terminal: str) -> str:
+    if terminal in _ANON:
+        return _ANON[terminal]
+    lowered = terminal.lower()
+    if lowered in KEYWORDS:
+        return f"`{lowered}`"
+    return ""
+
+
+def _token_text(token: Token) -> str:
+    value = str(token).strip()
+    return value[:40] if value else token.type
+
+
+def _last_line(text: str) -> int:
+    return max(1, len(text.rstrip("\n").splitlines()))
+
+
+# ---- parse tree → AST ----------------------------------------------------------------------------
+
+
+def _pos(token: Token) -> ast.Pos:
+    return ast.Pos(token.line or 1, token.column or 1, token.end_column)
+
+
+def _names(tokens: list[Token]) -> tuple[tuple[str, ast.Pos], ...]:
+    return tuple((str(t), _pos(t)) for t in tokens if isinstance(t, Token) and t.type == "NAME")
+
+
+@v_args(inline=True)
+class _ToAst(Transformer):
+    """Builds AST nodes while parsing (LALR with an embedded transformer: no parse tree is kept)."""
+
+    # -- structure
+    @v_args(inline=False)
+    def start(self, items: list) -> list:
+        return items
+
+    @v_args(inline=False)
+    def pipeline_block(self, children: list) -> ast.PipelineBlock:
+        name, after, *statements = children
+        return ast.PipelineBlock(str(name), after or (), tuple(statements), _pos(name))
+
+    @v_args(inline=False)
+    def after_clause(self, children: list) -> tuple:
+        return _names(children)
+
+    @v_args(inline=False)
+    def dag_block(self, children: list) -> ast.DagBlock:
+        keyword, name, *settings = children
+        return ast.DagBlock(str(name) if name is not None else None, tuple(settings), _pos(keyword))
+
+    def setting(self, name: Token, value: ast.Expr) -> ast.Setting:
+        return ast.Setting(str(name), value, _pos(name))
+
+    def flow_def(self, name: Token, pipe: ast.Pipe) -> ast.FlowDef:
+        if str(name) in KEYWORDS:
+            raise AmmlSyntaxError(f"`{name}` is a keyword and cannot name a flow", line=name.line, column=name.column)
+        return ast.FlowDef(str(name), pipe, _pos(name))
+
+    def flow_stmt(self, pipe: ast.Pipe) -> ast.FlowStmt:
+        return ast.FlowStmt(pipe, pipe.pos)
+
+    @v_args(inline=False)
+    def pipe(self, children: list) -> ast.Pipe:
+        head, *rest = children
+        split = rest.pop() if rest and isinstance(rest[-1], ast.Split) else None
+        pos = head.pos
+        return ast.Pipe(head, tuple(rest), split, pos)
+
+    @v_args(inline=False)
+    def join(self, children: list) -> ast.Join:
+        return ast.Join(_names(children[1:]), _pos(children[0]))
+
+    @v_args(inline=False)
+    def split(self, children: list) -> ast.Split:
+        return ast.Split(_names(children[1:]), _pos(children[0]))
+
+    @v_args(inline=False)
+    def stage(self, children: list) -> ast.Stage:
+        name, *params = children
+        return ast.Stage(str(name), tuple(params), _pos(name))
+
+    def param(self, name: Token, value: ast.Expr) -> ast.Param:
+        return ast.Param(str(name), value, _pos(name))
+
+    # -- expressions
+    def or_op(self, left: ast.Expr, right: ast.Expr) -> ast.Expr:
+        return ast.BoolOp(left.pos, "or", left, right)
+
+    def and_op(self, left: ast.Expr, right: ast.Expr) -> ast.Expr:
+        return ast.BoolOp(left.pos, "and", left, right)
+
+    def not_op(self, keyword: Token, operand: ast.Expr) -> ast.Expr:
+        return ast.Not(_pos(keyword), operand)
+
+    def compare(self, left: ast.Expr, op: Token, right: ast.Expr) -> ast.Expr:
+        return ast.Compare(_pos(op), str(op), left, right)
+
+    def binary(self, left: ast.Expr, op: Token, right: ast.Expr) -> ast.Expr:
+        return ast.Binary(_pos(op), str(op), left, right)
+
+    def unary(self, op: Token, operand: ast.Expr) -> ast.Expr:
+        return ast.Unary(_pos(op), str(op), operand)
+
+    def power(self, left: ast.Expr, op: Token, right: ast.Expr) -> ast.Expr:
+        return ast.Binary(_pos(op), "**", left, right)
+
+    def method_call(self, obj: ast.Expr, name: Token, args: list | None) -> ast.Expr:
+        return ast.MethodCall(_pos(name), obj, str(name), tuple(args or ()))
+
+    def attribute(self, obj: ast.Expr, name: Token) -> ast.Expr:
+        return ast.Attribute(_pos(name), obj, str(name))
+
+    def int_lit(self, token: Token) -> ast.Expr:
+        return ast.Const(_pos(token), int(str(token).replace("_", "")))
+
+    def float_lit(self, token: Token) -> ast.Expr:
+        return ast.Const(_pos(token), float(str(token).replace("_", "")))
+
+    def string_lit(self, token: Token) -> ast.Expr:
+        return ast.Const(_pos(token), _unquote(token))
+
+    def true_lit(self, token: Token) -> ast.Expr:
+        return ast.Const(_pos(token), True)
+
+    def false_lit(self, token: Token) -> ast.Expr:
+        return ast.Const(_pos(token), False)
+
+    def null_lit(self, token: Token) -> ast.Expr:
+        return ast.Const(_pos(token), None)
+
+    def field(self, token: Token) -> ast.Expr:
+        return ast.Field(_pos(token), str(token))
+
+    def quoted_field(self, token: Token) -> ast.Expr:
+        return ast.Field(_pos(token), str(token)[1:-1])
+
+    def param_ref(self, _: Token, name: Token) -> ast.Expr:
+        return ast.ParamRef(_pos(name), str(name))
+
+    def call(self, name: Token, args: list | None) -> ast.Expr:
+        return ast.Call(_pos(name), str(name), tuple(args or ()))
+
+    def list_lit(self, bracket: Token, args: list | None) -> ast.Expr:
+        return ast.ListExpr(_pos(bracket), tuple(args or ()))
+
+    def dict_lit(self, brace: Token, entries: list | None) -> ast.Expr:
+        return ast.DictExpr(_pos(brace), tuple(entries or ()))
+
+    @v_args(inline=False)
+    def args(self, children: list) -> list:
+        return children
+
+    @v_args(inline=False)
+    def entries(self, children: list) -> list:
+        return children
+
+    def entry(self, key: Token, value: ast.Expr) -> tuple[str, ast.Expr]:
+        return (_unquote(key) if key.type == "STRING" else str(key), value)
+
+
+def _unquote(token: Token) -> str:
+    text = str(token)
+    try:
+        value = py_ast.literal_eval(text)
+    except (ValueError, SyntaxError) as exc:
+        raise AmmlSyntaxError(
+            f"invalid escape in string {text[:40]}",
+            line=token.line,
+            column=token.column,
+            hint="escapes follow Python's rules: \\n, \\t, \\\\, \\', \\\"",
+        ) from exc
+    if not isinstance(value, str):  # literal_eval of a quoted token always gives str; keep the type honest
+        raise AmmlSyntaxError(f"invalid string {text[:40]}", line=token.line, column=token.column)
+    return value
