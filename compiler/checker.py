@@ -231,7 +231,7 @@ class Checker:
         pipe = stmt.pipe
         em.wf("WF_NEW_FLOW", None, pipe.pos)
         last_kind = self._head(scope, pipe.head, em, used)
-        for position, stage in enumerate(pipe.stages, start=2):
+        for stage in pipe.stages:
             if stage.name in scope.flows and not stage.params:
                 self.error(_err(AmmlFlowError, f"flow `{stage.name}` cannot be read in the middle of a pipe",
                                 stage.pos, f"start a pipe with it, or merge flows with `join {stage.name}, ...`"))

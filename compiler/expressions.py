@@ -59,6 +59,7 @@ def fold(node: ast.Expr) -> ast.Expr:
     if isinstance(node, ast.DictExpr):
         raise _err(AmmlTypeError, "a `{...}` mapping is only allowed in a dag block setting", node.pos)
     if isinstance(node, ast.Attribute):
+        _check_name(node.name, node.pos)
         raise _err(
             AmmlSafetyError,
             f"attribute access `.{node.name}` is not allowed",

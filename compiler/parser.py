@@ -342,8 +342,8 @@ class _ToAst(Transformer):
     def quoted_field(self, token: Token) -> ast.Expr:
         return ast.Field(_pos(token), str(token)[1:-1])
 
-    def param_ref(self, _: Token, name: Token) -> ast.Expr:
-        return ast.ParamRef(_pos(name), str(name))
+    def param_ref(self, keyword: Token, name: Token) -> ast.Expr:
+        return ast.ParamRef(_pos(keyword), str(name))
 
     def call(self, name: Token, args: list | None) -> ast.Expr:
         return ast.Call(_pos(name), str(name), tuple(args or ()))

@@ -52,7 +52,7 @@ def check_dag_settings(block: ast.DagBlock) -> tuple[dict[str, Any], set[str], l
             errors.append(exc)
             continue
         types, doc = DAG_SETTINGS[setting.name]
-        if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             errors.append(AmmlTypeError(
                 f"dag setting `{setting.name}` must be {doc}; got {type_name(value)} {value!r}",
                 line=setting.value.pos.line, column=setting.value.pos.column))

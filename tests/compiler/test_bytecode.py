@@ -1,0 +1,56 @@
+"""Bytecode: the Fig. 5 listing, a stable serialised form, and the content-hash cache."""
+
+import json
+
+from compiler import ProgramCache, compile_source, disassemble
+from compiler.bytecode import Program
+from compiler.cache import cache_key
+
+FIG5 = "normalsource col='val1', mean=0, std=1 |\nfilter cond=val1 > 1 | print"
+
+
+def test_listing_reads_like_fig5():
+    listing = disassemble(compile_source(FIG5, "fig5.amml", cache=ProgramCache()))
+    lines = [line.strip() for line in listing.splitlines()]
+    filter_at = lines.index("WF_MAKE_COMPONENT filter  ; line 2")
+    block = lines[filter_at : filter_at + 14]
+    assert block[1:5] == ["WF_DEF_CALLBACK 1", "CONST_DEF_START", "0 1 i1", "CONST_DEF_END"]
+    ops = [line.split()[1] for line in block[6:10]]
+    assert ops == ["LOAD_VALUE", "LOAD_CONST", "CMP_GT", "ASSIGN"]
+    assert "0 4 sval1" in lines
+    assert lines[-3:] == ["WF_MAKE_COMPONENT print  ; line 2", "WF_ADD_COMPONENT", "WF_END"]
+
+
+def test_short_circuit_jumps_past_the_right_operand():
+    program = compile_source("normalsource | filter cond=a > 1 and b < 2 | print", cache=ProgramCache())
+    code = program.pipelines[0].callbacks[0]
+    names = [i.opname for i in code.instructions]
+    assert names == ["LOAD_VALUE", "LOAD_CONST", "CMP_GT", "JUMP_IF_FALSE", "LOAD_VALUE", "LOAD_CONST",
+                     "CMP_LT", "AND", "ASSIGN"]
+    assert code.instructions[3].arg == 8, "jumps to the ASSIGN, skipping `b < 2`"
+
+
+def test_serialised_form_is_stable_and_round_trips():
+    first = compile_source(FIG5, "f.amml", cache=ProgramCache()).to_json()
+    second = compile_source(FIG5, "f.amml", cache=ProgramCache()).to_json()
+    assert first == second
+    assert Program.from_json(first).to_json() == first
+    assert json.loads(first)["format"] == 1
+
+
+def test_cache_hits_by_content_and_misses_on_any_change(tmp_path):
+    cache = ProgramCache(tmp_path)
+    program = compile_source(FIG5, "f.amml", cache=cache)
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    reread = ProgramCache(tmp_path)  # a new process: only the disk copy exists
+    assert compile_source(FIG5, "f.amml", cache=reread) == program
+    assert compile_source(FIG5 + " ", "f.amml", cache=reread) != program
+    assert cache_key(FIG5, "f.amml", "r1") != cache_key(FIG5, "f.amml", "r2")
+
+
+def test_corrupt_cache_entry_is_ignored(tmp_path):
+    cache = ProgramCache(tmp_path)
+    program = compile_source(FIG5, "f.amml", cache=cache)
+    for path in tmp_path.glob("*.json"):
+        path.write_text("{not json")
+    assert compile_source(FIG5, "f.amml", cache=ProgramCache(tmp_path)) == program
