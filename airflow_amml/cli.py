@@ -3,6 +3,7 @@
     amml lint PATH...                      check .amml files (and folders of them); exit 1 on any error
     amml compile FILE --emit bytecode|ast|graph|json [--format text|mermaid|dot] [--pipeline NAME]
     amml components [NAME]                 the components the compiler knows, with their parameters
+    amml run FILE [--pipeline NAME] [--mode multiprocess|single] [--param KEY=VALUE]
 
 No Airflow, database or HDFS is needed for any of these.
 """
@@ -95,6 +96,39 @@ def cmd_components(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    from airflow_amml.runtime.executor import run_pipeline
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    run_params = {}
+    for item in args.param or ():
+        key, _, raw = item.partition("=")
+        run_params[key] = _parse_param(raw)
+    try:
+        program = compile_file(args.file)
+        defaults = dict((program.dag or {}).get("params", {}))
+        pipelines = [program.pipeline(args.pipeline)] if args.pipeline else list(program.pipelines)
+        for pipeline in pipelines:
+            result = run_pipeline(pipeline, run_params={**defaults, **run_params}, mode=args.mode,
+                                  filename=str(args.file))
+            print(result.summary(), file=sys.stderr)
+    except AmmlError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parse_param(raw: str) -> object:
+    import json
+
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="amml", description="AMML workflow language tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--format", choices=("text", "mermaid", "dot"), default="text", help="graph format")
     comp.add_argument("--pipeline", help="only this pipeline")
     comp.set_defaults(func=cmd_compile)
+
+    run = sub.add_parser("run", help="run a file's pipelines on embedded defaults")
+    run.add_argument("file")
+    run.add_argument("--pipeline", help="only this pipeline")
+    run.add_argument("--mode", choices=("multiprocess", "single"), default="multiprocess")
+    run.add_argument("--param", action="append", metavar="KEY=VALUE", help="run parameter (JSON value or text)")
+    run.set_defaults(func=cmd_run)
 
     comps = sub.add_parser("components", help="list components and their parameters")
     comps.add_argument("name", nargs="?")

@@ -1,0 +1,1 @@
+"""Built-in components (declared in compiler/builtin_components.py, implemented here)."""

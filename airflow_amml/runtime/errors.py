@@ -1,0 +1,23 @@
+"""Errors raised while running a pipeline."""
+
+from __future__ import annotations
+
+from compiler.errors import AmmlError
+
+
+class PipelineError(AmmlError):
+    """A pipeline failed while running: names the component, its position and the original traceback."""
+
+    label = "pipeline failed"
+
+    def __init__(self, message: str, *, component: str | None = None, traceback: str | None = None,
+                 line: int | None = None, column: int | None = None, filename: str = "<pipeline>") -> None:
+        super().__init__(message, filename=filename, line=line, column=column)
+        self.component = component
+        self.remote_traceback = traceback
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.remote_traceback:
+            text += "\n\nOriginal traceback (in the component's process):\n" + self.remote_traceback.rstrip()
+        return text

@@ -1,0 +1,496 @@
+"""Run a compiled pipeline: every component in its own process, columnar batches through bounded queues.
+
+::
+
+    parent (run_pipeline)
+      │  forks one process per component, then only watches: the control queue + every child's sentinel
+      ▼
+    [ingress] ──inbox──► [progress] ──inbox──► [egress]        inbox = multiprocessing.Queue(INBOX_BATCHES)
+        │                    │                     │
+        └────────────── control queue ─────────────┘            Done(counters) | Failure(traceback)
+                         event queues ───────────► components that accept events (alert → snapshot)
+
+* What travels is a pandas DataFrame (a micro-batch) or ``None`` (end of stream). A join is several
+  upstreams writing one inbox (the reader counts their ends); a split is one writer to several inboxes.
+* Backpressure: inboxes hold at most ``INBOX_BATCHES`` batches, so a slow sink slows its source and memory
+  stays flat.
+* Lifecycle: when a component raises or dies, the parent terminates every child (SIGTERM, then SIGKILL)
+  and raises :class:`PipelineError` naming the component. SIGTERM/SIGINT to the parent does the same.
+  Children are forked (``spawn`` re-imports ``__main__``, which hangs inside Airflow's task runner), reset
+  the signal handlers they inherit, and ask the kernel to kill them if the parent dies.
+
+``mode="single"`` runs the same plan in this process, depth first, for debugging and small data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any
+
+import pandas as pd
+
+from compiler.bytecode import PipelineCode
+from compiler.components import ComponentRegistry, Kind
+
+from .component import AbstractComponent, ComponentContext, Event
+from .errors import PipelineError
+from .plan import Stage, load_component_class, make_plan
+
+log = logging.getLogger(__name__)
+
+# Batches an inbox may hold: enough to keep both cores busy, small enough that memory stays flat.
+INBOX_BATCHES = 4
+# An ingress flushes a batch at this many rows, or when its oldest row has waited FLUSH_DELAY seconds.
+BATCH_ROWS = 65_536
+FLUSH_DELAY = 0.05
+# How long children get to exit after SIGTERM before SIGKILL.
+TERMINATE_GRACE = 3.0
+PROGRESS_EVERY = 10.0
+
+
+@dataclass
+class Counters:
+    records_in: int = 0
+    records_out: int = 0
+    batches_in: int = 0
+    batches_out: int = 0
+    busy_seconds: float = 0.0
+
+    def line(self, stage: Stage) -> str:
+        return (f"{stage.name:<16} in {self.records_in:>10,}  out {self.records_out:>10,}  "
+                f"batches {self.batches_in:>6}/{self.batches_out:<6}  busy {self.busy_seconds:7.2f}s")
+
+
+@dataclass
+class RunResult:
+    pipeline: str
+    counters: dict[int, Counters] = field(default_factory=dict)
+    stages: list[Stage] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [f"pipeline {self.pipeline}: finished in {self.seconds:.2f}s"]
+        lines.extend("  " + self.counters[s.id].line(s) for s in self.stages if s.id in self.counters)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Done:
+    stage: int
+    counters: Counters
+
+
+@dataclass(frozen=True)
+class _Failure:
+    stage: int
+    error: str
+    traceback: str
+
+
+@dataclass(frozen=True)
+class _Progress:
+    stage: int
+    counters: Counters
+
+
+def run_pipeline(
+    pipeline: PipelineCode,
+    *,
+    run_params: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    mode: str = "multiprocess",
+    registry: ComponentRegistry | None = None,
+    filename: str = "<pipeline>",
+) -> RunResult:
+    """Run one compiled pipeline to the end; raise :class:`PipelineError` if any component fails."""
+    stages = make_plan(pipeline, registry)
+    context_args = {"run_params": run_params, "settings": settings}
+    if mode == "single":
+        return _SingleProcess(pipeline.name, stages, context_args, filename).run()
+    if mode == "multiprocess":
+        return _MultiProcess(pipeline.name, stages, context_args, filename).run()
+    raise ValueError(f"mode must be 'multiprocess' or 'single', got {mode!r}")
+
+
+def _instantiate(stage: Stage, context: ComponentContext) -> AbstractComponent:
+    cls = load_component_class(stage.spec)
+    return cls(stage.spec, stage.callback, context)
+
+
+def _failure(stage: Stage, exc: BaseException, tb: str, filename: str) -> PipelineError:
+    return PipelineError(
+        f"component {stage.where} failed: {type(exc).__name__}: {exc}" if exc is not None else
+        f"component {stage.where} failed",
+        component=stage.name, traceback=tb, line=stage.line, column=stage.column, filename=filename,
+    )
+
+
+def rebatch(frames: Iterator[pd.DataFrame], rows: int = BATCH_ROWS, delay: float = FLUSH_DELAY
+            ) -> Iterator[pd.DataFrame]:
+    """Coalesce an ingress's frames into batches of about ``rows`` records, never holding one longer than
+    ``delay`` seconds (checked when the next frame arrives; a source that waits should yield empty frames)."""
+    held: list[pd.DataFrame] = []
+    count, since = 0, 0.0
+    for frame in frames:
+        if len(frame):
+            if not held:
+                since = time.monotonic()
+            held.append(frame)
+            count += len(frame)
+        while count >= rows:
+            batch = pd.concat(held, ignore_index=True) if len(held) > 1 else held[0]
+            yield batch.iloc[:rows].reset_index(drop=True)
+            rest = batch.iloc[rows:]
+            held, count = ([rest] if len(rest) else []), len(rest)
+            since = time.monotonic()
+        if held and time.monotonic() - since >= delay:
+            yield pd.concat(held, ignore_index=True) if len(held) > 1 else held[0]
+            held, count = [], 0
+    if held:
+        yield pd.concat(held, ignore_index=True) if len(held) > 1 else held[0]
+
+
+# ---- single process ------------------------------------------------------------------------------
+
+
+class _SingleProcess:
+    def __init__(self, name: str, stages: list[Stage], context_args: dict, filename: str) -> None:
+        self.name = name
+        self.stages = {s.id: s for s in stages}
+        self.filename = filename
+        self.counters = {s.id: Counters() for s in stages}
+        self.ends: dict[int, int] = {s.id: 0 for s in stages}
+        self.pending_events: list[Event] = []
+        self.context = ComponentContext(**context_args, emit_event=self.pending_events.append)
+        self.components: dict[int, AbstractComponent] = {}
+
+    def run(self) -> RunResult:
+        start = time.monotonic()
+        try:
+            for stage in self.stages.values():
+                self.components[stage.id] = self._guard(stage, _instantiate, stage, self.context)
+                self._guard(stage, self.components[stage.id].open)
+            for stage in self.stages.values():
+                if stage.spec.kind is Kind.INGRESS:
+                    for batch in self._guard(stage, lambda s=stage: list(rebatch(self.components[s.id].batches()))):
+                        self._emit(stage, batch)
+                    self._end(stage)
+        finally:
+            for component in self.components.values():
+                with contextlib.suppress(Exception):
+                    component.close()
+        return RunResult(self.name, self.counters, list(self.stages.values()), time.monotonic() - start)
+
+    def _guard(self, stage: Stage, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except PipelineError:
+            raise
+        except Exception as exc:
+            raise _failure(stage, exc, traceback.format_exc(), self.filename) from exc
+
+    def _emit(self, stage: Stage, batch: pd.DataFrame) -> None:
+        counters = self.counters[stage.id]
+        counters.records_out += len(batch)
+        counters.batches_out += 1
+        for d in stage.downstream:
+            self._receive(self.stages[d], batch)
+
+    def _receive(self, stage: Stage, batch: pd.DataFrame) -> None:
+        self._deliver_events()
+        counters = self.counters[stage.id]
+        counters.records_in += len(batch)
+        counters.batches_in += 1
+        component = self.components[stage.id]
+        t = time.monotonic()
+        if stage.spec.kind is Kind.EGRESS:
+            self._guard(stage, component.write, batch)
+            counters.busy_seconds += time.monotonic() - t
+        else:
+            out = self._guard(stage, component.process, batch)
+            counters.busy_seconds += time.monotonic() - t
+            if out is not None and len(out):
+                self._emit(stage, out)
+        self._deliver_events()
+
+    def _deliver_events(self) -> None:
+        while self.pending_events:
+            event = self.pending_events.pop(0)
+            for stage in self.stages.values():
+                if event.name in _accepted_events(stage):
+                    self._guard(stage, self.components[stage.id].on_event, event)
+
+    def _end(self, stage: Stage) -> None:
+        for d in stage.downstream:
+            down = self.stages[d]
+            self.ends[d] += 1
+            if self.ends[d] == len(down.upstream):
+                component = self.components[d]
+                out = self._guard(down, component.finish)
+                self._deliver_events()
+                if down.spec.kind is not Kind.EGRESS and out is not None and len(out):
+                    self._emit(down, out)
+                self._end(down)
+
+
+def _accepted_events(stage: Stage) -> set[str]:
+    names = set(stage.spec.accepts_events)
+    on = (stage.callback.static_values.get("on") if stage.callback else None) or None
+    if on:
+        names = {on}
+    return names
+
+
+def _emitted_event(stage: Stage) -> set[str]:
+    if not stage.spec.emits_events:
+        return set()
+    name = stage.callback.static_values.get("event") if stage.callback else None
+    return {name} if name else set(stage.spec.emits_events)
+
+
+# ---- one process per component --------------------------------------------------------------------
+
+
+class _MultiProcess:
+    def __init__(self, name: str, stages: list[Stage], context_args: dict, filename: str) -> None:
+        self.name = name
+        self.stages = stages
+        self.by_id = {s.id: s for s in stages}
+        self.context_args = context_args
+        self.filename = filename
+        self.ctx = mp.get_context("fork")
+
+    def run(self) -> RunResult:
+        start = time.monotonic()
+        inboxes = {s.id: self.ctx.Queue(INBOX_BATCHES) for s in self.stages if s.upstream}
+        events = {s.id: self.ctx.Queue() for s in self.stages if _accepted_events(s)}
+        control = self.ctx.Queue()
+        processes: dict[int, Any] = {}
+        counters: dict[int, Counters] = {}
+        previous = _install_termination_handlers()
+        try:
+            for stage in self.stages:
+                proc = self.ctx.Process(
+                    target=_child_main,
+                    args=(stage, inboxes, events, control, self.context_args, self.by_id),
+                    name=f"amml:{self.name}:{stage.name}",
+                    daemon=False,
+                )
+                proc.start()
+                processes[stage.id] = proc
+            self._watch(processes, control, counters)
+        finally:
+            _terminate(processes.values())
+            _restore_handlers(previous)
+            for q in [*inboxes.values(), *events.values(), control]:
+                q.cancel_join_thread()
+                q.close()
+        result = RunResult(self.name, counters, self.stages, time.monotonic() - start)
+        log.info("%s", result.summary())
+        return result
+
+    def _watch(self, processes: dict[int, Any], control: Any, counters: dict[int, Counters]) -> None:
+        running = dict(processes)
+        last_progress = time.monotonic()
+        while running:
+            ready = wait([control._reader, *(p.sentinel for p in running.values())], timeout=1.0)
+            while True:  # drain the control queue before looking at exits: a Failure explains an exit
+                try:
+                    msg = control.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(msg, _Failure):
+                    stage = self.by_id[msg.stage]
+                    raise PipelineError(
+                        f"component {stage.where} failed: {msg.error}", component=stage.name,
+                        traceback=msg.traceback, line=stage.line, column=stage.column, filename=self.filename,
+                    )
+                if isinstance(msg, _Done):
+                    counters[msg.stage] = msg.counters
+                elif isinstance(msg, _Progress):
+                    counters[msg.stage] = msg.counters
+            for stage_id, proc in list(running.items()):
+                if proc.sentinel in ready or not proc.is_alive():
+                    proc.join(0.5)
+                    if proc.exitcode is None:
+                        continue
+                    if stage_id not in counters or proc.exitcode != 0:
+                        with contextlib.suppress(queue.Empty):
+                            msg = control.get(timeout=0.5)
+                            if isinstance(msg, _Failure):
+                                control.put(msg)
+                                break
+                            if isinstance(msg, _Done):
+                                counters[msg.stage] = msg.counters
+                        if stage_id not in counters or proc.exitcode != 0:
+                            stage = self.by_id[stage_id]
+                            raise PipelineError(
+                                f"component {stage.where} died unexpectedly (exit code {proc.exitcode})",
+                                component=stage.name, line=stage.line, column=stage.column, filename=self.filename,
+                            )
+                    del running[stage_id]
+            if time.monotonic() - last_progress > PROGRESS_EVERY:
+                last_progress = time.monotonic()
+                for stage in self.stages:
+                    if stage.id in counters:
+                        log.info("progress  %s", counters[stage.id].line(stage))
+
+
+class _Terminated(BaseException):
+    """Raised in the parent by SIGTERM/SIGINT so that `finally` blocks stop every child."""
+
+
+def _install_termination_handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(f"received signal {signal.Signals(signum).name}")
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def _terminate(processes: Any) -> None:
+    alive = [p for p in processes if p.is_alive()]
+    for p in alive:
+        with contextlib.suppress(ProcessLookupError):
+            p.terminate()
+    deadline = time.monotonic() + TERMINATE_GRACE
+    for p in alive:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in alive:
+        if p.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            p.join(1.0)
+
+
+# ---- inside a child -------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies (no orphans, even on SIGKILL)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _child_main(stage: Stage, inboxes: dict, events: dict, control: Any, context_args: dict,
+                stages: dict[int, Stage]) -> None:
+    # Forked from a parent that may have its own handlers (Airflow's task runner ignores SIGTERM in its
+    # children): SIGTERM must kill us; SIGINT is the parent's to handle.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    counters = Counters()
+    subscribers = [events[s.id] for s in stages.values() if s.id in events and _accepted_events(s) & _emitted_event(stage)]
+
+    def emit_event(event: Event) -> None:
+        for q in subscribers:
+            q.put(event)
+
+    component = None
+    try:
+        component = _instantiate(stage, ComponentContext(**context_args, emit_event=emit_event))
+        component.open()
+        outboxes = [inboxes[d] for d in stage.downstream]
+        if stage.spec.kind is Kind.INGRESS:
+            _run_ingress(component, outboxes, counters)
+        else:
+            _run_consumer(stage, component, inboxes[stage.id], events.get(stage.id), outboxes, counters, control)
+        for box in outboxes:
+            box.put(None)
+        control.put(_Done(stage.id, counters))
+    except BaseException as exc:
+        control.put(_Failure(stage.id, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    finally:
+        if component is not None:
+            with contextlib.suppress(Exception):
+                component.close()
+        control.close()
+        control.join_thread()
+        for box in inboxes.values():
+            box.close()
+            box.join_thread()
+        os._exit(0)
+
+
+def _send(outboxes: list, batch: pd.DataFrame, counters: Counters) -> None:
+    counters.records_out += len(batch)
+    counters.batches_out += 1
+    for box in outboxes:
+        box.put(batch)
+
+
+def _run_ingress(component: AbstractComponent, outboxes: list, counters: Counters) -> None:
+    t = time.monotonic()
+    for batch in rebatch(component.batches()):
+        counters.busy_seconds += time.monotonic() - t
+        _send(outboxes, batch, counters)
+        t = time.monotonic()
+
+
+def _run_consumer(stage: Stage, component: AbstractComponent, inbox: Any, event_box: Any, outboxes: list,
+                  counters: Counters, control: Any) -> None:
+    ends = 0
+    last_progress = time.monotonic()
+    while ends < len(stage.upstream):
+        _drain_events(component, event_box)
+        try:
+            batch = inbox.get(timeout=0.1 if event_box is not None else 1.0)
+        except queue.Empty:
+            continue
+        if batch is None:
+            ends += 1
+            continue
+        counters.records_in += len(batch)
+        counters.batches_in += 1
+        t = time.monotonic()
+        if stage.spec.kind is Kind.EGRESS:
+            component.write(batch)
+            counters.busy_seconds += time.monotonic() - t
+        else:
+            out = component.process(batch)
+            counters.busy_seconds += time.monotonic() - t
+            if out is not None and len(out):
+                _send(outboxes, out, counters)
+        if time.monotonic() - last_progress > PROGRESS_EVERY:
+            last_progress = time.monotonic()
+            control.put(_Progress(stage.id, counters))
+    _drain_events(component, event_box)
+    out = component.finish()
+    _drain_events(component, event_box)
+    if stage.spec.kind is not Kind.EGRESS and out is not None and len(out):
+        _send(outboxes, out, counters)
+
+
+def _drain_events(component: AbstractComponent, event_box: Any) -> None:
+    if event_box is None:
+        return
+    while True:
+        try:
+            event = event_box.get_nowait()
+        except queue.Empty:
+            return
+        component.on_event(event)
