@@ -37,7 +37,7 @@ def _ett_path() -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".part")
         try:
-            urllib.request.urlretrieve(ETT_URL, tmp)  # noqa: S310 - a fixed https URL
+            urllib.request.urlretrieve(ETT_URL, tmp)
         except OSError as exc:
             raise PipelineError(
                 f"cannot download ETTh1 from {ETT_URL}: {exc}",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from airflow_amml.runtime.component import AbstractProgress
 from compiler import vm
 from compiler.vm import Col
-from airflow_amml.runtime.component import AbstractProgress
 
 
 def _as_series(value: object, n: int, index: pd.Index) -> pd.Series:

@@ -404,7 +404,8 @@ def _child_main(stage: Stage, inboxes: dict, events: dict, control: Any, context
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     counters = Counters()
-    subscribers = [events[s.id] for s in stages.values() if s.id in events and _accepted_events(s) & _emitted_event(stage)]
+    emitted = _emitted_event(stage)
+    subscribers = [events[s.id] for s in stages.values() if s.id in events and _accepted_events(s) & emitted]
 
     def emit_event(event: Event) -> None:
         for q in subscribers:

@@ -104,7 +104,7 @@ def test_sigterm_to_the_executor_terminates_every_child(tmp_path):
     assert len(kids) == 3
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=20)
-    gone, alive = psutil.wait_procs(kids, timeout=10)
+    _, alive = psutil.wait_procs(kids, timeout=10)
     assert alive == []
 
 
