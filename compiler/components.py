@@ -101,6 +101,7 @@ class ComponentRegistry(Mapping[str, ComponentSpec]):
 
     def __init__(self, specs: Iterable[ComponentSpec] = (), *, load_entry_points: bool = True) -> None:
         self._specs: dict[str, ComponentSpec] = {}
+        self._fingerprint: str | None = None
         for spec in specs:
             self.register(spec)
         self._entry_points_pending = load_entry_points
@@ -109,6 +110,7 @@ class ComponentRegistry(Mapping[str, ComponentSpec]):
         if spec.name in self._specs and self._specs[spec.name] != spec:
             raise ValueError(f"component `{spec.name}` is registered twice")
         self._specs[spec.name] = spec
+        self._fingerprint = None
 
     def __getitem__(self, name: str) -> ComponentSpec:
         if name not in self._specs:
@@ -130,10 +132,12 @@ class ComponentRegistry(Mapping[str, ComponentSpec]):
 
     def fingerprint(self) -> str:
         """Changes when any declaration changes: part of the compiled-program cache key."""
-        import hashlib
+        if self._fingerprint is None:
+            import hashlib
 
-        text = repr(sorted((s.name, s.kind.value, s.params, s.extra, s.impl) for s in self._specs.values()))
-        return hashlib.sha1(text.encode()).hexdigest()[:16]
+            text = repr(sorted((s.name, s.kind.value, s.params, s.extra, s.impl) for s in self._specs.values()))
+            self._fingerprint = hashlib.sha1(text.encode()).hexdigest()[:16]
+        return self._fingerprint
 
     def _load_entry_points(self) -> None:
         if not self._entry_points_pending:

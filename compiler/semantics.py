@@ -260,6 +260,14 @@ def f_abs(a: Any) -> Any:
     return _int_or_null(abs(x)) if isinstance(x, int) else abs(x)
 
 
+ROUND_DIGITS_LIMIT = 400
+
+
+def round_digits(ndigits: int) -> int:
+    """numpy's ``round`` takes a C int; beyond ±400 digits its result is NaN (null) anyway, so clamp."""
+    return max(-ROUND_DIGITS_LIMIT, min(ROUND_DIGITS_LIMIT, ndigits))
+
+
 def f_round(a: Any, ndigits: Any = 0) -> Any:
     if a is None or ndigits is None:
         return None
@@ -268,7 +276,7 @@ def f_round(a: Any, ndigits: Any = 0) -> Any:
     np = _np()
     x = float(_num(a, "round", None))
     with np.errstate(all="ignore"):
-        return _float_or_null(float(np.round(np.float64(x), ndigits)))
+        return _float_or_null(float(np.round(np.float64(x), round_digits(ndigits))))
 
 
 def f_min(*args: Any) -> Any:

@@ -186,14 +186,18 @@ Value = Col | Any  # a Col, or a Python scalar (None = null) broadcast over the 
 
 
 def col_from_pylist(items: list[Any]) -> Col:
-    """Build a column from Python values, choosing the narrowest dtype that holds them all."""
+    """Build a column from Python values, choosing the narrowest dtype that holds them all.
+
+    Only values of one type get a numpy dtype: a mix of bools, ints and floats stays an object column, so
+    that every record keeps its own type (``str(1)`` is '1', and 2**62 + 1 is not rounded to a float).
+    """
     present = [v for v in items if v is not None]
     mask = np.fromiter((v is None for v in items), dtype=bool, count=len(items))
     if present and all(isinstance(v, bool) for v in present):
         return Col(np.array([bool(v) if v is not None else False for v in items], dtype=bool), mask)
     if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
         return Col(np.array([v if v is not None else 0 for v in items], dtype=np.int64), mask)
-    if present and all(sem.is_number(v) for v in present):
+    if present and all(isinstance(v, float) for v in present):
         return Col(np.array([float(v) if v is not None else 0.0 for v in items], dtype=np.float64), mask)
     values = np.empty(len(items), dtype=object)
     values[:] = items
@@ -206,8 +210,8 @@ def col_from_array(values: Any) -> Col:
         return _col_from_series(values)
     arr = np.asarray(values)
     if arr.dtype.kind == "f":
-        nan = np.isnan(arr)
-        return Col(arr, nan if nan.any() else None)
+        bad = ~np.isfinite(arr)  # NaN and ±inf are null, as in normalize_value
+        return Col(arr, bad if bad.any() else None)
     if arr.dtype.kind in "biu":
         return Col(arr.astype(np.int64) if arr.dtype.kind == "u" else arr)
     if arr.dtype.kind == "M":
@@ -218,11 +222,11 @@ def col_from_array(values: Any) -> Col:
 def _col_from_series(series: Any) -> Col:
     dtype = series.dtype
     kind = getattr(dtype, "kind", "O")
-    if kind == "f" and type(dtype).__module__ == "numpy":
+    if kind == "f" and isinstance(dtype, np.dtype):
         arr = series.to_numpy()
-        nan = np.isnan(arr)
-        return Col(arr, nan if nan.any() else None)
-    if kind in "biu" and type(dtype).__module__ == "numpy":
+        bad = ~np.isfinite(arr)  # NaN and ±inf are null, as in normalize_value
+        return Col(arr, bad if bad.any() else None)
+    if kind in "biu" and isinstance(dtype, np.dtype):
         arr = series.to_numpy()
         return Col(arr.astype(np.int64) if kind == "u" else arr)
     if kind == "M":
@@ -264,6 +268,13 @@ def _num_values(v: Value) -> Any:
     if isinstance(v, Col):
         return v.values.astype(np.int64) if v.kind == "b" else v.values
     return int(v) if isinstance(v, bool) else v
+
+
+def _num_kind(v: Value) -> str:
+    """'b', 'i' or 'f': whether a numeric value is, record by record, a bool, an int or a float."""
+    if isinstance(v, Col):
+        return "i" if v.kind == "u" else v.kind
+    return "b" if isinstance(v, bool) else "i" if isinstance(v, int) else "f"
 
 
 def _mask(v: Value) -> np.ndarray | None:
@@ -483,15 +494,19 @@ def _abs_fast(ev: BatchEval, a: Value) -> Value:
 def _round_fast(ev: BatchEval, a: Value, ndigits: Value = 0) -> Value:
     if not _is_numeric(a) or not isinstance(ndigits, int) or isinstance(ndigits, bool):
         return NotImplemented
+    x = np.asarray(_num_values(a), dtype=np.float64)
     with np.errstate(all="ignore"):
-        return _finite(np.round(np.asarray(_num_values(a), dtype=np.float64), ndigits), _mask(a))
+        return _finite(np.round(x, sem.round_digits(ndigits)), _mask(a))
 
 
 def _pow_fast(ev: BatchEval, a: Value, b: Value) -> Value:
     return ev.binary(bc.POW, a, b)
 
 
-def _extreme_fast(ufunc: Any) -> Callable[..., Value]:
+def _extreme_fast(better: Any) -> Callable[..., Value]:
+    """Like Python's min/max: a later value replaces the pick only when strictly better (min(0.0, -0.0) is
+    0.0, where np.minimum gives -0.0)."""
+
     def fast(ev: BatchEval, *args: Value) -> Value:
         if any(a is None for a in args):
             return None
@@ -501,7 +516,7 @@ def _extreme_fast(ufunc: Any) -> Callable[..., Value]:
         values = [np.asarray(_num_values(a), dtype=np.float64 if as_float else np.int64) for a in args]
         result = values[0]
         for v in values[1:]:
-            result = ufunc(result, v)
+            result = np.where(better(v, result), v, result)
         return Col(_broadcast(np.asarray(result), ev.n), _or_masks(*(_mask(a) for a in args)))
 
     return fast
@@ -516,13 +531,13 @@ def _is_null_fast(ev: BatchEval, a: Value) -> Value:
 def _if_fast(ev: BatchEval, cond: Value, then: Value, otherwise: Value) -> Value:
     if not all(_is_numeric(v) for v in (then, otherwise) if v is not None) or then is None or otherwise is None:
         return NotImplemented
-    if not (_is_int(then) == _is_int(otherwise)):
+    if _num_kind(then) != _num_kind(otherwise):  # a bool, an int and a float stay what they are
         return NotImplemented
     t = ev.truth(cond)
     if not isinstance(t, Col):
         return then if t is True else otherwise
     picked = t.values.astype(bool) & (t.mask is None or ~t.mask) if t.mask is not None else t.values.astype(bool)
-    values = np.where(picked, _num_values(then), _num_values(otherwise))
+    values = np.where(picked, *(v.values if isinstance(v, Col) else v for v in (then, otherwise)))
     then_mask = _mask(then) if _mask(then) is not None else np.zeros(ev.n, dtype=bool)
     other_mask = _mask(otherwise) if _mask(otherwise) is not None else np.zeros(ev.n, dtype=bool)
     return Col(_broadcast(values, ev.n), np.where(picked, then_mask, other_mask))
@@ -544,8 +559,8 @@ _FAST_FUNCTIONS: dict[str, Callable[..., Value]] = {
     "ceil": _math_fast(np.ceil),
     "round": _round_fast,
     "pow": _pow_fast,
-    "min": _extreme_fast(np.minimum),
-    "max": _extreme_fast(np.maximum),
+    "min": _extreme_fast(np.less),
+    "max": _extreme_fast(np.greater),
     "is_null": _is_null_fast,
     "if": _if_fast,
     "float": _float_fast,
@@ -573,6 +588,30 @@ def eval_batch(
         out.update(_run_record(code, None, params or {}, 0, code.static_end))
     else:
         out.update(static)
+    try:
+        _run_batch(code, ev, out)
+    except (MissingFieldError, MissingParamError):
+        raise
+    except SemanticError:
+        # The batch also evaluates what a record skips (the right side of an `and`/`or` that record
+        # already decided; everything, when there are no records): the error counts only if a record
+        # meets it. Redo this batch record by record, which raises exactly when the record VM does.
+        _run_rows(code, ev, out)
+    return out
+
+
+def _run_rows(code: bc.Code, ev: BatchEval, out: dict[str, Value]) -> None:
+    columns = {name: ev.load(name).to_pylist() for name in code.fields}
+    stop = len(code.instructions)
+    results = [
+        _run_record(code, {name: values[i] for name, values in columns.items()}, ev.params, code.static_end, stop)
+        for i in range(ev.n)
+    ]
+    for name in code.per_record:
+        out[name] = col_from_pylist([r[name] for r in results])
+
+
+def _run_batch(code: bc.Code, ev: BatchEval, out: dict[str, Value]) -> None:
     stack: list[Value] = []
     consts, names, instructions = code.consts, code.names, code.instructions
     pc, stop = code.static_end, len(instructions)
@@ -622,7 +661,6 @@ def eval_batch(
             stack[-1] = ev.method(names[ins.arg], stack[-1], args)
         else:  # pragma: no cover
             raise AssertionError(f"unknown opcode {op}")
-    return out
 
 
 def as_pylist(value: Value, n: int) -> list[Any]:
