@@ -210,8 +210,7 @@ def col_from_array(values: Any) -> Col:
         return _col_from_series(values)
     arr = np.asarray(values)
     if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr)  # NaN and ±inf are null, as in normalize_value
-        return Col(arr, bad if bad.any() else None)
+        return _float_col(arr)
     if arr.dtype.kind in "biu":
         return Col(arr.astype(np.int64) if arr.dtype.kind == "u" else arr)
     if arr.dtype.kind == "M":
@@ -224,8 +223,7 @@ def _col_from_series(series: Any) -> Col:
     kind = getattr(dtype, "kind", "O")
     if kind == "f" and isinstance(dtype, np.dtype):
         arr = series.to_numpy()
-        bad = ~np.isfinite(arr)  # NaN and ±inf are null, as in normalize_value
-        return Col(arr, bad if bad.any() else None)
+        return _float_col(arr)
     if kind in "biu" and isinstance(dtype, np.dtype):
         arr = series.to_numpy()
         return Col(arr.astype(np.int64) if kind == "u" else arr)
@@ -242,13 +240,19 @@ def _col_from_series(series: Any) -> Col:
     return col_from_pylist([None if m else normalize_value(v) for v, m in zip(series.tolist(), mask.tolist())])
 
 
+def _float_col(arr: np.ndarray) -> Col:
+    """NaN and ±inf are null, as in normalize_value. (Zero-filling them would keep later arithmetic finite,
+    but np.where costs more than the isfinite checks it saves.)"""
+    bad = ~np.isfinite(arr)
+    return Col(arr, bad if bad.any() else None)
+
+
 def _or_masks(*masks: np.ndarray | None) -> np.ndarray | None:
-    found = [m for m in masks if m is not None]
-    if not found:
-        return None
-    if len(found) == 1:
-        return found[0]
-    return np.logical_or.reduce(found)
+    result = None
+    for m in masks:
+        if m is not None:
+            result = m if result is None else np.logical_or(result, m)
+    return result
 
 
 def _is_numeric(v: Value) -> bool:
@@ -307,6 +311,8 @@ class BatchEval:
             return value
         if value is None:
             return Col(np.zeros(self.n, dtype=bool), np.ones(self.n, dtype=bool))
+        if isinstance(value, bool):
+            return Col(np.full(self.n, value, dtype=bool))
         return col_from_pylist([value] * self.n)
 
     def elementwise(self, fn: Callable[..., Any], *args: Value) -> Value:
@@ -355,6 +361,11 @@ class BatchEval:
     def _int_arith(self, op: int, x: Any, y: Any, mask: np.ndarray | None) -> Col:
         x64 = np.asarray(x, dtype=np.int64)
         y64 = np.asarray(y, dtype=np.int64)
+        # Two cheap reductions usually prove that no record can overflow; only then skip the exact check.
+        bx, by = _abs_bound(x64), _abs_bound(y64)
+        if (bx * by if op == bc.MUL else bx + by) <= sem.INT_MAX:
+            r = {bc.ADD: np.add, bc.SUB: np.subtract, bc.MUL: np.multiply}[op](x64, y64)
+            return Col(np.broadcast_to(r, (self.n,)).copy() if r.ndim == 0 else r, mask)
         if op == bc.ADD:
             r = np.add(x64, y64)
             overflow = ((x64 ^ r) & (y64 ^ r)) < 0
@@ -412,6 +423,9 @@ class BatchEval:
         if not (isinstance(x, Col) or isinstance(y, Col)):
             return _RECORD_BINARY[op](x, y)
         x, y = self.full(x), self.full(y)
+        if x.mask is None and y.mask is None:  # no nulls: plain boolean algebra
+            ufunc = np.logical_and if op == bc.AND else np.logical_or
+            return Col(ufunc(x.values, y.values))
         xm = x.mask if x.mask is not None else np.zeros(self.n, dtype=bool)
         ym = y.mask if y.mask is not None else np.zeros(self.n, dtype=bool)
         xv, yv = x.values.astype(bool), y.values.astype(bool)
@@ -425,7 +439,7 @@ class BatchEval:
         x = self.truth(a)
         if not isinstance(x, Col):
             return sem.not_(x)
-        return Col(~x.values.astype(bool), x.mask)
+        return Col(np.logical_not(x.values), x.mask)
 
     def all_false(self, a: Value) -> bool:
         if isinstance(a, Col):
@@ -449,6 +463,15 @@ class BatchEval:
 
     def method(self, name: str, obj: Value, args: list[Value]) -> Value:
         return self.elementwise(sem.METHODS[name][0], obj, *args)
+
+
+def _abs_bound(arr: np.ndarray) -> int:
+    """The largest absolute value in an int64 array (as a Python int, so it cannot overflow)."""
+    if arr.ndim == 0:
+        return abs(int(arr))
+    if arr.size == 0:
+        return 0
+    return max(abs(int(arr.min())), abs(int(arr.max())))
 
 
 def _broadcast(arr: np.ndarray, n: int) -> np.ndarray:
