@@ -111,8 +111,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         defaults = dict((program.dag or {}).get("params", {}))
         pipelines = [program.pipeline(args.pipeline)] if args.pipeline else list(program.pipelines)
         for pipeline in pipelines:
-            result = run_pipeline(pipeline, run_params={**defaults, **run_params}, mode=args.mode,
-                                  filename=str(args.file))
+            result = run_pipeline(
+                pipeline, run_params={**defaults, **run_params}, mode=args.mode, filename=str(args.file)
+            )
             print(result.summary(), file=sys.stderr)
     except AmmlError as exc:
         print(exc, file=sys.stderr)

@@ -11,6 +11,9 @@ _INGRESS = "airflow_amml.components.ingress"
 _PROGRESS = "airflow_amml.components.progress"
 _EGRESS = "airflow_amml.components.egress"
 _MODELS = "airflow_amml.components.models"
+_SCALERS = "airflow_amml.components.scalers"
+_EVENTS = "airflow_amml.components.events"
+_SINKS = "airflow_amml.components.sinks"
 
 _WINDOW = (
     param("start", "any", "start of the time window (ISO time); default: the run's data interval", None),
@@ -107,7 +110,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             _STATS_FROM,
             param("fit_rows", "int", "fit on the first N records only; default: the whole stream", None),
         ),
-        impl=f"{_PROGRESS}:MinMaxScaler",
+        impl=f"{_SCALERS}:MinMaxScaler",
     ),
     ComponentSpec(
         "zscore_scaler",
@@ -118,14 +121,14 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             _STATS_FROM,
             param("fit_rows", "int", "fit on the first N records only; default: the whole stream", None),
         ),
-        impl=f"{_PROGRESS}:ZScoreScaler",
+        impl=f"{_SCALERS}:ZScoreScaler",
     ),
     ComponentSpec(
         "minmax_inverse",
         Kind.PROGRESS,
         "Undo `minmax_scaler` with the statistics of the scaler upstream or of a model version.",
         (_COLS, _STATS_FROM),
-        impl=f"{_PROGRESS}:MinMaxInverse",
+        impl=f"{_SCALERS}:MinMaxInverse",
     ),
     ComponentSpec(
         "stats",
@@ -200,7 +203,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("event", "str", "name of the event sent to other components", "alert"),
             param("cooldown", "int", "records to wait before the same alert can fire again", 0),
         ),
-        impl=f"{_EGRESS}:Alert",
+        impl=f"{_EVENTS}:Alert",
         emits_events=("alert",),
     ),
     ComponentSpec(
@@ -212,7 +215,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("on", "str", "event that triggers a save", "alert"),
             param("table", "str", "table the snapshot rows are written to", "amml_snapshots"),
         ),
-        impl=f"{_EGRESS}:Snapshot",
+        impl=f"{_EVENTS}:Snapshot",
         accepts_events=("alert",),
     ),
     ComponentSpec(
@@ -230,7 +233,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         Kind.EGRESS,
         "Write records to a Parquet file.",
         (param("path", "str", "file to write"),),
-        impl=f"{_EGRESS}:ParquetSink",
+        impl=f"{_SINKS}:ParquetSink",
     ),
     ComponentSpec(
         "sql_sink",
@@ -241,6 +244,6 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("key", "list[str]", "columns identifying a row; rows with these keys are replaced", None),
             param("db", "str", "database URL or Airflow connection id; default: the registry's database", None),
         ),
-        impl=f"{_EGRESS}:SqlSink",
+        impl=f"{_SINKS}:SqlSink",
     ),
 )

@@ -59,14 +59,22 @@ def _entries(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def read_source(source_id: str, *, start: Any = None, end: Any = None, cols: list[str] | None = None,
-                settings: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def read_source(
+    source_id: str,
+    *,
+    start: Any = None,
+    end: Any = None,
+    cols: list[str] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
     entries = _entries(settings or {})
     if source_id not in entries:
         from compiler.errors import did_you_mean, one_of
 
-        raise PipelineError(f"unknown data source `{source_id}`; the catalog has {one_of(entries)}"
-                            + (f"; {did_you_mean(source_id, entries)}" if did_you_mean(source_id, entries) else ""))
+        raise PipelineError(
+            f"unknown data source `{source_id}`; the catalog has {one_of(entries)}"
+            + (f"; {did_you_mean(source_id, entries)}" if did_you_mean(source_id, entries) else "")
+        )
     entry = entries[source_id]
     path = Path(entry["path"]) if entry.get("path") else _ett_path()
     if not path.is_file():

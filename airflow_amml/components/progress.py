@@ -50,3 +50,81 @@ class Derive(AbstractProgress):
         for name in self.callback.assigned if self.callback else ():
             out[name] = _as_series(values.get(name, self.params.get(name)), len(batch), batch.index)
         return out
+
+
+class Stats(AbstractProgress):
+    """`stats ops=['mean', 'std']`: one summary record at the end of the stream, or with `window=N` the
+    statistics of the last N records added to every record (columns `<col>_<op>`)."""
+
+    def open(self) -> None:
+        self.ops = list(self.params["ops"])
+        self.window = self.params["window"]
+        self.tail: pd.DataFrame | None = None
+        self.total: pd.DataFrame | None = None
+
+    def _cols(self, batch: pd.DataFrame) -> list[str]:
+        from .scalers import numeric_columns
+
+        return list(self.params["cols"] or numeric_columns(batch))
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame | None:
+        cols = self._cols(batch)
+        if self.window is None:
+            values = batch[cols].astype("float64")
+            part = pd.DataFrame(
+                {
+                    "count": values.count(),
+                    "mean": values.mean(),
+                    "m2": values.var(ddof=0) * values.count(),
+                    "min": values.min(),
+                    "max": values.max(),
+                }
+            )
+            self.total = part if self.total is None else _merge_moments(self.total, part.fillna(0.0))
+            return None
+        window = int(self.window)
+        joined = batch if self.tail is None else pd.concat([self.tail, batch])
+        rolling = joined[cols].astype("float64").rolling(window, min_periods=1)
+        out = batch.copy()
+        for op in self.ops:
+            computed = (
+                rolling.count() if op == "count" else getattr(rolling, op)(**({"ddof": 0} if op == "std" else {}))
+            )
+            for col in cols:
+                out[f"{col}_{op}"] = computed[col].to_numpy()[-len(batch) :]
+        self.tail = joined.iloc[-(window - 1) :] if window > 1 else None
+        return out
+
+    def finish(self) -> pd.DataFrame | None:
+        if self.window is not None or self.total is None:
+            return None
+        t = self.total
+        std = (t["m2"] / t["count"]).pow(0.5)
+        result = {
+            "count": t["count"],
+            "mean": t["mean"],
+            "sum": t["mean"] * t["count"],
+            "min": t["min"],
+            "max": t["max"],
+            "std": std,
+        }
+        row = {f"{col}_{op}": float(result[op][col]) for col in t.index for op in self.ops}
+        return pd.DataFrame([row])
+
+
+def _merge_moments(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Chan et al.'s parallel update of (count, mean, M2): exact and numerically stable across batches."""
+    import numpy as np
+
+    n = a["count"] + b["count"]
+    delta = b["mean"] - a["mean"]
+    safe_n = n.where(n > 0, 1)
+    return pd.DataFrame(
+        {
+            "count": n,
+            "mean": a["mean"] + delta * b["count"] / safe_n,
+            "m2": a["m2"] + b["m2"] + delta**2 * a["count"] * b["count"] / safe_n,
+            "min": np.fmin(a["min"], b["min"]),
+            "max": np.fmax(a["max"], b["max"]),
+        }
+    )

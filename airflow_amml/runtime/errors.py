@@ -10,8 +10,16 @@ class PipelineError(AmmlError):
 
     label = "pipeline failed"
 
-    def __init__(self, message: str, *, component: str | None = None, traceback: str | None = None,
-                 line: int | None = None, column: int | None = None, filename: str = "<pipeline>") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        component: str | None = None,
+        traceback: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        filename: str = "<pipeline>",
+    ) -> None:
         super().__init__(message, filename=filename, line=line, column=column)
         self.component = component
         self.remote_traceback = traceback

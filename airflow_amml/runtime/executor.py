@@ -58,6 +58,7 @@ FLUSH_DELAY = 0.05
 # How long children get to exit after SIGTERM before SIGKILL.
 TERMINATE_GRACE = 3.0
 PROGRESS_EVERY = 10.0
+EVENTS_END = "__events_end__"
 
 
 @dataclass
@@ -69,8 +70,10 @@ class Counters:
     busy_seconds: float = 0.0
 
     def line(self, stage: Stage) -> str:
-        return (f"{stage.name:<16} in {self.records_in:>10,}  out {self.records_out:>10,}  "
-                f"batches {self.batches_in:>6}/{self.batches_out:<6}  busy {self.busy_seconds:7.2f}s")
+        return (
+            f"{stage.name:<16} in {self.records_in:>10,}  out {self.records_out:>10,}  "
+            f"batches {self.batches_in:>6}/{self.batches_out:<6}  busy {self.busy_seconds:7.2f}s"
+        )
 
 
 @dataclass
@@ -131,16 +134,33 @@ def _instantiate(stage: Stage, context: ComponentContext) -> AbstractComponent:
 
 def _failure(stage: Stage, exc: BaseException, tb: str, filename: str) -> PipelineError:
     return PipelineError(
-        f"component {stage.where} failed: {type(exc).__name__}: {exc}" if exc is not None else
-        f"component {stage.where} failed",
-        component=stage.name, traceback=tb, line=stage.line, column=stage.column, filename=filename,
+        f"component {stage.where} failed: {type(exc).__name__}: {exc}"
+        if exc is not None
+        else f"component {stage.where} failed",
+        component=stage.name,
+        traceback=tb,
+        line=stage.line,
+        column=stage.column,
+        filename=filename,
     )
 
 
-def rebatch(frames: Iterator[pd.DataFrame], rows: int = BATCH_ROWS, delay: float = FLUSH_DELAY
-            ) -> Iterator[pd.DataFrame]:
+def rebatch(
+    frames: Iterator[pd.DataFrame], rows: int = BATCH_ROWS, delay: float = FLUSH_DELAY
+) -> Iterator[pd.DataFrame]:
     """Coalesce an ingress's frames into batches of about ``rows`` records, never holding one longer than
-    ``delay`` seconds (checked when the next frame arrives; a source that waits should yield empty frames)."""
+    ``delay`` seconds (checked when the next frame arrives; a source that waits should yield empty frames).
+
+    The index of every batch is the records' position in the stream (0, 1, 2, ...), which later
+    components keep (a filter keeps the positions of the records it passes): events refer to it."""
+    position = 0
+    for batch in _coalesce(frames, rows, delay):
+        batch.index = pd.RangeIndex(position, position + len(batch))
+        position += len(batch)
+        yield batch
+
+
+def _coalesce(frames: Iterator[pd.DataFrame], rows: int, delay: float) -> Iterator[pd.DataFrame]:
     held: list[pd.DataFrame] = []
     count, since = 0, 0.0
     for frame in frames:
@@ -314,8 +334,12 @@ class _MultiProcess:
                 if isinstance(msg, _Failure):
                     stage = self.by_id[msg.stage]
                     raise PipelineError(
-                        f"component {stage.where} failed: {msg.error}", component=stage.name,
-                        traceback=msg.traceback, line=stage.line, column=stage.column, filename=self.filename,
+                        f"component {stage.where} failed: {msg.error}",
+                        component=stage.name,
+                        traceback=msg.traceback,
+                        line=stage.line,
+                        column=stage.column,
+                        filename=self.filename,
                     )
                 if isinstance(msg, _Done):
                     counters[msg.stage] = msg.counters
@@ -338,7 +362,10 @@ class _MultiProcess:
                             stage = self.by_id[stage_id]
                             raise PipelineError(
                                 f"component {stage.where} died unexpectedly (exit code {proc.exitcode})",
-                                component=stage.name, line=stage.line, column=stage.column, filename=self.filename,
+                                component=stage.name,
+                                line=stage.line,
+                                column=stage.column,
+                                filename=self.filename,
                             )
                     del running[stage_id]
             if time.monotonic() - last_progress > PROGRESS_EVERY:
@@ -396,8 +423,9 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _child_main(stage: Stage, inboxes: dict, events: dict, control: Any, context_args: dict,
-                stages: dict[int, Stage]) -> None:
+def _child_main(
+    stage: Stage, inboxes: dict, events: dict, control: Any, context_args: dict, stages: dict[int, Stage]
+) -> None:
     # Forked from a parent that may have its own handlers (Airflow's task runner ignores SIGTERM in its
     # children): SIGTERM must kill us; SIGINT is the parent's to handle.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -419,9 +447,14 @@ def _child_main(stage: Stage, inboxes: dict, events: dict, control: Any, context
         if stage.spec.kind is Kind.INGRESS:
             _run_ingress(component, outboxes, counters)
         else:
-            _run_consumer(stage, component, inboxes[stage.id], events.get(stage.id), outboxes, counters, control)
+            emitters = sum(1 for s in stages.values() if _emitted_event(s) & _accepted_events(stage))
+            _run_consumer(
+                stage, component, inboxes[stage.id], events.get(stage.id), emitters, outboxes, counters, control
+            )
         for box in outboxes:
             box.put(None)
+        for q in subscribers:  # tell listeners that no more events will come from this component
+            q.put(Event(EVENTS_END, stage.name))
         control.put(_Done(stage.id, counters))
     except BaseException as exc:
         control.put(_Failure(stage.id, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
@@ -431,7 +464,8 @@ def _child_main(stage: Stage, inboxes: dict, events: dict, control: Any, context
                 component.close()
         control.close()
         control.join_thread()
-        for box in inboxes.values():
+        # flush what this process put on any queue before leaving: os._exit skips the feeder threads
+        for box in [*inboxes.values(), *events.values()]:
             box.close()
             box.join_thread()
         os._exit(0)
@@ -452,12 +486,21 @@ def _run_ingress(component: AbstractComponent, outboxes: list, counters: Counter
         t = time.monotonic()
 
 
-def _run_consumer(stage: Stage, component: AbstractComponent, inbox: Any, event_box: Any, outboxes: list,
-                  counters: Counters, control: Any) -> None:
+def _run_consumer(
+    stage: Stage,
+    component: AbstractComponent,
+    inbox: Any,
+    event_box: Any,
+    emitters: int,
+    outboxes: list,
+    counters: Counters,
+    control: Any,
+) -> None:
     ends = 0
+    events_ended = [0]
     last_progress = time.monotonic()
     while ends < len(stage.upstream):
-        _drain_events(component, event_box)
+        _drain_events(component, event_box, events_ended)
         try:
             batch = inbox.get(timeout=0.1 if event_box is not None else 1.0)
         except queue.Empty:
@@ -479,19 +522,27 @@ def _run_consumer(stage: Stage, component: AbstractComponent, inbox: Any, event_
         if time.monotonic() - last_progress > PROGRESS_EVERY:
             last_progress = time.monotonic()
             control.put(_Progress(stage.id, counters))
-    _drain_events(component, event_box)
+    # Events may still be on their way from components running in parallel: wait until every emitter
+    # has said it is done (if one dies instead, the parent stops the whole pipeline).
+    while event_box is not None and events_ended[0] < emitters:
+        _drain_events(component, event_box, events_ended, block=True)
+    _drain_events(component, event_box, events_ended)
     out = component.finish()
-    _drain_events(component, event_box)
     if stage.spec.kind is not Kind.EGRESS and out is not None and len(out):
         _send(outboxes, out, counters)
 
 
-def _drain_events(component: AbstractComponent, event_box: Any) -> None:
+def _drain_events(component: AbstractComponent, event_box: Any, ended: list[int], block: bool = False) -> None:
     if event_box is None:
         return
     while True:
         try:
-            event = event_box.get_nowait()
+            event = event_box.get(timeout=0.5) if block else event_box.get_nowait()
         except queue.Empty:
             return
-        component.on_event(event)
+        if event.name == EVENTS_END:
+            ended[0] += 1
+            if block:
+                return
+        else:
+            component.on_event(event)

@@ -30,9 +30,13 @@ def children():
 @pytest.mark.parametrize("mode", ["single", "multiprocess"])
 def test_filter_derive_sink_gives_the_pandas_answer(tmp_path, mode):
     out = tmp_path / "out.csv"
-    run_pipeline(pipeline(
-        f"normalsource col='val1', count=50000, seed=7 | filter cond=val1 > 1 | derive sq=val1 * val1 "
-        f"| csv_sink path='{out}'"), mode=mode)
+    run_pipeline(
+        pipeline(
+            f"normalsource col='val1', count=50000, seed=7 | filter cond=val1 > 1 | derive sq=val1 * val1 "
+            f"| csv_sink path='{out}'"
+        ),
+        mode=mode,
+    )
     import numpy as np
 
     expected = np.random.default_rng(7).normal(0, 1, 50000)
@@ -45,9 +49,12 @@ def test_filter_derive_sink_gives_the_pandas_answer(tmp_path, mode):
 
 def test_join_merges_every_record_of_every_flow(tmp_path):
     out = tmp_path / "out.csv"
-    result = run_pipeline(pipeline(
-        "a = normalsource col='v', count=3000, seed=1\nb = normalsource col='v', count=2000, seed=2\n"
-        f"join a, b | csv_sink path='{out}'"))
+    result = run_pipeline(
+        pipeline(
+            "a = normalsource col='v', count=3000, seed=1\nb = normalsource col='v', count=2000, seed=2\n"
+            f"join a, b | csv_sink path='{out}'"
+        )
+    )
     assert len(pd.read_csv(out)) == 5000
     sink = next(s for s in result.stages if s.name == "csv_sink")
     assert sink.upstream and result.counters[sink.id].records_in == 5000
@@ -89,13 +96,16 @@ def test_a_killed_component_stops_the_whole_chain():
 
 def test_sigterm_to_the_executor_terminates_every_child(tmp_path):
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         from compiler import compile_source
         from airflow_amml.runtime.executor import run_pipeline
         run_pipeline(compile_source("normalsource col='v', count=0 | filter cond=v > 0 | print limit=0").pipelines[0])
-    """))
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    """)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 30
     while len(parent.children()) < 3 and time.monotonic() < deadline:
@@ -119,8 +129,13 @@ def test_amml_run_cli(tmp_path):
     out = tmp_path / "o.csv"
     src = tmp_path / "p.amml"
     src.write_text(f"normalsource col='v', count=100, seed=1 | csv_sink path='{out}'\n")
-    result = subprocess.run([sys.executable, "-m", "airflow_amml.cli", "run", str(src)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_amml.cli", "run", str(src)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert len(pd.read_csv(out)) == 100
     assert os.path.exists(out)

@@ -1,0 +1,134 @@
+"""Scalers: fit on the stream (all of it, or its first `fit_rows` records), then transform.
+
+The fitted statistics travel with every output batch in ``DataFrame.attrs["amml.scaler"]`` so that a
+component downstream (``minmax_inverse``, ``train_lstm`` storing them with the model) can use them
+without refitting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from airflow_amml.runtime.component import AbstractProgress
+from airflow_amml.runtime.errors import PipelineError
+
+SCALER_ATTR = "amml.scaler"
+
+
+def numeric_columns(batch: pd.DataFrame) -> list[str]:
+    return [
+        c for c in batch.columns if pd.api.types.is_numeric_dtype(batch[c]) and not pd.api.types.is_bool_dtype(batch[c])
+    ]
+
+
+class _FittingScaler(AbstractProgress):
+    """Buffers until fitted, then transforms every batch."""
+
+    kind_name = ""
+
+    def open(self) -> None:
+        if self.params.get("model"):
+            raise PipelineError(
+                f"`{self.name} model=...` reads scaler statistics from the model registry, which is not "
+                "available yet; fit on the stream instead (omit `model`)"
+            )
+        self.buffer: list[pd.DataFrame] = []
+        self.buffered = 0
+        self.stats: dict[str, list[float]] | None = None
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame | None:
+        if self.stats is not None:
+            return self.transform(batch)
+        self.buffer.append(batch)
+        self.buffered += len(batch)
+        fit_rows = self.params.get("fit_rows")
+        if fit_rows is not None and self.buffered >= int(fit_rows):
+            return self._fit_and_release(int(fit_rows))
+        return None
+
+    def finish(self) -> pd.DataFrame | None:
+        if self.stats is None and self.buffer:
+            return self._fit_and_release(None)
+        return None
+
+    def _fit_and_release(self, rows: int | None) -> pd.DataFrame:
+        held = pd.concat(self.buffer) if len(self.buffer) > 1 else self.buffer[0]
+        self.buffer = []
+        cols = self.params.get("cols") or numeric_columns(held)
+        missing = [c for c in cols if c not in held.columns]
+        if missing:
+            raise PipelineError(f"`{self.name}`: no column(s) {missing}; the records have {list(held.columns)}")
+        sample = held.iloc[:rows] if rows is not None else held
+        self.stats = {c: self.fit(sample[c].to_numpy(dtype=np.float64)) for c in cols}
+        return self.transform(held)
+
+    def transform(self, batch: pd.DataFrame) -> pd.DataFrame:
+        out = batch.copy()
+        assert self.stats is not None
+        for col, stat in self.stats.items():
+            out[col] = self.apply(out[col].to_numpy(dtype=np.float64), stat)
+        out.attrs[SCALER_ATTR] = {"kind": self.kind_name, "columns": self.stats}
+        return out
+
+    def fit(self, values: np.ndarray) -> list[float]:
+        raise NotImplementedError
+
+    def apply(self, values: np.ndarray, stat: list[float]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MinMaxScaler(_FittingScaler):
+    """`minmax_scaler`: (x - min) / (max - min); a constant column becomes 0."""
+
+    kind_name = "minmax"
+
+    def fit(self, values: np.ndarray) -> list[float]:
+        return [float(np.nanmin(values)), float(np.nanmax(values))]
+
+    def apply(self, values: np.ndarray, stat: list[float]) -> np.ndarray:
+        low, high = stat
+        span = high - low
+        return (values - low) / span if span else np.zeros_like(values)
+
+
+class ZScoreScaler(_FittingScaler):
+    """`zscore_scaler`: (x - mean) / std (population std); a constant column becomes 0."""
+
+    kind_name = "zscore"
+
+    def fit(self, values: np.ndarray) -> list[float]:
+        return [float(np.nanmean(values)), float(np.nanstd(values))]
+
+    def apply(self, values: np.ndarray, stat: list[float]) -> np.ndarray:
+        mean, std = stat
+        return (values - mean) / std if std else np.zeros_like(values)
+
+
+class MinMaxInverse(AbstractProgress):
+    """`minmax_inverse`: undo the min-max scaling recorded on the batches by the scaler upstream."""
+
+    def open(self) -> None:
+        if self.params.get("model"):
+            raise PipelineError(
+                "`minmax_inverse model=...` reads scaler statistics from the model registry, which is not "
+                "available yet; place it downstream of a `minmax_scaler` instead"
+            )
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
+        scaler = batch.attrs.get(SCALER_ATTR)
+        if not scaler or scaler.get("kind") != "minmax":
+            raise PipelineError(
+                "`minmax_inverse` found no min-max statistics on its input; put a `minmax_scaler` upstream"
+            )
+        cols = self.params.get("cols") or [c for c in scaler["columns"] if c in batch.columns]
+        out = batch.copy()
+        for col in cols:
+            if col not in scaler["columns"]:
+                raise PipelineError(
+                    f"`minmax_inverse`: column `{col}` was not scaled; scaled: {list(scaler['columns'])}"
+                )
+            low, high = scaler["columns"][col]
+            out[col] = out[col].to_numpy(dtype=np.float64) * (high - low) + low
+        out.attrs.pop(SCALER_ATTR, None)
+        return out

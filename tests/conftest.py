@@ -1,0 +1,24 @@
+"""Shared fixtures: an isolated AMML home (embedded SQLite, caches) and the ETTh1 copy from shared/data."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ETT = ROOT.parent / "shared" / "data" / "ett" / "ETTh1.csv"
+
+
+@pytest.fixture(autouse=True)
+def amml_home(tmp_path, monkeypatch):
+    """Every test gets its own AMML_HOME: its own embedded database, nothing shared between tests."""
+    home = tmp_path / "amml-home"
+    monkeypatch.setenv("AMML_HOME", str(home))
+    monkeypatch.delenv("AMML_DB_URL", raising=False)
+    monkeypatch.setenv("AMML_ETT_PATH", str(ETT))
+    return home
+
+
+@pytest.fixture
+def ett_path():
+    assert ETT.is_file(), f"the tests read ETTh1 from {ETT}"
+    return ETT
