@@ -19,7 +19,7 @@ COMPILER_VERSION = f"amml-compiler-{FORMAT_VERSION}.1"
 def cache_key(text: str, filename: str, registry_fingerprint: str) -> str:
     h = hashlib.sha256()
     for part in (COMPILER_VERSION, registry_fingerprint, filename, text):
-        h.update(part.encode())
+        h.update(part.encode("utf-8", "surrogatepass"))  # any str hashes, even one with lone surrogates
         h.update(b"\0")
     return h.hexdigest()
 

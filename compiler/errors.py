@@ -127,7 +127,8 @@ class AmmlCompileErrors(AmmlError):
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A hint naming the closest candidates, or None when nothing is close."""
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+    cutoff = 0.5 if len(name) <= 3 else 0.6  # short names: `TO` for `OT` is still a likely typo
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=cutoff)
     if not close:
         return None
     return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"

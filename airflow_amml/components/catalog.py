@@ -3,7 +3,9 @@
 Built in: `ett` (ETTh1, hourly, 2016-07 to 2018-06). The project does not ship the CSV: it is read from
 ``$AMML_ETT_PATH`` when set, else from the cache folder (``$AMML_CACHE``, default ``~/.cache/amml``), where
 it is downloaded from the ETDataset GitHub repository on first use. More sources: ``$AMML_CATALOG`` points
-at a YAML file mapping ids to ``{path: file.csv|file.parquet, time_column: date}``.
+at a YAML file mapping ids to ``{path: file.csv|file.parquet, time_column: date}`` or to a SQL table or
+query through SQLAlchemy: ``{url: postgresql://..., table: readings | query: "select ...", time_column: ts}``.
+The time window (``start``/``end``) is pushed into the SQL as bound parameters.
 """
 
 from __future__ import annotations
@@ -76,10 +78,15 @@ def read_source(
             + (f"; {did_you_mean(source_id, entries)}" if did_you_mean(source_id, entries) else "")
         )
     entry = entries[source_id]
+    if entry.get("url"):
+        return _read_sql(source_id, entry, start=start, end=end, cols=cols)
     path = Path(entry["path"]) if entry.get("path") else _ett_path()
     if not path.is_file():
         raise PipelineError(f"data source `{source_id}`: file {path} does not exist")
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (ValueError, OSError) as exc:  # pandas' ParserError is a ValueError and names the bad line
+        raise PipelineError(f"data source `{source_id}`: cannot read {path}: {exc}") from exc
     time_column = entry.get("time_column")
     if time_column and time_column in frame.columns and (start is not None or end is not None):
         stamps = pd.to_datetime(frame[time_column])
@@ -95,3 +102,35 @@ def read_source(
             raise PipelineError(f"data source `{source_id}` has no column(s) {missing}; it has {list(frame.columns)}")
         frame = frame[cols]
     return frame.reset_index(drop=True)
+
+
+def _read_sql(
+    source_id: str, entry: Mapping[str, Any], *, start: Any, end: Any, cols: list[str] | None
+) -> pd.DataFrame:
+    import sqlalchemy as sa
+
+    from airflow_amml import storage
+
+    if not (entry.get("table") or entry.get("query")):
+        raise PipelineError(f"data source `{source_id}`: a SQL source needs `table` or `query`")
+    engine = storage.engine(str(entry["url"]))
+    base = entry.get("query") or f'select * from "{entry["table"]}"'
+    selected = ", ".join(f'"{c}"' for c in cols) if cols else "*"
+    sql = f"select {selected} from ({base}) as amml_source"
+    conditions, bind = [], {}
+    time_column = entry.get("time_column")
+    if time_column and start is not None:
+        conditions.append(f'"{time_column}" >= :start')
+        bind["start"] = pd.Timestamp(start).to_pydatetime()
+    if time_column and end is not None:
+        conditions.append(f'"{time_column}" < :end')
+        bind["end"] = pd.Timestamp(end).to_pydatetime()
+    if conditions:
+        sql += " where " + " and ".join(conditions)
+    if time_column:
+        sql += f' order by "{time_column}"'
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql(sa.text(sql), conn, params=bind)
+    except sa.exc.SQLAlchemyError as exc:
+        raise PipelineError(f"data source `{source_id}`: {exc.__class__.__name__}: {exc}") from exc

@@ -23,6 +23,9 @@ from compiler import vm
 
 log = logging.getLogger(__name__)
 
+# Records kept beyond `size`, so that an event arriving late still finds the records that preceded it.
+EVENT_SLACK_ROWS = 65_536
+
 
 def _json_record(row: pd.Series) -> str:
     return json.dumps({k: vm.normalize_value(v) for k, v in row.items()}, default=str)
@@ -95,8 +98,10 @@ class Snapshot(AbstractEgress):
         self.held += len(batch)
         self.seen_up_to = max(self.seen_up_to, int(batch.index.max()))
         self._save_due()
-        # keep enough rows for a snapshot ending anywhere in the newest batch
-        while len(self.buffer) > 1 and self.held - len(self.buffer[0]) >= self.size + len(batch):
+        # Keep `size` rows before the newest batch plus some slack: an alert raised in a parallel process
+        # may arrive a few batches after the record that raised it.
+        keep = self.size + len(batch) + EVENT_SLACK_ROWS
+        while len(self.buffer) > 1 and self.held - len(self.buffer[0]) >= keep:
             self.held -= len(self.buffer.popleft())
 
     def on_event(self, event: Event) -> None:
@@ -118,6 +123,14 @@ class Snapshot(AbstractEgress):
             return
         recent = pd.concat(self.buffer) if len(self.buffer) > 1 else self.buffer[0]
         recent = recent[recent.index <= position].tail(self.size)
+        if recent.empty:
+            log.warning(
+                "snapshot: event `%s` refers to position %d, older than the %d records kept; nothing saved",
+                event.name,
+                position,
+                self.held,
+            )
+            return
         snapshot_id = str(uuid.uuid4())
         now = datetime.now(UTC)
         rows = [

@@ -52,3 +52,65 @@ class CatalogSource(AbstractIngress):
             frame = frame.iloc[: int(p["limit"])]
         for offset in range(0, len(frame), GENERATE_ROWS):
             yield frame.iloc[offset : offset + GENERATE_ROWS].reset_index(drop=True)
+
+
+class LogSource(AbstractIngress):
+    """`logsource path=..., format='jsonl'|'regex', pattern=...`: one record per log line.
+
+    A line that cannot be parsed stops the pipeline with the file and line number (nothing is skipped
+    silently); blank lines are ignored."""
+
+    def open(self) -> None:
+        import re
+
+        from airflow_amml.runtime.errors import PipelineError
+
+        p = self.params
+        self.regex = None
+        if p["format"] == "regex":
+            if not p["pattern"]:
+                raise PipelineError(
+                    "`logsource format='regex'` needs `pattern` with named groups, e.g. "
+                    "pattern='(?P<ts>\\S+) (?P<level>\\w+) (?P<msg>.*)'"
+                )
+            try:
+                self.regex = re.compile(p["pattern"])
+            except re.error as exc:
+                raise PipelineError(f"`logsource`: invalid pattern: {exc}") from exc
+            if not self.regex.groupindex:
+                raise PipelineError("`logsource`: the pattern has no named groups (?P<name>...)")
+
+    def batches(self) -> Iterator[pd.DataFrame]:
+        import json
+
+        from airflow_amml.runtime.errors import PipelineError
+
+        path = self.params["path"]
+        rows: list[dict] = []
+        try:
+            handle = open(path, encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise PipelineError(f"`logsource`: cannot open {path}: {exc.strerror}") from exc
+        with handle:
+            for number, line in enumerate(handle, start=1):
+                line = line.rstrip("\n")
+                if not line.strip():
+                    continue
+                if self.regex is None:
+                    try:
+                        record = json.loads(line)
+                    except ValueError as exc:
+                        raise PipelineError(f"{path}:{number}: not a JSON line ({exc.msg}): {line[:80]!r}") from exc
+                    if not isinstance(record, dict):
+                        raise PipelineError(f"{path}:{number}: a JSON line must be an object, got {line[:80]!r}")
+                else:
+                    match = self.regex.match(line)
+                    if match is None:
+                        raise PipelineError(f"{path}:{number}: line does not match the pattern: {line[:80]!r}")
+                    record = match.groupdict()
+                rows.append(record)
+                if len(rows) >= GENERATE_ROWS:
+                    yield pd.DataFrame(rows)
+                    rows = []
+        if rows:
+            yield pd.DataFrame(rows)

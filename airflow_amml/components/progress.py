@@ -128,3 +128,44 @@ def _merge_moments(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
             "max": np.fmax(a["max"], b["max"]),
         }
     )
+
+
+class Window(AbstractProgress):
+    """`window size=N, step=S`: one record per window of N consecutive records, with the columns
+    `<col>_0 … <col>_<N-1>` (oldest first) of the chosen columns, plus the other fields of the window's
+    last record (its timestamp, say). Windows span batch boundaries."""
+
+    def open(self) -> None:
+        self.size = int(self.params["size"])
+        self.step = int(self.params["step"])
+        if self.size < 1 or self.step < 1:
+            from airflow_amml.runtime.errors import PipelineError
+
+            raise PipelineError(f"`window` needs size ≥ 1 and step ≥ 1; got size={self.size}, step={self.step}")
+        self.tail: pd.DataFrame | None = None
+        self.seen = 0  # records before the current batch
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame | None:
+        import numpy as np
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        from .scalers import numeric_columns
+
+        joined = batch if self.tail is None else pd.concat([self.tail, batch])
+        first = self.seen - (0 if self.tail is None else len(self.tail))  # stream index of joined's first row
+        self.seen += len(batch)
+        self.tail = joined.iloc[-(self.size - 1) :] if self.size > 1 else None
+        if len(joined) < self.size:
+            return None
+        ends = np.arange(self.size - 1, len(joined))  # row in `joined` where each window ends
+        ends = ends[(first + ends - (self.size - 1)) % self.step == 0]
+        if not len(ends):
+            return None
+        cols = list(self.params["cols"] or numeric_columns(batch))
+        out = joined.iloc[ends].copy()
+        for col in cols:
+            windows = sliding_window_view(joined[col].to_numpy(dtype=np.float64), self.size)
+            picked = windows[ends - (self.size - 1)]
+            for k in range(self.size):
+                out[f"{col}_{k}"] = picked[:, k]
+        return out

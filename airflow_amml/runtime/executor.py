@@ -132,11 +132,20 @@ def _instantiate(stage: Stage, context: ComponentContext) -> AbstractComponent:
     return cls(stage.spec, stage.callback, context)
 
 
+def _describe(exc: BaseException) -> str:
+    """The error as the user should read it: our own errors speak for themselves; others show their type."""
+    from compiler.semantics import SemanticError
+
+    if isinstance(exc, PipelineError):
+        return exc.message
+    if isinstance(exc, SemanticError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _failure(stage: Stage, exc: BaseException, tb: str, filename: str) -> PipelineError:
     return PipelineError(
-        f"component {stage.where} failed: {type(exc).__name__}: {exc}"
-        if exc is not None
-        else f"component {stage.where} failed",
+        f"component {stage.where} failed: {_describe(exc)}",
         component=stage.name,
         traceback=tb,
         line=stage.line,
@@ -216,8 +225,10 @@ class _SingleProcess:
     def _guard(self, stage: Stage, fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
-        except PipelineError:
-            raise
+        except PipelineError as exc:
+            if exc.component:  # already names its component (raised further down the chain)
+                raise
+            raise _failure(stage, exc, traceback.format_exc(), self.filename) from exc
         except Exception as exc:
             raise _failure(stage, exc, traceback.format_exc(), self.filename) from exc
 
@@ -457,7 +468,7 @@ def _child_main(
             q.put(Event(EVENTS_END, stage.name))
         control.put(_Done(stage.id, counters))
     except BaseException as exc:
-        control.put(_Failure(stage.id, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        control.put(_Failure(stage.id, _describe(exc), traceback.format_exc()))
     finally:
         if component is not None:
             with contextlib.suppress(Exception):

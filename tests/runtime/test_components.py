@@ -125,3 +125,46 @@ def test_parquet_sink_writes_atomically(tmp_path):
     with pytest.raises(PipelineError):
         run(f"source id='ett' | derive x = OT + 'a' | parquet_sink path='{tmp_path / 'bad.parquet'}'")
     assert not list(tmp_path.glob("bad.parquet*")), "a failed run leaves no partial file"
+
+
+def test_window_spans_batch_boundaries(tmp_path, ett_path, monkeypatch):
+    import airflow_amml.runtime.executor as executor
+
+    monkeypatch.setattr(executor, "BATCH_ROWS", 1000)  # many batches (single mode runs in this process)
+    out = tmp_path / "w.csv"
+    run(f"source id='ett' | window size=24, step=5, cols=['OT'] | csv_sink path='{out}'", "single")
+    ot = pd.read_csv(ett_path)["OT"].to_numpy()
+    frame = pd.read_csv(out)
+    starts = range(0, len(ot) - 23, 5)
+    assert len(frame) == len(starts)
+    for k in (0, 11, 23):
+        assert np.allclose(frame[f"OT_{k}"], [ot[s + k] for s in starts])
+
+
+def test_logsource_reads_json_lines_and_regex(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text('{"level": "info", "ms": 3}\n{"level": "error", "ms": 12}\n')
+    out = tmp_path / "o.csv"
+    run(f"logsource path='{log}' | filter cond=ms > 5 | csv_sink path='{out}'")
+    assert pd.read_csv(out).to_dict("records") == [{"level": "error", "ms": 12}]
+    text = tmp_path / "web.log"
+    text.write_text("GET /a 200\nPOST /b 500\n")
+    run(
+        f"logsource path='{text}', format='regex', pattern='(?P<verb>\\\\w+) (?P<path>\\\\S+) (?P<status>\\\\d+)' "
+        f"| filter cond=int(status) >= 500 | csv_sink path='{out}'"
+    )
+    assert pd.read_csv(out).to_dict("records") == [{"verb": "POST", "path": "/b", "status": 500}]
+
+
+def test_sql_source_with_a_time_window(tmp_path, ett_path):
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    ett = pd.read_csv(ett_path, parse_dates=["date"])
+    ett.to_sql("readings", sa.create_engine(url), index=False)
+    out = tmp_path / "o.csv"
+    sources = {"db": {"url": url, "table": "readings", "time_column": "date"}}
+    run(
+        f"source id='db', start='2017-03-01', end='2017-03-03', cols=['date', 'OT'] | csv_sink path='{out}'",
+        settings={"sources": sources},
+    )
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["date", "OT"] and len(frame) == 48

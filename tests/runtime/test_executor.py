@@ -113,7 +113,7 @@ def test_sigterm_to_the_executor_terminates_every_child(tmp_path):
     kids = parent.children(recursive=True)
     assert len(kids) == 3
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=20)
+    proc.wait(timeout=60)
     _, alive = psutil.wait_procs(kids, timeout=10)
     assert alive == []
 

@@ -1,0 +1,149 @@
+"""Bad input and faults: each ends in a clear error, without a hang or an orphan process, and what a sink
+had already acknowledged stays."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import sqlalchemy as sa
+
+from airflow_amml import storage
+from airflow_amml.runtime.errors import PipelineError
+from airflow_amml.runtime.executor import run_pipeline
+from compiler import ProgramCache, compile_source
+
+ROOT = Path(__file__).resolve().parents[2]
+MODES = ["single", "multiprocess"]
+
+
+def run(text, mode="multiprocess", **kwargs):
+    return run_pipeline(compile_source(text, "faults.amml", cache=ProgramCache()).pipelines[0], mode=mode, **kwargs)
+
+
+def failure(text, mode="multiprocess", **kwargs):
+    with pytest.raises(PipelineError) as info:
+        run(text, mode, **kwargs)
+    assert psutil.Process().children(recursive=True) == [], "no process is left behind"
+    return str(info.value)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_missing_file(tmp_path, mode):
+    sources = {"gone": {"path": str(tmp_path / "nope.csv")}}
+    message = failure("source id='gone' | print", mode, settings={"sources": sources})
+    assert "`source` (position 1" in message and "nope.csv does not exist" in message
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_unreadable_csv_row(tmp_path, mode):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n3,4,5,6\n")
+    message = failure("source id='bad' | print", mode, settings={"sources": {"bad": {"path": str(bad)}}})
+    assert "cannot read" in message and "line 3" in message
+
+
+def test_unknown_source_lists_the_catalog():
+    message = failure("source id='etth' | print")
+    assert "unknown data source `etth`" in message and "`ett`" in message and "did you mean" in message
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_wrong_column_in_a_callback_names_column_and_component(mode):
+    message = failure("source id='ett' | filter cond=TO > 1 | print", mode)
+    assert "`filter` (position 2 in its pipe, line 1)" in message
+    assert "record has no field `TO`" in message and "did you mean `OT`?" in message
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_type_error_mid_stream_keeps_what_the_sink_acknowledged(mode):
+    # the sink commits each batch; the derive fails on a later batch (`date` becomes text only there)
+    text = "source id='ett' | derive bad = if(OT > 45, date + 1, 0) | sql_sink table='rows_seen'"
+    message = failure(text, mode)
+    assert "`derive` (position 2" in message and "cannot apply `+` to str and int" in message
+
+
+def test_snapshot_saved_before_a_failure_stays_saved(tmp_path):
+    # a 2-second stream: the alert fires early and the snapshot is saved; the pipeline fails only at the end
+    # of the stream (the summary record of `stats` meets a type error)
+    text = textwrap.dedent("""
+        readings = normalsource col='v', count=4000, rate=2000, seed=3
+        readings | alert cond=v > 2.5, cooldown=1000000
+        readings | snapshot size=10
+        readings | stats cols=['v'], ops=['mean'] | derive boom = 'x' + v_mean | print
+    """)
+    program = compile_source(text, "faults.amml", cache=ProgramCache())
+    with pytest.raises(PipelineError, match="cannot apply `\\+` to str and float"):
+        run_pipeline(program.pipelines[0])
+    with storage.engine().connect() as conn:
+        alerts = conn.execute(sa.text("select position from amml_alerts")).fetchall()
+        snapshot = conn.execute(sa.text("select max(row_position), count(*) from amml_snapshots")).fetchone()
+    assert len(alerts) == 1
+    assert snapshot == (alerts[0][0], min(10, alerts[0][0] + 1))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sink_that_cannot_write(tmp_path, mode):
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    message = failure(f"source id='ett' | csv_sink path='{blocked}/out.csv'", mode)
+    assert "`csv_sink` (position 2" in message
+
+
+def test_a_component_that_raises_stops_an_endless_source_quickly():
+    message = failure("normalsource col='v', count=0 | derive x = v + 'a' | print limit=0")
+    assert "`derive`" in message
+
+
+def test_bad_log_line_names_file_and_line(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text('{"level": "info", "ms": 3}\n\n{"level": "error", "ms": 12}\nnot json\n')
+    message = failure(f"logsource path='{log}' | print")
+    assert f"{log}:4: not a JSON line" in message
+
+
+def test_third_party_component_through_an_entry_point(tmp_path):
+    """A real distribution on sys.path declares `amml.components`; the compiler and runtime pick it up."""
+    pkg = tmp_path / "site"
+    (pkg / "amml_double").mkdir(parents=True)
+    (pkg / "amml_double" / "__init__.py").write_text(
+        textwrap.dedent("""
+        from compiler import ComponentSpec, Kind, param
+        from airflow_amml.runtime.component import AbstractProgress
+
+        class Double(AbstractProgress):
+            spec = ComponentSpec("double", Kind.PROGRESS, "Multiply a column by two.",
+                                 (param("col", "str", "column to double"),))
+
+            def process(self, batch):
+                out = batch.copy()
+                out[self.params["col"]] = out[self.params["col"]] * 2
+                return out
+    """)
+    )
+    dist = pkg / "amml_double-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: amml-double\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[amml.components]\ndouble = amml_double:Double\n")
+    out = tmp_path / "out.csv"
+    script = (
+        "from compiler import compile_source\n"
+        "from airflow_amml.runtime.executor import run_pipeline\n"
+        f"p = compile_source(\"normalsource col='v', count=5, seed=1 | double col='v' | csv_sink path='{out}'\")\n"
+        "run_pipeline(p.pipelines[0])\n"
+        "try:\n"
+        "    compile_source(\"normalsource | double cl='v' | print\")\n"
+        "except Exception as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": f"{pkg}:{ROOT}"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "`double` has no parameter `cl`" in result.stdout and "did you mean `col`?" in result.stdout
+    import numpy as np
+
+    expected = np.random.default_rng(1).normal(0, 1, 5) * 2
+    assert np.allclose(pd.read_csv(out)["v"], expected)
