@@ -4,6 +4,7 @@
     amml compile FILE --emit bytecode|ast|graph|json [--format text|mermaid|dot] [--pipeline NAME]
     amml components [NAME]                 the components the compiler knows, with their parameters
     amml run FILE [--pipeline NAME] [--mode multiprocess|single] [--param KEY=VALUE]
+    amml model list|show|register|alias|gc  the model registry
 
 No Airflow, database or HDFS is needed for any of these.
 """
@@ -130,6 +131,91 @@ def _parse_param(raw: str) -> object:
         return raw
 
 
+def _registry():
+    from airflow_amml.registry import ModelRegistry
+
+    return ModelRegistry.from_settings()
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from airflow_amml.registry import RegistryError
+
+    try:
+        return MODEL_COMMANDS[args.model_command](args)
+    except (RegistryError, AmmlError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def _model_list(args: argparse.Namespace) -> int:
+    registry = _registry()
+    versions = registry.list_versions(args.name)
+    if not versions and not args.name:
+        for name, version, digest in registry.list_definitions():
+            print(f"definition {name}:{version}  sha256 {digest[:12]}")
+    for v in versions:
+        aliases = " ".join("@" + a for a in v.aliases)
+        metrics = " ".join(f"{k}={val:.4g}" if isinstance(val, float) else f"{k}={val}" for k, val in v.metrics.items())
+        print(f"{v.ref:<20} {v.definition:<14} {v.created_at:%Y-%m-%d %H:%M}  {aliases:<14} {metrics}")
+    return 0
+
+
+def _model_show(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    entry = _registry().resolve(args.ref)
+    data = dataclasses.asdict(entry)
+    data["created_at"] = entry.created_at.isoformat()
+    print(json.dumps(data, indent=2, default=str))
+    return 0
+
+
+def _model_register(args: argparse.Namespace) -> int:
+    registry = _registry()
+    if args.file.endswith((".yaml", ".yml")):
+        from airflow_amml.models.spec import load_model_spec
+
+        spec = load_model_spec(args.file)
+        print(f"registered definition {registry.register_definition(spec.name, spec.version, spec.source)}")
+        return 0
+    if not args.definition:
+        print("amml model register MODEL_FILE needs --definition NAME:VERSION", file=sys.stderr)
+        return 1
+    name = args.name or args.definition.partition(":")[0]
+    entry = registry.register_version(name, args.definition, Path(args.file))
+    print(f"registered {entry.ref} ({entry.artifact_uri})")
+    return 0
+
+
+def _model_alias(args: argparse.Namespace) -> int:
+    name, _, number = args.version.rpartition("/")
+    if not number.isdigit() or not name:
+        print(f"expected NAME/VERSION such as ett/3, got {args.version!r}", file=sys.stderr)
+        return 1
+    _registry().set_alias(name, args.alias, int(number))
+    print(f"{name}@{args.alias} → {name}/{number}")
+    return 0
+
+
+def _model_gc(args: argparse.Namespace) -> int:
+    removed = _registry().gc(grace_seconds=args.grace, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for uri in removed:
+        print(f"{verb} {uri}")
+    print(f"{verb} {len(removed)} orphaned artifact(s)")
+    return 0
+
+
+MODEL_COMMANDS = {
+    "list": _model_list,
+    "show": _model_show,
+    "register": _model_register,
+    "alias": _model_alias,
+    "gc": _model_gc,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="amml", description="AMML workflow language tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +237,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=("multiprocess", "single"), default="multiprocess")
     run.add_argument("--param", action="append", metavar="KEY=VALUE", help="run parameter (JSON value or text)")
     run.set_defaults(func=cmd_run)
+
+    model = sub.add_parser("model", help="the model registry: list, show, register, alias, gc")
+    msub = model.add_subparsers(dest="model_command", required=True)
+    mlist = msub.add_parser("list", help="registered versions (and definitions)")
+    mlist.add_argument("name", nargs="?")
+    mshow = msub.add_parser("show", help="one version: `ett`, `ett@champion` or `ett/3`")
+    mshow.add_argument("ref")
+    mreg = msub.add_parser("register", help="a model definition (.yaml) or a trained model file")
+    mreg.add_argument("file")
+    mreg.add_argument("--definition", help="NAME:VERSION of the definition a trained file was built from")
+    mreg.add_argument("--name", help="model name (default: the definition's)")
+    malias = msub.add_parser("alias", help="point an alias at a version: amml model alias champion ett/3")
+    malias.add_argument("alias")
+    malias.add_argument("version")
+    mgc = msub.add_parser("gc", help="remove artifacts that no version points at")
+    mgc.add_argument("--grace", type=float, default=3600.0, help="only files older than this many seconds")
+    mgc.add_argument("--dry-run", action="store_true")
+    model.set_defaults(func=cmd_model)
 
     comps = sub.add_parser("components", help="list components and their parameters")
     comps.add_argument("name", nargs="?")

@@ -1,0 +1,469 @@
+"""The model registry (the paper's Model Manager, Fig. 12 and 14), made trustworthy.
+
+* Definitions: the model YAML under `name:version` (`ett:0.1`), immutable; registering the same text again
+  is a no-op, different text under the same version is refused.
+* Versions: each trained model gets the next number for its name (`ett/1`, `ett/2`, …). Rows are never
+  updated; they carry the artifact URI, its size and SHA-256, the definition, scaler statistics, metrics,
+  plots and lineage (dag_id, run_id, task, data interval, AMML source hash).
+* Aliases move (`ett@champion`); tags annotate.
+
+Registration is atomic: the files go to a new unique folder and are read back and verified first; only
+then is the metadata inserted, in one transaction. If the insert fails the files are removed again; if even
+that fails, `gc()` removes folders no row points at. A metadata row never points at a missing file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .artifacts import ArtifactStore, artifact_store_for, sha256_file
+from .errors import ArtifactError, ChecksumMismatchError, ModelNotFoundError, RegistryError
+from .schema import ModelAlias, ModelDefinition, ModelTag, ModelVersion
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+HEAD_REVISION = "0001"
+VERSION_ALLOCATION_RETRIES = 60
+
+
+@dataclass(frozen=True)
+class Lineage:
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    data_interval_start: str | None = None
+    data_interval_end: str | None = None
+    source_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: int
+    definition: str  # "name:version" of the model definition
+    artifact_uri: str
+    artifact_size: int
+    artifact_sha256: str
+    created_at: datetime
+    scaler: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    plots: dict[str, str] = field(default_factory=dict)
+    lineage: Lineage = field(default_factory=Lineage)
+    aliases: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+def parse_ref(ref: str) -> tuple[str, str, str | int | None]:
+    """`ett` → latest, `ett@champion` → alias, `ett/3` → version 3."""
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, "alias", alias
+    if "/" in ref:
+        name, number = ref.rsplit("/", 1)
+        if not number.isdigit():
+            raise RegistryError(
+                f"model reference {ref!r}: the version after `/` must be a number",
+                hint="write `ett/3`, `ett@champion` or `ett`",
+            )
+        return name, "version", int(number)
+    return ref, "latest", None
+
+
+def default_registry_url(settings: Mapping[str, Any] | None = None) -> str:
+    from airflow_amml.storage import amml_home
+
+    if settings and settings.get("registry_url"):
+        return str(settings["registry_url"])
+    if os.environ.get("AMML_REGISTRY_URL"):
+        return os.environ["AMML_REGISTRY_URL"]
+    home = amml_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'registry.db'}"
+
+
+def default_artifact_location(settings: Mapping[str, Any] | None = None) -> str:
+    from airflow_amml.storage import amml_home
+
+    if settings and settings.get("artifact_location"):
+        return str(settings["artifact_location"])
+    return os.environ.get("AMML_ARTIFACTS") or str(amml_home() / "artifacts")
+
+
+class ModelRegistry:
+    def __init__(self, db_url: str, artifacts: ArtifactStore, *, scratch: Path | None = None) -> None:
+        self.db_url = db_url
+        connect_args = {"timeout": 30} if db_url.startswith("sqlite") else {}
+        self.engine = sa.create_engine(db_url, connect_args=connect_args)
+        self.artifacts = artifacts
+        self.scratch = scratch or Path(tempfile.gettempdir())
+        self.migrate()
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any] | None = None) -> ModelRegistry:
+        """Configuration only: settings from the Airflow operator, else environment, else embedded defaults."""
+        return cls(default_registry_url(settings), artifact_store_for(default_artifact_location(settings)))
+
+    # ---- schema ---------------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (once per process and database; safe in parallel)."""
+        try:
+            with self.engine.connect() as conn:
+                if _current_revision(conn) == HEAD_REVISION:
+                    return
+            with _migration_lock(self.engine), self.engine.begin() as conn:
+                if _current_revision(conn) == HEAD_REVISION:
+                    return
+                from alembic import command
+                from alembic.config import Config
+
+                config = Config()
+                config.set_main_option("script_location", str(MIGRATIONS))
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        except sa.exc.OperationalError as exc:
+            raise RegistryError(f"cannot reach the registry database {_safe_url(self.db_url)}: {exc.orig}") from exc
+
+    # ---- definitions ----------------------------------------------------------------------------------
+
+    def register_definition(self, name: str, version: str, yaml_text: str) -> str:
+        digest = sha256(yaml_text.encode()).hexdigest()
+        ref = f"{name}:{version}"
+        with self._session() as session:
+            existing = session.scalar(sa.select(ModelDefinition).filter_by(name=name, version=version))
+            if existing is not None:
+                if existing.sha256 != digest:
+                    raise RegistryError(
+                        f"model definition {ref} is already registered with different content",
+                        hint="definitions are immutable: give the changed model a new version, e.g. "
+                        f"{name}:{_bump(version)}",
+                    )
+                return ref
+            session.add(
+                ModelDefinition(name=name, version=version, yaml=yaml_text, sha256=digest, created_at=datetime.now(UTC))
+            )
+            try:
+                session.commit()
+            except sa.exc.IntegrityError:  # registered concurrently: fine if identical
+                session.rollback()
+                return self.register_definition(name, version, yaml_text)
+        return ref
+
+    def get_definition(self, ref: str) -> str:
+        name, _, version = ref.partition(":")
+        with self._session() as session:
+            row = session.scalar(sa.select(ModelDefinition).filter_by(name=name, version=version))
+            if row is None:
+                known = [f"{d.name}:{d.version}" for d in session.scalars(sa.select(ModelDefinition))]
+                raise ModelNotFoundError(
+                    f"no model definition {ref!r}; registered: {', '.join(sorted(known)) or '(none)'}",
+                    hint="register it with `amml model register FILE.yaml` or put the YAML in the dags folder",
+                )
+            return row.yaml
+
+    def list_definitions(self) -> list[tuple[str, str, str]]:
+        with self._session() as session:
+            rows = session.scalars(sa.select(ModelDefinition).order_by(ModelDefinition.name, ModelDefinition.id))
+            return [(d.name, d.version, d.sha256) for d in rows]
+
+    # ---- versions -------------------------------------------------------------------------------------
+
+    def register_version(
+        self,
+        name: str,
+        definition: str,
+        model_file: Path,
+        *,
+        scaler: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        plots: Mapping[str, Path] | None = None,
+        lineage: Lineage | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> RegisteredVersion:
+        """Store the files, verify them, then record the version in one transaction."""
+        definition_id = self._definition_id(definition)
+        plots = dict(plots or {})
+        size, digest = sha256_file(model_file)
+        uris = self.artifacts.put([Path(model_file), *plots.values()], name)
+        model_uri, plot_uris = uris[0], dict(zip(plots, uris[1:]))
+        try:
+            stored = self.artifacts.checksum(model_uri, self.scratch)
+            if stored != (size, digest):
+                raise ChecksumMismatchError(
+                    f"the stored model file {model_uri} does not match what was written "
+                    f"(size {stored[0]} vs {size}, sha256 {stored[1][:12]}… vs {digest[:12]}…)"
+                )
+            version = self._insert_version(
+                name,
+                definition_id,
+                model_uri,
+                size,
+                digest,
+                scaler,
+                metrics,
+                plot_uris,
+                lineage or Lineage(),
+                tags or {},
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # gc() removes what cannot be removed now
+                self.artifacts.delete(model_uri)
+            raise
+        log.info("registered model %s/%d (%s, %d bytes)", name, version, model_uri, size)
+        return self.resolve(f"{name}/{version}")
+
+    def _definition_id(self, definition: str) -> int:
+        name, _, version = definition.partition(":")
+        with self._session() as session:
+            found = session.scalar(sa.select(ModelDefinition.id).filter_by(name=name, version=version))
+        if found is None:
+            self.get_definition(definition)  # raises the helpful not-found error
+        return int(found)
+
+    def _insert_version(
+        self,
+        name: str,
+        definition_id: int,
+        uri: str,
+        size: int,
+        digest: str,
+        scaler: Mapping[str, Any] | None,
+        metrics: Mapping[str, Any] | None,
+        plots: Mapping[str, str],
+        lineage: Lineage,
+        tags: Mapping[str, str],
+    ) -> int:
+        for attempt in range(VERSION_ALLOCATION_RETRIES):
+            try:
+                with self._session() as session, session.begin():
+                    latest = session.scalar(sa.select(sa.func.max(ModelVersion.version)).filter_by(name=name))
+                    version = (latest or 0) + 1
+                    session.add(
+                        ModelVersion(
+                            name=name,
+                            version=version,
+                            definition_id=definition_id,
+                            artifact_uri=uri,
+                            artifact_size=size,
+                            artifact_sha256=digest,
+                            scaler=_json(scaler),
+                            metrics=_json(metrics),
+                            plots=_json(plots),
+                            dag_id=lineage.dag_id,
+                            run_id=lineage.run_id,
+                            task_id=lineage.task_id,
+                            data_interval_start=lineage.data_interval_start,
+                            data_interval_end=lineage.data_interval_end,
+                            source_hash=lineage.source_hash,
+                            status="ready",
+                            created_at=datetime.now(UTC),
+                        )
+                    )
+                    session.flush()
+                    for key, value in tags.items():
+                        session.add(ModelTag(name=name, version=version, key=key, value=str(value)))
+                return version
+            except sa.exc.IntegrityError:
+                # another training took this number between our read and our insert: try the next one
+                time.sleep(random.uniform(0.005, 0.05) * (1 + attempt % 5))
+            except sa.exc.OperationalError as exc:
+                if "locked" in str(exc.orig) and attempt < VERSION_ALLOCATION_RETRIES - 1:
+                    time.sleep(random.uniform(0.01, 0.1))
+                    continue
+                raise RegistryError(f"cannot record model {name} in {_safe_url(self.db_url)}: {exc.orig}") from exc
+        raise RegistryError(
+            f"could not allocate a version number for {name} after {VERSION_ALLOCATION_RETRIES} attempts"
+        )
+
+    def resolve(self, ref: str) -> RegisteredVersion:
+        name, kind, value = parse_ref(ref)
+        with self._session() as session:
+            query = sa.select(ModelVersion).filter_by(name=name, status="ready")
+            if kind == "version":
+                row = session.scalar(query.filter_by(version=value))
+            elif kind == "alias":
+                alias = session.get(ModelAlias, (name, value))
+                row = session.scalar(query.filter_by(version=alias.version)) if alias else None
+            else:
+                row = session.scalar(query.order_by(ModelVersion.version.desc()).limit(1))
+            if row is None:
+                raise self._not_found(session, ref, name, kind)
+            return self._entity(session, row)
+
+    def _not_found(self, session: Session, ref: str, name: str, kind: str) -> ModelNotFoundError:
+        versions = session.scalars(sa.select(ModelVersion.version).filter_by(name=name)).all()
+        if not versions:
+            names = sorted(set(session.scalars(sa.select(ModelVersion.name))))
+            from compiler.errors import did_you_mean
+
+            return ModelNotFoundError(
+                f"no model named {name!r}; registered models: {', '.join(names) or '(none)'}",
+                hint=did_you_mean(name, names) or "train one with `train_lstm`",
+            )
+        aliases = session.scalars(sa.select(ModelAlias.alias).filter_by(name=name)).all()
+        return ModelNotFoundError(
+            f"no {kind} {ref!r}; {name} has versions {', '.join(map(str, sorted(versions)))}"
+            + (f" and aliases {', '.join('@' + a for a in sorted(aliases))}" if aliases else " and no aliases"),
+        )
+
+    def list_versions(self, name: str | None = None) -> list[RegisteredVersion]:
+        with self._session() as session:
+            query = sa.select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
+            if name:
+                query = query.filter_by(name=name)
+            return [self._entity(session, row) for row in session.scalars(query)]
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self.resolve(f"{name}/{version}")  # must exist
+        with self._session() as session, session.begin():
+            row = session.get(ModelAlias, (name, alias))
+            if row is None:
+                session.add(ModelAlias(name=name, alias=alias, version=version, updated_at=datetime.now(UTC)))
+            else:
+                row.version, row.updated_at = version, datetime.now(UTC)
+
+    def set_tag(self, name: str, version: int, key: str, value: str) -> None:
+        self.resolve(f"{name}/{version}")
+        with self._session() as session, session.begin():
+            session.merge(ModelTag(name=name, version=version, key=key, value=value))
+
+    def download(self, ref: str, folder: Path) -> tuple[RegisteredVersion, Path]:
+        """Fetch a version's model file into `folder` and verify its checksum before anyone loads it."""
+        entry = self.resolve(ref)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        target = Path(folder) / Path(entry.artifact_uri).name
+        self.artifacts.get(entry.artifact_uri, target)
+        size, digest = sha256_file(target)
+        if (size, digest) != (entry.artifact_size, entry.artifact_sha256):
+            target.unlink(missing_ok=True)
+            raise ChecksumMismatchError(
+                f"model {entry.ref}: the file {entry.artifact_uri} is corrupted (sha256 {digest[:12]}… "
+                f"but {entry.artifact_sha256[:12]}… was registered; size {size} vs {entry.artifact_size})",
+                hint="re-train the model, or point the alias at another version with `amml model alias`",
+            )
+        return entry, target
+
+    def gc(self, *, grace_seconds: float = 3600.0, dry_run: bool = False) -> list[str]:
+        """Remove stored files no version points at (left by failed registrations), older than the grace
+        period so that registrations in progress are not touched."""
+        with self._session() as session:
+            referenced = {_folder(uri) for uri in session.scalars(sa.select(ModelVersion.artifact_uri))}
+        now = time.time()
+        removed = []
+        for uri, mtime in list(self.artifacts.list_uris()):
+            if _folder(uri) in referenced or now - mtime < grace_seconds:
+                continue
+            if not dry_run:
+                try:
+                    self.artifacts.delete(uri)
+                except ArtifactError as exc:
+                    log.warning("gc: cannot remove %s: %s", uri, exc)
+                    continue
+            removed.append(uri)
+        return removed
+
+    # ---- helpers --------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine) as session:
+                yield session
+        except sa.exc.OperationalError as exc:
+            raise RegistryError(f"registry database {_safe_url(self.db_url)} failed: {exc.orig}") from exc
+
+    def _entity(self, session: Session, row: ModelVersion) -> RegisteredVersion:
+        definition = session.get(ModelDefinition, row.definition_id)
+        aliases = session.scalars(sa.select(ModelAlias.alias).filter_by(name=row.name, version=row.version)).all()
+        tags = {
+            t.key: t.value for t in session.scalars(sa.select(ModelTag).filter_by(name=row.name, version=row.version))
+        }
+        return RegisteredVersion(
+            name=row.name,
+            version=row.version,
+            definition=f"{definition.name}:{definition.version}",
+            artifact_uri=row.artifact_uri,
+            artifact_size=row.artifact_size,
+            artifact_sha256=row.artifact_sha256,
+            created_at=row.created_at,
+            scaler=_unjson(row.scaler),
+            metrics=_unjson(row.metrics),
+            plots=_unjson(row.plots),
+            lineage=Lineage(
+                row.dag_id, row.run_id, row.task_id, row.data_interval_start, row.data_interval_end, row.source_hash
+            ),
+            aliases=tuple(sorted(aliases)),
+            tags=tags,
+        )
+
+
+def _current_revision(conn: sa.Connection) -> str | None:
+    if not sa.inspect(conn).has_table("amml_alembic_version"):
+        return None
+    return conn.execute(sa.text("select version_num from amml_alembic_version")).scalar()
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: sa.Engine) -> Iterator[None]:
+    """Serialise schema upgrades between processes: an advisory lock on PostgreSQL, a file lock on SQLite."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(sa.text("select pg_advisory_lock(727274)"))
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("select pg_advisory_unlock(727274)"))
+                conn.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        with open(f"{database}.migrate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return
+    yield
+
+
+def _folder(uri: str) -> str:
+    return uri.rsplit("/", 1)[0]
+
+
+def _json(value: Mapping[str, Any] | None) -> str | None:
+    return json.dumps(value, sort_keys=True, default=str) if value else None
+
+
+def _unjson(text: str | None) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+def _bump(version: str) -> str:
+    head, _, last = version.rpartition(".")
+    return f"{head}.{int(last) + 1}" if last.isdigit() and head else f"{version}.1"
+
+
+def _safe_url(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
