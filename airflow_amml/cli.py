@@ -111,11 +111,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         program = compile_file(args.file)
         defaults = dict((program.dag or {}).get("params", {}))
         pipelines = [program.pipeline(args.pipeline)] if args.pipeline else list(program.pipelines)
+        folder = Path(args.file).resolve().parent
+        settings = {
+            "model_paths": [str(folder / "models"), str(folder)],
+            "lineage": {"source_hash": program.source_hash},
+        }
         for pipeline in pipelines:
             result = run_pipeline(
-                pipeline, run_params={**defaults, **run_params}, mode=args.mode, filename=str(args.file)
+                pipeline,
+                run_params={**defaults, **run_params},
+                settings=settings,
+                mode=args.mode,
+                filename=str(args.file),
             )
-            print(result.summary(), file=sys.stderr)
+            del result  # the executor logs the per-component summary
     except AmmlError as exc:
         print(exc, file=sys.stderr)
         return 1

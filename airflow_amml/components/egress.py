@@ -23,7 +23,10 @@ class Print(AbstractEgress):
         if self.params["cols"]:
             batch = batch[list(self.params["cols"])]
         if len(batch):
-            text = batch.to_string(index=False, header=self.printed == 0, float_format=lambda v: f"{v:.6g}")
+            # fixed column widths, so that rows printed batch by batch still line up under the header
+            text = batch.to_string(
+                index=False, header=self.printed == 0, col_space=12, float_format=lambda v: f"{v:.6g}"
+            )
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
             self.printed += len(batch)

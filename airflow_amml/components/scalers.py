@@ -28,14 +28,20 @@ class _FittingScaler(AbstractProgress):
     kind_name = ""
 
     def open(self) -> None:
-        if self.params.get("model"):
-            raise PipelineError(
-                f"`{self.name} model=...` reads scaler statistics from the model registry, which is not "
-                "available yet; fit on the stream instead (omit `model`)"
-            )
         self.buffer: list[pd.DataFrame] = []
         self.buffered = 0
         self.stats: dict[str, list[float]] | None = None
+        if self.params.get("model"):  # use the statistics the model was trained with: never refit on new data
+            from .models import stored_scaler
+
+            stored = stored_scaler(self.params["model"], self.context.settings)
+            if stored.get("kind") != self.kind_name:
+                raise PipelineError(
+                    f"`{self.name} model={self.params['model']!r}`: that model was trained with a "
+                    f"{stored.get('kind')} scaler, not {self.kind_name}"
+                )
+            cols = self.params.get("cols")
+            self.stats = {c: v for c, v in stored["columns"].items() if not cols or c in cols}
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame | None:
         if self.stats is not None:
@@ -109,14 +115,14 @@ class MinMaxInverse(AbstractProgress):
     """`minmax_inverse`: undo the min-max scaling recorded on the batches by the scaler upstream."""
 
     def open(self) -> None:
+        self.stored = None
         if self.params.get("model"):
-            raise PipelineError(
-                "`minmax_inverse model=...` reads scaler statistics from the model registry, which is not "
-                "available yet; place it downstream of a `minmax_scaler` instead"
-            )
+            from .models import stored_scaler
+
+            self.stored = stored_scaler(self.params["model"], self.context.settings)
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
-        scaler = batch.attrs.get(SCALER_ATTR)
+        scaler = batch.attrs.get(SCALER_ATTR) or self.stored
         if not scaler or scaler.get("kind") != "minmax":
             raise PipelineError(
                 "`minmax_inverse` found no min-max statistics on its input; put a `minmax_scaler` upstream"

@@ -271,9 +271,23 @@ class _SingleProcess:
                 component = self.components[d]
                 out = self._guard(down, component.finish)
                 self._deliver_events()
-                if down.spec.kind is not Kind.EGRESS and out is not None and len(out):
-                    self._emit(down, out)
+                if down.spec.kind is not Kind.EGRESS:
+                    for frame in self._guard(down, lambda o=out: list(_frames(o))):
+                        self._emit(down, frame)
                 self._end(down)
+
+
+def _frames(out: Any) -> Iterator[pd.DataFrame]:
+    """What `finish()` returned: nothing, one frame, or an iterator of frames."""
+    if out is None:
+        return
+    if isinstance(out, pd.DataFrame):
+        if len(out):
+            yield out
+        return
+    for frame in out:
+        if frame is not None and len(frame):
+            yield frame
 
 
 def _accepted_events(stage: Stage) -> set[str]:
@@ -539,8 +553,9 @@ def _run_consumer(
         _drain_events(component, event_box, events_ended, block=True)
     _drain_events(component, event_box, events_ended)
     out = component.finish()
-    if stage.spec.kind is not Kind.EGRESS and out is not None and len(out):
-        _send(outboxes, out, counters)
+    if stage.spec.kind is not Kind.EGRESS:
+        for frame in _frames(out):  # e.g. train_lstm yields one record per epoch as training goes
+            _send(outboxes, frame, counters)
 
 
 def _drain_events(component: AbstractComponent, event_box: Any, ended: list[int], block: bool = False) -> None:

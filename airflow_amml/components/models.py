@@ -1,0 +1,243 @@
+"""`train_lstm` and `lstm`: Keras models defined in YAML, trained on the stream and served from the registry.
+
+TensorFlow is imported only when one of these components opens (through `airflow_amml.models.keras_builder`).
+
+The paper's contract (Fig. 12, 14): `train_lstm model="ett:0.1"` loads the definition `ett:0.1` from the
+registry; a definition found in a model file (the dags folder's `models/`, or `$AMML_MODEL_PATH`) is
+registered first, so the file stays the source of truth for review. The trained model is registered as the
+next version of `ett` with the scaler statistics it was trained with; `lstm model="ett@champion"` loads a
+version once, verifies its checksum, and predicts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import tempfile
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from airflow_amml.registry import Lineage, ModelRegistry, RegistryError
+from airflow_amml.runtime.component import AbstractProgress
+from airflow_amml.runtime.errors import PipelineError
+
+from .scalers import SCALER_ATTR
+
+log = logging.getLogger(__name__)
+
+
+def model_paths(settings: dict[str, Any]) -> list[Path]:
+    if settings.get("model_paths"):
+        return [Path(p) for p in settings["model_paths"]]
+    if os.environ.get("AMML_MODEL_PATH"):
+        return [Path(p) for p in os.environ["AMML_MODEL_PATH"].split(os.pathsep) if p]
+    return [Path("dags/models")]
+
+
+def definition_yaml(registry: ModelRegistry, ref: str, settings: dict[str, Any]) -> str:
+    """The YAML of definition `name:version`: registered from a model file if one defines it."""
+    from airflow_amml.models.spec import find_model_files, load_model_spec
+
+    if ":" not in ref:
+        raise PipelineError(f"`train_lstm model={ref!r}`: expected a definition NAME:VERSION such as 'ett:0.1'")
+    for folder in model_paths(settings):
+        for path in find_model_files(folder) if folder.is_dir() else ():
+            spec = load_model_spec(path)
+            if spec.ref == ref:
+                registry.register_definition(spec.name, spec.version, spec.source)
+                return spec.source
+    return registry.get_definition(ref)
+
+
+def run_output_dir(settings: dict[str, Any], name: str) -> Path:
+    from airflow_amml.storage import amml_home
+
+    base = Path(settings.get("output_dir") or amml_home() / "runs")
+    folder = base / name / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class TrainLstm(AbstractProgress):
+    """`train_lstm model="ett:0.1", epoch=20`: train on the whole stream, emit one record per epoch
+    (epoch, loss, val_loss) as it finishes, then register the model."""
+
+    def open(self) -> None:
+        from airflow_amml.models.spec import parse_model_spec
+
+        self.registry = ModelRegistry.from_settings(self.context.settings)
+        ref = self.params["model"]
+        self.spec = parse_model_spec(definition_yaml(self.registry, ref, self.context.settings), f"model {ref}")
+        self.frames: list[pd.DataFrame] = []
+        self.scaler: dict[str, Any] | None = None
+        self.registered = None
+
+    def process(self, batch: pd.DataFrame) -> None:
+        self.frames.append(batch)
+        self.scaler = batch.attrs.get(SCALER_ATTR, self.scaler)
+        return None
+
+    def finish(self) -> Iterator[pd.DataFrame]:
+        if not self.frames:
+            raise PipelineError(f"`train_lstm` received no records to train {self.spec.ref} on")
+        frame = pd.concat(self.frames, ignore_index=True)
+        self.frames = []
+        missing = [c for c in {*self.spec.training.features, self.spec.training.target} if c not in frame.columns]
+        if missing:
+            raise PipelineError(
+                f"`train_lstm`: model {self.spec.ref} needs column(s) {sorted(missing)}; the records have "
+                f"{list(frame.columns)}"
+            )
+        epochs: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
+        result: dict[str, Any] = {}
+
+        def fit() -> None:
+            from airflow_amml.models import keras_builder
+
+            try:
+                result["model"], result["history"] = keras_builder.train(
+                    self.spec,
+                    frame,
+                    epochs=self.params["epoch"],
+                    batch_size=self.params["batch_size"],
+                    on_epoch=lambda _, entry: epochs.put(entry),
+                )
+                epochs.put(None)
+            except BaseException as exc:  # delivered to the component's thread below
+                epochs.put(exc)
+
+        worker = threading.Thread(target=fit, name="amml-train", daemon=True)
+        worker.start()
+        while (item := epochs.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            log.info(
+                "train_lstm %s epoch %d: loss %.5f val_loss %s",
+                self.spec.ref,
+                item["epoch"],
+                item["loss"],
+                item["val_loss"],
+            )
+            yield pd.DataFrame([item])
+        worker.join()
+        if self.params["register"]:
+            self.registered = self._register(result["model"], result["history"], frame)
+
+    def _register(self, model: Any, history: list[dict[str, Any]], frame: pd.DataFrame) -> Any:
+        from airflow_amml.models import keras_builder
+
+        from .plots import plot_loss, plot_prediction
+
+        out = run_output_dir(self.context.settings, self.spec.name)
+        model_file = keras_builder.save_model(model, out / "model.keras")
+        tail = frame.iloc[-min(len(frame), 24 * 14 + self.spec.training.window) :]
+        predicted = keras_builder.predict(model, self.spec, tail)[:, 0]
+        plots = {
+            "loss": plot_loss(history, out / "loss.png", self.spec.ref),
+            "prediction": plot_prediction(tail, predicted, self.spec, out / "prediction.png"),
+        }
+        final = history[-1]
+        metrics = {
+            "loss": final["loss"],
+            "val_loss": final["val_loss"],
+            "epochs": len(history),
+            "train_records": len(frame),
+        }
+        lineage = Lineage(
+            **{
+                k: v
+                for k, v in (self.context.settings.get("lineage") or {}).items()
+                if k in Lineage.__dataclass_fields__
+            }
+        )
+        try:
+            entry = self.registry.register_version(
+                self.spec.name,
+                self.spec.ref,
+                model_file,
+                scaler=self.scaler,
+                metrics=metrics,
+                plots=plots,
+                lineage=lineage,
+            )
+        except RegistryError as exc:
+            raise PipelineError(
+                f"`train_lstm` trained {self.spec.ref} but could not register it: {exc.message}"
+            ) from exc
+        (out / "registered.json").write_text(json.dumps({"model": entry.ref, "uri": entry.artifact_uri}))
+        log.info("train_lstm: registered %s (outputs in %s)", entry.ref, out)
+        return entry
+
+
+class LstmPredict(AbstractProgress):
+    """`lstm model="ett@champion"`: one-step (or horizon-step) forecasts for every record that completes a
+    window; the forecast made at a record is emitted on that record (its timestamp), in `output`."""
+
+    def open(self) -> None:
+        from airflow_amml.models import keras_builder
+        from airflow_amml.models.spec import parse_model_spec
+
+        registry = ModelRegistry.from_settings(self.context.settings)
+        self.scratch = tempfile.TemporaryDirectory(prefix="amml-lstm-")
+        try:
+            self.entry, path = registry.download(self.params["model"], Path(self.scratch.name))
+        except RegistryError as exc:
+            raise PipelineError(f"`lstm model={self.params['model']!r}`: {exc.message}") from exc
+        self.spec = parse_model_spec(registry.get_definition(self.entry.definition), self.entry.definition)
+        self.model = keras_builder.load_model(path)
+        self.tail: pd.DataFrame | None = None
+        log.info("lstm: loaded %s (%s)", self.entry.ref, self.entry.definition)
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame | None:
+        from airflow_amml.models import keras_builder
+
+        window = self.spec.training.window
+        joined = batch if self.tail is None else pd.concat([self.tail, batch])
+        self.tail = joined.iloc[-(window - 1) :] if window > 1 else None
+        if len(joined) < window:
+            return None
+        forecasts = keras_builder.predict(self.model, self.spec, joined)
+        out = joined.iloc[window - 1 :].copy()
+        output = self.params["output"]
+        if forecasts.shape[1] == 1:
+            out[output] = forecasts[:, 0]
+        else:
+            for step in range(forecasts.shape[1]):
+                out[f"{output}_{step + 1}"] = forecasts[:, step]
+        out.attrs = dict(batch.attrs)
+        scaler = out.attrs.get(SCALER_ATTR)
+        target = self.spec.training.target
+        if scaler and target in scaler.get("columns", {}):  # predictions live in the target's scaled space
+            columns = dict(scaler["columns"])
+            for col in out.columns:
+                if col == output or col.startswith(f"{output}_"):
+                    columns[col] = columns[target]
+            out.attrs[SCALER_ATTR] = {**scaler, "columns": columns}
+        return out
+
+    def close(self) -> None:
+        if hasattr(self, "scratch"):
+            self.scratch.cleanup()
+
+
+def stored_scaler(model_ref: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The scaler statistics stored with a registered model version (for `minmax_scaler model=...`)."""
+    registry = ModelRegistry.from_settings(settings)
+    try:
+        entry = registry.resolve(model_ref)
+    except RegistryError as exc:
+        raise PipelineError(f"scaler statistics of {model_ref!r}: {exc.message}") from exc
+    if not entry.scaler:
+        raise PipelineError(f"model {entry.ref} was registered without scaler statistics")
+    return entry.scaler
+
+
+_ = np  # numpy is used through pandas/keras_builder; keep the import explicit for readers

@@ -1,0 +1,258 @@
+"""A checked :class:`~airflow_amml.models.spec.ModelSpec` → a Keras model; windows, training, prediction.
+
+TensorFlow/Keras is imported inside the functions only (importing this module costs nothing), so the
+compiler, ``amml lint`` and DAG parsing never load it.
+
+Windows. For a time-ordered frame of ``n`` rows, the window ending at row ``t`` holds the ``features`` of
+rows ``t - window + 1 … t`` and is labelled with the ``target`` of rows ``t + 1 … t + horizon``
+(``predict: delta``: minus the target at row ``t``, the last observed value). :func:`make_windows` returns
+the ``n - window - horizon + 1`` windows whose labels exist; :func:`predict` forecasts for all
+``n - window + 1`` windows (also the last ones, whose future is unknown yet): row ``i`` of its result is the
+forecast made at frame row ``window - 1 + i`` for the ``horizon`` rows after it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from airflow_amml.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import keras
+
+__all__ = ["build_model", "load_model", "make_windows", "predict", "save_model", "train"]
+
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+def _keras() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    import keras
+
+    return keras
+
+
+def build_model(spec: ModelSpec) -> keras.Model:
+    """A compiled ``keras.Sequential``: ``Input(shape=(window, n_features))`` then the spec's layers.
+
+    A model without recurrent layers (Fig. 8's plain DNN) sees each window flattened to
+    ``window × n_features`` inputs.
+    """
+    keras = _keras()
+    t = spec.training
+    layers: list[Any] = [keras.Input(shape=t.input_shape, name="window")]
+    if not any(layer.is_recurrent for layer in spec.layers):
+        layers.append(keras.layers.Flatten(name="flatten"))
+    for i, layer in enumerate(spec.layers, 1):
+        if layer.type == "Input":  # its shape is checked against `training` and inferred from it
+            continue
+        cls = getattr(keras.layers, layer.type)
+        layers.append(cls(**layer.kwargs, name=f"{layer.type.lower()}_{i}"))
+    model = keras.Sequential(layers, name=re.sub(r"\W", "_", f"{spec.name}_{spec.version}"))
+    model.compile(loss=t.loss, optimizer=_optimizer(keras, spec))
+    return model
+
+
+def _optimizer(keras: Any, spec: ModelSpec) -> Any:
+    t = spec.training
+    classes = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+        "adagrad": keras.optimizers.Adagrad,
+    }
+    kwargs: dict[str, float] = {}
+    if t.learning_rate is not None:
+        kwargs["learning_rate"] = t.learning_rate
+    if t.clipnorm is not None:
+        kwargs["clipnorm"] = t.clipnorm
+    return classes[t.optimizer](**kwargs)
+
+
+# ---- windows ---------------------------------------------------------------------------------------------
+
+
+def _columns(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(features as float32 [n, f], target as float64 [n]), with clear errors for missing or bad columns."""
+    t = spec.training
+    needed = list(dict.fromkeys([*t.features, t.target]))
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"model {spec.ref} needs the column(s) {', '.join(missing)}; "
+            f"the data has {', '.join(map(str, frame.columns))}"
+        )
+    for c in needed:
+        if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]):
+            raise ValueError(f"model {spec.ref}: column {c} must be numeric; it is {frame[c].dtype}")
+        nulls = int(frame[c].isna().sum())
+        if nulls:
+            raise ValueError(f"model {spec.ref}: column {c} has {nulls} missing value(s); drop or fill them first")
+    features = frame[list(t.features)].to_numpy(dtype=np.float32)
+    target = frame[t.target].to_numpy(dtype=np.float64)
+    return features, target
+
+
+def _input_windows(features: np.ndarray, window: int) -> np.ndarray:
+    """All windows: [n - window + 1, window, f] float32, C-contiguous."""
+    view = np.lib.stride_tricks.sliding_window_view(features, window, axis=0)  # [n - window + 1, f, window]
+    return np.ascontiguousarray(view.transpose(0, 2, 1), dtype=np.float32)
+
+
+def make_windows(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training examples from a time-ordered frame: ``(X, y, last)``.
+
+    ``X``: float32 ``[m, window, n_features]``; ``y``: float32 ``[m, horizon]`` — the target 1..horizon rows
+    after each window (``predict: delta``: minus ``last``); ``last``: float64 ``[m]``, the target at each
+    window's last row. ``m = len(frame) - window - horizon + 1``.
+    """
+    t = spec.training
+    features, target = _columns(frame, spec)
+    n = len(frame)
+    m = n - t.window - t.horizon + 1
+    if m < 1:
+        raise ValueError(
+            f"model {spec.ref} needs at least window + horizon = {t.window + t.horizon} rows to make one "
+            f"training example; got {n}"
+        )
+    x = _input_windows(features[: n - t.horizon], t.window)
+    ends = np.arange(t.window - 1, t.window - 1 + m)  # the last row of each window
+    last = target[ends]
+    y = target[ends[:, None] + np.arange(1, t.horizon + 1)[None, :]]
+    if t.predict == "delta":
+        y = y - last[:, None]
+    return x, y.astype(np.float32), last
+
+
+# ---- training --------------------------------------------------------------------------------------------
+
+
+def train(
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    on_epoch: EpochCallback | None = None,
+    validation: pd.DataFrame | None = None,
+) -> tuple[keras.Model, list[dict[str, Any]]]:
+    """Build and train the model on a time-ordered frame; return ``(model, history)``.
+
+    The validation data are the last ``validation_split`` of the windows (time order, never random), or the
+    windows of ``validation`` when given (e.g. the rows after the training part, starting ``window`` rows
+    earlier so that its first forecast follows the training data). ``history`` has one
+    ``{"epoch": 1.., "loss": float, "val_loss": float | None}`` per epoch run; ``on_epoch(epoch, that
+    dict)`` is called after each epoch. ``epochs``/``batch_size`` override the spec's.
+    """
+    keras = _keras()
+    t = spec.training
+    epochs = t.epochs if epochs is None else epochs
+    batch_size = t.batch_size if batch_size is None else batch_size
+    for label, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{label} must be an integer ≥ 1; got {v!r}")
+    if t.seed is not None:
+        keras.utils.set_random_seed(t.seed)
+
+    x, y, _ = make_windows(frame, spec)
+    val: tuple[np.ndarray, np.ndarray] | None = None
+    if validation is not None:
+        xv, yv, _ = make_windows(validation, spec)
+        val = (xv, yv)
+    elif t.validation_split > 0 and len(x) > 1:
+        n_val = min(len(x) - 1, max(1, math.floor(len(x) * t.validation_split)))
+        val = (x[-n_val:], y[-n_val:])
+        x, y = x[:-n_val], y[:-n_val]
+
+    model = build_model(spec)
+    history: list[dict[str, Any]] = []
+
+    class _Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            logs = logs or {}
+            val_loss = logs.get("val_loss")
+            entry = {
+                "epoch": epoch + 1,
+                "loss": float(logs["loss"]),
+                "val_loss": None if val_loss is None else float(val_loss),
+            }
+            history.append(entry)
+            if on_epoch is not None:
+                on_epoch(entry["epoch"], dict(entry))
+
+    callbacks: list[Any] = [_Record()]
+    es = t.early_stopping
+    if es is not None:
+        monitor = es.monitor if (es.monitor == "loss" or val is not None) else "loss"
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                restore_best_weights=es.restore_best_weights,
+            )
+        )
+    model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=val,
+        shuffle=t.shuffle,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    return model, history
+
+
+# ---- prediction ------------------------------------------------------------------------------------------
+
+
+def predict(model: keras.Model, spec: ModelSpec, frame: pd.DataFrame, batch_size: int = 1024) -> np.ndarray:
+    """Forecast levels for every window of the frame: float64 ``[len(frame) - window + 1, horizon]``.
+
+    Row ``i`` is the forecast made at frame row ``window - 1 + i`` for the ``horizon`` rows after it; the
+    first ``len(frame) - window - horizon + 1`` rows line up with ``make_windows(frame, spec)``. With
+    ``predict: delta`` the model's changes are added to the last observed target value.
+    """
+    t = spec.training
+    features, target = _columns(frame, spec)
+    if len(frame) < t.window:
+        raise ValueError(f"model {spec.ref} needs at least window = {t.window} rows to forecast; got {len(frame)}")
+    x = _input_windows(features, t.window)
+    out = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+    out = out.reshape(len(x), -1)
+    if out.shape[1] != t.horizon:
+        raise ValueError(
+            f"model {spec.ref} outputs {out.shape[1]} value(s) per window; the spec's horizon is {t.horizon}"
+        )
+    if t.predict == "delta":
+        out = out + target[t.window - 1 :][:, None]
+    return out
+
+
+# ---- files -----------------------------------------------------------------------------------------------
+
+
+def save_model(model: keras.Model, path: str | Path) -> Path:
+    """Save in the native ``.keras`` format (architecture, weights; no pickled Python code)."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"model files use the .keras format; the path must end in .keras, got {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return path
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a ``.keras`` file for inference (``safe_mode=True``: no arbitrary code; not compiled)."""
+    keras = _keras()
+    return keras.models.load_model(str(path), safe_mode=True, compile=False)

@@ -1,0 +1,939 @@
+"""The AMML model language: a Keras model and its training, defined in YAML (paper §III.2, Fig. 8 and 11).
+
+A model file has two parts: ``model`` (the layers) and ``training`` (loss, optimizer, epochs, and how the
+stream of records becomes windows: ``window``, ``horizon``, ``target``, ``features``, ``predict``)::
+
+    name: ett
+    version: "0.1"
+    model:
+      layers:
+        - {type: LSTM, units: 32, activation: tanh}
+        - {type: Dense, units: 1}
+    training: {loss: mae, optimizer: adam, epochs: 20, window: 24, target: OT}
+
+The file is read with the YAML *node* API (``yaml.compose``), never into plain dicts first, so every error
+names file:line:column of the offending key or value, the valid choices and, when one is close, a
+"did you mean". Nothing unknown is ignored. All errors of a file are collected: one is raised alone, several
+together as :class:`~compiler.errors.AmmlCompileErrors`.
+
+This module imports neither TensorFlow nor numpy: it runs in ``amml lint`` and at DAG-parse time.
+Layer, loss, optimizer and activation names are case-insensitive and stored in their canonical spelling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from compiler.errors import AmmlCompileErrors, AmmlError, did_you_mean, one_of
+
+__all__ = [
+    "ACTIVATIONS",
+    "LAYER_TYPES",
+    "LOSSES",
+    "OPTIMIZERS",
+    "PREDICT_MODES",
+    "RECURRENT_LAYERS",
+    "AmmlModelError",
+    "EarlyStoppingSpec",
+    "LayerSpec",
+    "ModelSpec",
+    "TrainingSpec",
+    "find_model_files",
+    "load_model_spec",
+    "parse_model_spec",
+]
+
+
+class AmmlModelError(AmmlError):
+    """A model definition (YAML) that is not valid: syntax, unknown names, wrong types or ranges, structure."""
+
+    label = "model error"
+
+
+# ---- the language ---------------------------------------------------------------------------------------
+
+ACTIVATIONS = (
+    "elu", "exponential", "gelu", "hard_sigmoid", "leaky_relu", "linear", "mish", "relu", "relu6", "selu",
+    "sigmoid", "silu", "softmax", "softplus", "softsign", "swish", "tanh",
+)  # fmt: skip
+LOSSES = ("mae", "mse", "huber", "mape")
+LOSS_ALIASES = {
+    "mean_absolute_error": "mae",
+    "mean_squared_error": "mse",
+    "mean_absolute_percentage_error": "mape",
+}
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+PREDICT_MODES = ("level", "delta")
+MONITORS = ("loss", "val_loss")
+RECURRENT_LAYERS = ("LSTM", "GRU")
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}\Z")
+_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
+
+
+@dataclass(frozen=True)
+class _Arg:
+    """One argument of a layer (or key of a training mapping): its type, range and whether it is required."""
+
+    kind: str  # int | float | bool | choice | shape
+    doc: str
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    below: float | None = None  # exclusive upper bound
+    choices: tuple[str, ...] = ()
+
+
+_UNITS = _Arg("int", "the number of units (outputs)", required=True, minimum=1, maximum=65536)
+_ACTIVATION = _Arg("choice", "activation function", choices=ACTIVATIONS)
+_BOOL = _Arg("bool", "true or false")
+_FRACTION = _Arg("float", "fraction in [0, 1)", minimum=0, below=1)
+_RECURRENT = {
+    "units": _UNITS,
+    "activation": _ACTIVATION,
+    "recurrent_activation": _ACTIVATION,
+    "return_sequences": _BOOL,
+    "dropout": _FRACTION,
+    "recurrent_dropout": _FRACTION,
+    "use_bias": _BOOL,
+}
+LAYER_TYPES: dict[str, dict[str, _Arg]] = {
+    "Input": {"shape": _Arg("shape", "[window, number of features]; inferred from `training` when omitted")},
+    "LSTM": _RECURRENT,
+    "GRU": _RECURRENT,
+    "Dense": {"units": _UNITS, "activation": _ACTIVATION, "use_bias": _BOOL},
+    "Dropout": {"rate": _Arg("float", "the fraction of inputs dropped, in [0, 1)", required=True, minimum=0, below=1)},
+}
+_LAYER_BY_LOWER = {t.lower(): t for t in LAYER_TYPES}
+
+_TOP_KEYS = ("name", "version", "description", "model", "training")
+_MODEL_KEYS = ("layers",)
+_TRAINING_KEYS = (
+    "loss", "optimizer", "epochs", "batch_size", "validation_split", "early_stopping", "window", "horizon",
+    "target", "features", "predict", "seed", "shuffle",
+)  # fmt: skip
+_OPTIMIZER_KEYS = ("name", "learning_rate", "clipnorm")
+_EARLY_STOPPING_KEYS = ("patience", "monitor", "min_delta", "restore_best_weights")
+
+
+# ---- the checked definition ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer: its canonical type and the arguments given in the file (in file order, values normalised).
+
+    Arguments not given keep Keras's defaults. ``line``/``column`` locate the layer in its file and do not
+    take part in equality.
+    """
+
+    type: str
+    args: tuple[tuple[str, Any], ...] = ()
+    line: int = field(default=0, compare=False)
+    column: int = field(default=0, compare=False)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.args)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.kwargs.get(key, default)
+
+    @property
+    def is_recurrent(self) -> bool:
+        return self.type in RECURRENT_LAYERS
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        for key, value in self.args:
+            out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSpec:
+    patience: int = 3
+    monitor: str = "val_loss"
+    min_delta: float = 0.0
+    restore_best_weights: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "patience": self.patience,
+            "monitor": self.monitor,
+            "min_delta": self.min_delta,
+            "restore_best_weights": self.restore_best_weights,
+        }
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """How to train: the loss and optimizer, and how records become (window → horizon) examples.
+
+    ``features`` are the input columns of each window (default: the target alone); the model sees
+    ``window`` consecutive records and forecasts ``target`` 1..``horizon`` records after the last of them,
+    either as the value itself (``predict: level``) or as its change from the last observed value
+    (``predict: delta``).
+    """
+
+    target: str
+    features: tuple[str, ...]
+    loss: str = "mae"
+    optimizer: str = "adam"
+    learning_rate: float | None = None
+    clipnorm: float | None = None
+    epochs: int = 10
+    batch_size: int = 32
+    validation_split: float = 0.1
+    early_stopping: EarlyStoppingSpec | None = None
+    window: int = 24
+    horizon: int = 1
+    predict: str = "level"
+    seed: int | None = 0
+    shuffle: bool = True
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return (self.window, len(self.features))
+
+    def to_dict(self) -> dict[str, Any]:
+        optimizer: Any = self.optimizer
+        if self.learning_rate is not None or self.clipnorm is not None:
+            optimizer = {"name": self.optimizer}
+            if self.learning_rate is not None:
+                optimizer["learning_rate"] = self.learning_rate
+            if self.clipnorm is not None:
+                optimizer["clipnorm"] = self.clipnorm
+        return {
+            "loss": self.loss,
+            "optimizer": optimizer,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "validation_split": self.validation_split,
+            "early_stopping": self.early_stopping.to_dict() if self.early_stopping else None,
+            "window": self.window,
+            "horizon": self.horizon,
+            "target": self.target,
+            "features": list(self.features),
+            "predict": self.predict,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+        }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A checked model definition. Equality compares the definition, not the text it was written as."""
+
+    name: str
+    version: str
+    description: str
+    layers: tuple[LayerSpec, ...]
+    training: TrainingSpec
+    source: str = field(default="", compare=False, repr=False)
+    sha256: str = field(default="", compare=False)
+    filename: str = field(default="<string>", compare=False)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return self.training.input_shape
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised definition, in the shape of the YAML file (parsing its YAML dump gives an equal spec)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "model": {"layers": [layer.to_dict() for layer in self.layers]},
+            "training": self.training.to_dict(),
+        }
+
+
+# ---- public API ------------------------------------------------------------------------------------------
+
+
+def load_model_spec(path: str | Path) -> ModelSpec:
+    """Read and check a model file; raise :class:`AmmlModelError` (or several as AmmlCompileErrors)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AmmlModelError(f"cannot read the model file: {exc.strerror or exc}", filename=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise AmmlModelError(f"the model file is not UTF-8 text ({exc.reason})", filename=str(path)) from exc
+    return parse_model_spec(text, str(path))
+
+
+def parse_model_spec(text: str, filename: str = "<string>") -> ModelSpec:
+    """Check model YAML text; raise :class:`AmmlModelError` (or several as AmmlCompileErrors)."""
+    return _Parser(text, filename).parse()
+
+
+def find_model_files(folder: str | Path) -> list[Path]:
+    """The ``*.yaml``/``*.yml`` files under ``folder`` whose top level has ``model:`` and ``training:``.
+
+    Other YAML files are skipped. A model file too broken to parse is still listed (recognised by its
+    top-level keys in the text) so that loading it reports its errors instead of hiding it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if _looks_like_model(text):
+            found.append(path)
+    return found
+
+
+_TOP_KEY_RE = re.compile(r"^['\"]?(model|training)['\"]?\s*:", re.MULTILINE)
+
+
+def _looks_like_model(text: str) -> bool:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {m.group(1) for m in _TOP_KEY_RE.finditer(text)} == {"model", "training"}
+    if not isinstance(node, MappingNode):
+        return False
+    keys = {k.value for k, _ in node.value if isinstance(k, ScalarNode)}
+    return {"model", "training"} <= keys
+
+
+# ---- the checker -----------------------------------------------------------------------------------------
+
+
+class _Pairs(dict):
+    """Key → (key node, value node) of a checked mapping; ``misspelt``: valid keys an unknown key resembles."""
+
+    def __init__(self, items: dict[str, tuple[ScalarNode, Node]]) -> None:
+        super().__init__(items)
+        self.misspelt: set[str] = set()
+
+
+_BAD: Any = object()  # a value that failed its check (the error is already recorded)
+_TAG = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "binary")}
+
+
+class _Parser:
+    def __init__(self, text: str, filename: str) -> None:
+        self.text = text
+        self.filename = filename
+        self.errors: list[AmmlModelError] = []
+        self.constructor = SafeConstructor()
+        self.monitor_node: Node | None = None
+
+    # -- errors --
+
+    def error(self, message: str, node: Node | None, hint: str | None = None) -> None:
+        line = column = None
+        if node is not None:
+            line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        self.errors.append(
+            AmmlModelError(message, filename=self.filename, line=line, column=column, source=self.text, hint=hint)
+        )
+
+    def _raise(self) -> None:
+        errors = sorted(self.errors, key=lambda e: (e.line or 0, e.column or 0))
+        if len(errors) == 1:
+            raise errors[0]
+        raise AmmlCompileErrors(list(errors))
+
+    # -- entry --
+
+    def parse(self) -> ModelSpec:
+        try:
+            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            problem = exc.problem or exc.context or "cannot parse"
+            raise AmmlModelError(
+                f"invalid YAML: {problem}",
+                filename=self.filename,
+                line=mark.line + 1 if mark else None,
+                column=mark.column + 1 if mark else None,
+                source=self.text,
+                hint="check the indentation and quoting near this position; YAML indents with spaces, not tabs",
+            ) from exc
+        except yaml.YAMLError as exc:
+            raise AmmlModelError(f"invalid YAML: {exc}", filename=self.filename, source=self.text) from exc
+        if root is None:
+            raise AmmlModelError(
+                "the model file is empty",
+                filename=self.filename,
+                hint="a model file needs `name`, `version`, `model: {layers: [...]}` and `training: {target: ...}`",
+            )
+        top = self.mapping(
+            root, "the model file", _TOP_KEYS, "unknown top-level key `{key}`; expected one of {choices}"
+        )
+        if top is None:
+            self._raise()
+        name = self.required(top, "name", root, "the model file", hint="add `name: ett` (the model's name)")
+        if name is not None:
+            name = self.name(name)
+        version = self.required(top, "version", root, "the model file", hint='add `version: "0.1"`')
+        if version is not None:
+            version = self.version(version)
+        description = ""
+        if "description" in top:
+            description = self.string(top["description"][1], "`description`", allow_empty=True, allow_null=True)
+        training = None
+        if "training" in top:
+            training = self.training(top["training"])
+        else:
+            self.error("missing required key `training`", root, hint="add `training:` with at least `target: OT`")
+        layers = None
+        model_node = self.required(top, "model", root, "the model file", hint="add `model: {layers: [...]}`")
+        if model_node is not None:
+            layers = self.model(model_node, top["model"][0], training)
+        if self.errors:
+            self._raise()
+        assert training is not None and layers is not None
+        return ModelSpec(
+            name=name,
+            version=version,
+            description=description or "",
+            layers=layers,
+            training=training,
+            source=self.text,
+            sha256=hashlib.sha256(self.text.encode("utf-8")).hexdigest(),
+            filename=self.filename,
+        )
+
+    # -- node helpers --
+
+    def describe(self, node: Node) -> str:
+        if isinstance(node, MappingNode):
+            return "a mapping"
+        if isinstance(node, SequenceNode):
+            return "a list"
+        tag = node.tag
+        if tag == _TAG + "null":
+            return "null (nothing)"
+        if tag == _TAG + "bool":
+            return f"the boolean {node.value}"
+        if tag == _TAG + "int":
+            return f"the integer {node.value}"
+        if tag == _TAG + "float":
+            return f"the number {node.value}"
+        if tag == _TAG + "str":
+            return f"the string {node.value!r}"
+        return f"{node.value!r} (YAML tag {tag})"
+
+    def value(self, node: ScalarNode) -> Any:
+        return self.constructor.construct_object(node, deep=True)
+
+    def scalar_ok(self, node: Node, what: str) -> bool:
+        if isinstance(node, ScalarNode) and node.tag in _SCALAR_TAGS:
+            return True
+        if isinstance(node, ScalarNode):
+            self.error(f"{what}: unsupported YAML tag `{node.tag}`", node, hint="model files use plain YAML values")
+        return False
+
+    def pairs(self, node: MappingNode, what: str) -> dict[str, tuple[ScalarNode, Node]]:
+        """Key → (key node, value node); reports non-string and duplicate keys."""
+        try:
+            self.constructor.flatten_mapping(node)  # YAML merge keys (`<<: *defaults`)
+        except yaml.YAMLError as exc:
+            self.error(f"{what}: {getattr(exc, 'problem', exc)}", node)
+        out: dict[str, tuple[ScalarNode, Node]] = {}
+        for knode, vnode in node.value:
+            if not (isinstance(knode, ScalarNode) and knode.tag == _TAG + "str"):
+                self.error(f"keys of {what} must be names; got {self.describe(knode)}", knode)
+                continue
+            if knode.value in out:
+                first = out[knode.value][0].start_mark.line + 1
+                self.error(
+                    f"duplicate key `{knode.value}` in {what} (first given on line {first})",
+                    knode,
+                    hint="remove one of them; YAML would silently keep only the last",
+                )
+                continue
+            out[knode.value] = (knode, vnode)
+        return out
+
+    def mapping(self, node: Node, what: str, keys: tuple[str, ...], unknown: str) -> _Pairs | None:
+        if not isinstance(node, MappingNode):
+            self.error(f"{what} must be a mapping (`key: value` lines); got {self.describe(node)}", node)
+            return None
+        out = _Pairs(self.pairs(node, what))
+        for key, (knode, _) in list(out.items()):
+            if key not in keys:
+                self.error(unknown.format(key=key, choices=one_of(keys, limit=20)), knode, hint=did_you_mean(key, keys))
+                out.misspelt.update(k for k in keys if did_you_mean(key, [k]))
+                del out[key]
+        return out
+
+    def required(
+        self, pairs: dict[str, tuple[ScalarNode, Node]], key: str, parent: Node, what: str, hint: str | None = None
+    ) -> Node | None:
+        if key not in pairs:
+            if key not in getattr(pairs, "misspelt", ()):  # else the unknown key near it is the error to fix
+                self.error(f"{what} has no `{key}`; it is required", parent, hint=hint)
+            return None
+        vnode = pairs[key][1]
+        if isinstance(vnode, ScalarNode) and vnode.tag == _TAG + "null":
+            self.error(f"`{key}` is empty; it is required", vnode, hint=hint)
+            return None
+        return vnode
+
+    # -- typed values --
+
+    def integer(self, node: Node, what: str, minimum: float | None = None, maximum: float | None = None) -> Any:
+        if not self.scalar_ok(node, what):
+            if not isinstance(node, ScalarNode):
+                self.error(f"{what} must be an integer; got {self.describe(node)}", node)
+            return _BAD
+        if node.tag != _TAG + "int":
+            hint = None
+            if node.tag == _TAG + "str" and re.fullmatch(r"[+-]?\d+", node.value.strip()):
+                hint = f"remove the quotes: write {node.value.strip()}"
+            elif node.tag == _TAG + "float":
+                v = self.value(node)
+                if v == v and v not in (float("inf"), float("-inf")) and float(v).is_integer():
+                    hint = f"write {int(v)}"
+            self.error(f"{what} must be an integer; got {self.describe(node)}", node, hint=hint)
+            return _BAD
+        v = self.value(node)
+        return self.in_range(node, what, v, minimum, maximum, None)
+
+    def number(
+        self,
+        node: Node,
+        what: str,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        below: float | None = None,
+        above: float | None = None,
+    ) -> Any:
+        if not self.scalar_ok(node, what):
+            if not isinstance(node, ScalarNode):
+                self.error(f"{what} must be a number; got {self.describe(node)}", node)
+            return _BAD
+        if node.tag not in (_TAG + "int", _TAG + "float"):
+            hint = None
+            if node.tag == _TAG + "str" and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", node.value.strip()):
+                hint = f"remove the quotes: write {node.value.strip()}"
+            self.error(f"{what} must be a number; got {self.describe(node)}", node, hint=hint)
+            return _BAD
+        v = float(self.value(node))
+        if v != v or v in (float("inf"), float("-inf")):
+            self.error(f"{what} must be a finite number; got {node.value}", node)
+            return _BAD
+        if above is not None and not v > above:
+            self.error(f"{what} must be > {_fmt(above)}; got {node.value}", node)
+            return _BAD
+        return self.in_range(node, what, v, minimum, maximum, below)
+
+    def in_range(
+        self, node: Node, what: str, v: float, minimum: float | None, maximum: float | None, below: float | None
+    ) -> Any:
+        if minimum is not None and below is not None and not (minimum <= v < below):
+            self.error(f"{what} must be in [{_fmt(minimum)}, {_fmt(below)}); got {node.value}", node)
+            return _BAD
+        if minimum is not None and v < minimum:
+            self.error(f"{what} must be ≥ {_fmt(minimum)}; got {node.value}", node)
+            return _BAD
+        if maximum is not None and v > maximum:
+            self.error(f"{what} must be ≤ {_fmt(maximum)}; got {node.value}", node)
+            return _BAD
+        if below is not None and not v < below:
+            self.error(f"{what} must be < {_fmt(below)}; got {node.value}", node)
+            return _BAD
+        return v
+
+    def boolean(self, node: Node, what: str) -> Any:
+        if isinstance(node, ScalarNode) and node.tag == _TAG + "bool":
+            return bool(self.value(node))
+        hint = None
+        if isinstance(node, ScalarNode) and node.value.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
+            hint = f"remove the quotes: write {node.value.strip().lower()}"
+        if self.scalar_ok(node, what) or not isinstance(node, ScalarNode):
+            self.error(f"{what} must be true or false; got {self.describe(node)}", node, hint=hint)
+        return _BAD
+
+    def string(self, node: Node, what: str, *, allow_empty: bool = False, allow_null: bool = False) -> Any:
+        if isinstance(node, ScalarNode) and node.tag == _TAG + "null" and allow_null:
+            return ""
+        if not (isinstance(node, ScalarNode) and node.tag == _TAG + "str"):
+            hint = None
+            if isinstance(node, ScalarNode) and node.tag in _SCALAR_TAGS and node.tag != _TAG + "null":
+                hint = f'quote it: "{node.value}"'
+            if self.scalar_ok(node, what) or not isinstance(node, ScalarNode):
+                self.error(f"{what} must be a string; got {self.describe(node)}", node, hint=hint)
+            return _BAD
+        if not allow_empty and not node.value.strip():
+            self.error(f"{what} must not be empty", node)
+            return _BAD
+        return node.value
+
+    def choice(
+        self, node: Node, what: str, choices: tuple[str, ...], aliases: dict[str, str] | None = None, noun: str = ""
+    ) -> Any:
+        v = self.string(node, what)
+        if v is _BAD:
+            return _BAD
+        key = v.strip().lower()
+        if aliases and key in aliases:
+            return aliases[key]
+        for c in choices:
+            if c.lower() == key:
+                return c
+        self.error(
+            f"unknown {noun or 'value'} `{v}` for {what}; expected one of {one_of(choices, limit=20)}",
+            node,
+            hint=did_you_mean(key, choices),
+        )
+        return _BAD
+
+    def name(self, node: Node) -> Any:
+        v = self.string(node, "`name`")
+        if v is not _BAD and not _NAME_RE.match(v):
+            self.error(
+                f"`name` {v!r} is not a valid model name",
+                node,
+                hint="use letters, digits, `_`, `.` and `-`, starting with a letter (`:`, `@` and `/` "
+                "are taken by model references such as `ett:0.1`)",
+            )
+            return _BAD
+        return v
+
+    def version(self, node: Node) -> Any:
+        """A string; a number is accepted and kept exactly as written (`0.10` stays "0.10", not 0.1)."""
+        quote = 'quote it: version: "0.1"'
+        if not isinstance(node, ScalarNode) or node.tag not in (_TAG + "str", _TAG + "int", _TAG + "float"):
+            if self.scalar_ok(node, "`version`") or not isinstance(node, ScalarNode):
+                self.error(f'`version` must be a string such as "0.1"; got {self.describe(node)}', node, hint=quote)
+            return _BAD
+        v = node.value.strip()
+        if not _VERSION_RE.match(v):
+            self.error(
+                f"`version` {v!r} is not a valid version",
+                node,
+                hint=quote
+                if node.tag != _TAG + "str"
+                else 'use letters, digits, `.`, `_`, `+` and `-` (e.g. "0.1", "2024-07")',
+            )
+            return _BAD
+        return v
+
+    # -- model --
+
+    def model(self, node: Node, key_node: Node, training: TrainingSpec | None) -> tuple[LayerSpec, ...] | None:
+        pairs = self.mapping(node, "`model`", _MODEL_KEYS, "unknown key `model.{key}`; expected one of {choices}")
+        if pairs is None:
+            return None
+        layers_node = self.required(
+            pairs,
+            "layers",
+            key_node,
+            "`model`",
+            hint="add `layers:` with a list of layers, e.g. `- {type: Dense, units: 1}`",
+        )
+        if layers_node is None:
+            return None
+        if not isinstance(layers_node, SequenceNode):
+            self.error(
+                f"`model.layers` must be a list of layers; got {self.describe(layers_node)}",
+                layers_node,
+                hint="write each layer on its own line starting with `- type: ...`",
+            )
+            return None
+        if not layers_node.value:
+            self.error("`model.layers` is empty", layers_node, hint="add at least `- {type: Dense, units: 1}`")
+            return None
+        parsed = [self.layer(item, i) for i, item in enumerate(layers_node.value, 1)]
+        if any(p is None for p in parsed):
+            return None
+        layers = [p for p in parsed if p is not None]
+        self.structure(layers, training)
+        return tuple(spec for spec, _, _ in layers)
+
+    def layer(self, node: Node, index: int) -> tuple[LayerSpec, Node, dict[str, tuple[ScalarNode, Node]]] | None:
+        """(spec, type value node, argument nodes) of one layer, or None when its type is unknown."""
+        where = f"layer {index}"
+        if not isinstance(node, MappingNode):
+            self.error(
+                f"{where} must be a mapping such as `{{type: Dense, units: 1}}`; got {self.describe(node)}", node
+            )
+            return None
+        pairs = self.pairs(node, where)
+        if "type" not in pairs:
+            self.error(f"{where} has no `type`", node, hint=f"layer types: {one_of(LAYER_TYPES)}")
+            return None
+        type_node = pairs.pop("type")[1]
+        raw = self.string(type_node, f"`type` of {where}")
+        if raw is _BAD:
+            return None
+        type_ = _LAYER_BY_LOWER.get(raw.strip().lower())
+        if type_ is None:
+            self.error(
+                f"unknown layer type `{raw}`; expected one of {one_of(LAYER_TYPES)}",
+                type_node,
+                hint=did_you_mean(raw, LAYER_TYPES) or did_you_mean(raw.lower(), _LAYER_BY_LOWER),
+            )
+            return None
+        schema = LAYER_TYPES[type_]
+        args: list[tuple[str, Any]] = []
+        for key, (knode, vnode) in pairs.items():
+            arg = schema.get(key)
+            if arg is None:
+                self.error(
+                    f"`{type_}` layer ({where}) has no argument `{key}`; its arguments are {one_of(schema, limit=20)}",
+                    knode,
+                    hint=did_you_mean(key, schema),
+                )
+                continue
+            value = self.argument(vnode, f"`{key}` of {where} (`{type_}`)", arg)
+            if value is not _BAD:
+                args.append((key, value))
+        unknown = [key for key in pairs if key not in schema]
+        for key, arg in schema.items():
+            if arg.required and key not in pairs and not any(did_you_mean(u, [key]) for u in unknown):
+                self.error(
+                    f"`{type_}` layer ({where}) needs `{key}`: {arg.doc}",
+                    type_node,
+                    hint=f"add `{key}: {1 if arg.kind == 'int' else 0.2}`",
+                )
+        spec = LayerSpec(type_, tuple(args), type_node.start_mark.line + 1, type_node.start_mark.column + 1)
+        return spec, type_node, pairs
+
+    def argument(self, node: Node, what: str, arg: _Arg) -> Any:
+        if arg.kind == "int":
+            v = self.integer(node, what, arg.minimum, arg.maximum)
+            return v if v is _BAD else int(v)
+        if arg.kind == "float":
+            return self.number(node, what, arg.minimum, arg.maximum, arg.below)
+        if arg.kind == "bool":
+            return self.boolean(node, what)
+        if arg.kind == "choice":
+            return self.choice(node, what, arg.choices, noun="activation")
+        if arg.kind == "shape":
+            if not isinstance(node, SequenceNode) or len(node.value) != 2:
+                self.error(
+                    f"{what} must be a list of two integers [window, features]; got {self.describe(node)}",
+                    node,
+                    hint="omit `shape`: it is inferred from `training.window` and `training.features`",
+                )
+                return _BAD
+            dims = [self.integer(d, what, 1) for d in node.value]
+            return _BAD if _BAD in dims else tuple(int(d) for d in dims)
+        raise AssertionError(arg.kind)
+
+    def structure(
+        self, layers: list[tuple[LayerSpec, Node, dict[str, tuple[ScalarNode, Node]]]], training: TrainingSpec | None
+    ) -> None:
+        """Checks across layers: Input first, stacked recurrent layers, the output size."""
+        for i, (spec, type_node, args) in enumerate(layers, 1):
+            if spec.type != "Input":
+                continue
+            if i != 1:
+                self.error(
+                    f"an `Input` layer must be the first layer; this is layer {i}",
+                    type_node,
+                    hint="move it to the top of `layers`, or remove it (the input shape is inferred)",
+                )
+            elif training is not None and "shape" in spec.kwargs and spec.get("shape") != training.input_shape:
+                w, f = training.input_shape
+                self.error(
+                    f"`shape` of the Input layer is {list(spec.get('shape'))} but `training` gives windows "
+                    f"of {w} records × {f} feature(s) = [{w}, {f}]",
+                    args["shape"][1],
+                    hint=f"write `shape: [{w}, {f}]`, or omit `shape`: it is inferred",
+                )
+        recurrent = [i for i, (spec, _, _) in enumerate(layers) if spec.is_recurrent]
+        for n, i in enumerate(recurrent):
+            spec, type_node, args = layers[i]
+            sequences = spec.get("return_sequences", False)
+            where = args["return_sequences"][1] if "return_sequences" in args else type_node
+            if n + 1 < len(recurrent) and not sequences:
+                nxt = layers[recurrent[n + 1]][0]
+                self.error(
+                    f"layer {i + 1} (`{spec.type}`) feeds another recurrent layer (layer {recurrent[n + 1] + 1}, "
+                    f"`{nxt.type}`) but returns only its last step",
+                    where,
+                    hint=f"add `return_sequences: true` to layer {i + 1}: a stacked recurrent layer needs the "
+                    "whole sequence",
+                )
+            elif n + 1 == len(recurrent) and sequences:
+                self.error(
+                    f"layer {i + 1} (`{spec.type}`) is the last recurrent layer but returns the whole sequence, so "
+                    "the model would output one value per input record instead of one forecast",
+                    where,
+                    hint="remove `return_sequences: true` (or set it to false) on the last recurrent layer",
+                )
+        last, last_type, last_args = layers[-1]
+        horizon = training.horizon if training is not None else None
+        if last.type != "Dense":
+            self.error(
+                f"the last layer must be `Dense` with one unit per forecast step (training.horizon = "
+                f"{horizon if horizon is not None else '?'}); got `{last.type}`",
+                last_type,
+                hint=f"append `- {{type: Dense, units: {horizon or 1}}}`",
+            )
+        elif horizon is not None and "units" in last.kwargs and last.get("units") != horizon:
+            self.error(
+                f"the last layer outputs {last.get('units')} value(s) per window but `training.horizon` is "
+                f"{horizon}: the model must output one value per forecast step",
+                last_args["units"][1],
+                hint=f"write `units: {horizon}` here, or `horizon: {last.get('units')}` under `training`",
+            )
+
+    # -- training --
+
+    def training(self, entry: tuple[ScalarNode, Node]) -> TrainingSpec | None:
+        key_node, node = entry
+        pairs = self.mapping(
+            node, "`training`", _TRAINING_KEYS, "unknown training key `{key}`; expected one of {choices}"
+        )
+        if pairs is None:
+            return None
+        ok = True
+        values: dict[str, Any] = {}
+
+        def take(key: str, check: Callable[[Node, str], Any]) -> None:
+            nonlocal ok
+            if key in pairs:
+                v = check(pairs[key][1], f"`training.{key}`")
+                if v is _BAD:
+                    ok = False
+                else:
+                    values[key] = v
+
+        target_node = self.required(
+            pairs, "target", key_node, "`training`", hint="add `target: OT` (the column to forecast) under `training`"
+        )
+        if target_node is None:
+            ok = False
+        else:
+            take("target", self.string)
+        take("loss", lambda n, w: self.choice(n, w, LOSSES, LOSS_ALIASES, noun="loss"))
+        if "optimizer" in pairs:
+            opt = self.optimizer(pairs["optimizer"][1])
+            if opt is _BAD:
+                ok = False
+            else:
+                values.update(opt)
+        take("epochs", lambda n, w: self.integer(n, w, 1, 1_000_000))
+        take("batch_size", lambda n, w: self.integer(n, w, 1, 1_000_000))
+        take("validation_split", lambda n, w: self.number(n, w, 0, below=1))
+        take("window", lambda n, w: self.integer(n, w, 1, 1_000_000))
+        take("horizon", lambda n, w: self.integer(n, w, 1, 100_000))
+        take("features", self.features)
+        take("predict", lambda n, w: self.choice(n, w, PREDICT_MODES, noun="prediction mode"))
+        take("seed", self.seed)
+        take("shuffle", self.boolean)
+        take("early_stopping", self.early_stopping)
+        if not ok:
+            return None
+        if "features" not in values and "target" in values:
+            values["features"] = (values["target"],)
+        spec = TrainingSpec(**values)
+        es = spec.early_stopping
+        if es is not None and es.monitor == "val_loss" and spec.validation_split == 0:
+            where = self.monitor_node or pairs["early_stopping"][0]
+            self.error(
+                "early stopping monitors `val_loss` but `training.validation_split` is 0: there is no validation data",
+                where,
+                hint="set `validation_split: 0.1` (taken from the end of the data), or `monitor: loss`",
+            )
+            return None
+        return spec
+
+    def optimizer(self, node: Node) -> Any:
+        what = "`training.optimizer`"
+        if isinstance(node, MappingNode):
+            pairs = self.mapping(
+                node,
+                "`training.optimizer`",
+                _OPTIMIZER_KEYS,
+                "unknown optimizer setting `{key}`; expected one of {choices}",
+            )
+            if pairs is None:
+                return _BAD
+            name_node = self.required(pairs, "name", node, "`training.optimizer`", hint="add `name: adam`")
+            out: dict[str, Any] = {}
+            bad = name_node is None
+            if name_node is not None:
+                out["optimizer"] = self.choice(name_node, "`training.optimizer.name`", OPTIMIZERS, noun="optimizer")
+            for key in ("learning_rate", "clipnorm"):
+                if key in pairs:
+                    out[key] = self.number(pairs[key][1], f"`training.optimizer.{key}`", maximum=1e6, above=0)
+            if bad or _BAD in out.values():
+                return _BAD
+            return out
+        v = self.choice(node, what, OPTIMIZERS, noun="optimizer")
+        return _BAD if v is _BAD else {"optimizer": v}
+
+    def features(self, node: Node, what: str) -> Any:
+        if not isinstance(node, SequenceNode):
+            hint = f"write a list: [{node.value}]" if isinstance(node, ScalarNode) else None
+            self.error(f"{what} must be a list of column names; got {self.describe(node)}", node, hint=hint)
+            return _BAD
+        if not node.value:
+            self.error(f"{what} is empty", node, hint="omit it to use the target column alone")
+            return _BAD
+        out: list[str] = []
+        for item in node.value:
+            v = self.string(item, f"an item of {what}")
+            if v is _BAD:
+                return _BAD
+            if v in out:
+                self.error(f"column `{v}` is listed twice in {what}", item)
+                return _BAD
+            out.append(v)
+        return tuple(out)
+
+    def seed(self, node: Node, what: str) -> Any:
+        if isinstance(node, ScalarNode) and node.tag == _TAG + "null":
+            return None
+        v = self.integer(node, what, 0, 2**32 - 1)
+        return v if v is _BAD else int(v)
+
+    def early_stopping(self, node: Node, what: str) -> Any:
+        if isinstance(node, ScalarNode) and node.tag in (_TAG + "null", _TAG + "bool"):
+            return EarlyStoppingSpec() if self.value(node) else None
+        pairs = self.mapping(
+            node, what, _EARLY_STOPPING_KEYS, "unknown early stopping setting `{key}`; expected one of {choices}"
+        )
+        if pairs is None:
+            return _BAD
+        values: dict[str, Any] = {}
+        if "patience" in pairs:
+            v = self.integer(pairs["patience"][1], f"{what[:-1]}.patience`", 0, 100_000)
+            values["patience"] = v if v is _BAD else int(v)
+        if "monitor" in pairs:
+            self.monitor_node = pairs["monitor"][1]
+            values["monitor"] = self.choice(pairs["monitor"][1], f"{what[:-1]}.monitor`", MONITORS, noun="value")
+        if "min_delta" in pairs:
+            values["min_delta"] = self.number(pairs["min_delta"][1], f"{what[:-1]}.min_delta`", 0)
+        if "restore_best_weights" in pairs:
+            values["restore_best_weights"] = self.boolean(
+                pairs["restore_best_weights"][1], f"{what[:-1]}.restore_best_weights`"
+            )
+        if _BAD in values.values():
+            return _BAD
+        return EarlyStoppingSpec(**values)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)

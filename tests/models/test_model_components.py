@@ -1,0 +1,127 @@
+"""`train_lstm` and `lstm` on real ETTh1 data with real Keras training (small: a few epochs, few rows)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_amml.registry import ModelRegistry
+from airflow_amml.runtime.errors import PipelineError
+from airflow_amml.runtime.executor import run_pipeline
+from compiler import ProgramCache, compile_source
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL_MODEL = """
+name: tiny
+version: "0.1"
+model:
+  layers:
+    - {type: LSTM, units: 8}
+    - {type: Dense, units: 1}
+training:
+  loss: mae
+  epochs: 2
+  batch_size: 64
+  window: 12
+  target: OT
+  features: [HUFL, OT]
+  seed: 1
+"""
+
+
+@pytest.fixture
+def models_dir(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "tiny.yaml").write_text(SMALL_MODEL)
+    return folder
+
+
+def run(text, settings, mode="single"):
+    program = compile_source(text, "models.amml", cache=ProgramCache())
+    return run_pipeline(program.pipelines[0], settings=settings, mode=mode)
+
+
+def test_train_then_predict_with_the_stored_scaler(tmp_path, models_dir):
+    settings = {
+        "model_paths": [str(models_dir)],
+        "output_dir": str(tmp_path / "runs"),
+        "lineage": {"dag_id": "ett_train", "run_id": "manual__1", "source_hash": "abc"},
+    }
+    epochs = tmp_path / "epochs.csv"
+    run(
+        f"source id='ett', limit=1500 | minmax_scaler | train_lstm model='tiny:0.1', epoch=3 "
+        f"| csv_sink path='{epochs}'",
+        settings,
+    )
+    history = pd.read_csv(epochs)
+    assert list(history["epoch"]) == [1, 2, 3] and np.isfinite(history["loss"]).all()
+
+    registry = ModelRegistry.from_settings()
+    entry = registry.resolve("tiny")
+    assert entry.version == 1 and entry.definition == "tiny:0.1"
+    assert entry.metrics["epochs"] == 3 and entry.metrics["loss"] == pytest.approx(history["loss"].iloc[-1])
+    assert entry.lineage.dag_id == "ett_train" and entry.lineage.source_hash == "abc"
+    ett = pd.read_csv(os.environ["AMML_ETT_PATH"])
+    assert entry.scaler["columns"]["OT"] == [ett["OT"][:1500].min(), ett["OT"][:1500].max()]
+    assert set(entry.plots) == {"loss", "prediction"}
+    for uri in entry.plots.values():
+        assert Path(uri.removeprefix("file://")).read_bytes()[:4] == b"\x89PNG"
+
+    # predict a later day: the scaler must use the training statistics, not refit on these 48 records
+    out = tmp_path / "pred.csv"
+    run(
+        f"source id='ett', start='2017-06-01', end='2017-06-03' | minmax_scaler model='tiny' | lstm model='tiny' "
+        f"| minmax_inverse model='tiny' | csv_sink path='{out}'",
+        settings,
+    )
+    pred = pd.read_csv(out)
+    day = ett[(ett["date"] >= "2017-06-01") & (ett["date"] < "2017-06-03")].reset_index(drop=True)
+    assert len(pred) == len(day) - 12 + 1, "one forecast per record that completes a window"
+    assert list(pred["date"]) == list(day["date"][11:]), "forecasts carry the timestamp of their input"
+    assert np.allclose(pred["OT"], day["OT"][11:].to_numpy()), "inverse scaling restores the inputs exactly"
+    assert pred["prediction"].between(ett["OT"].min() - 20, ett["OT"].max() + 20).all()
+
+
+def test_unknown_definition_and_model_are_clear_errors(tmp_path, models_dir):
+    settings = {"model_paths": [str(models_dir)]}
+    with pytest.raises(PipelineError, match=r"no model definition 'tiny:9'; registered: \(none\)"):
+        run("source id='ett', limit=100 | train_lstm model='tiny:9' | print", settings)
+    with pytest.raises(PipelineError, match=r"no model named 'tiny'"):
+        run("source id='ett', limit=100 | lstm model='tiny@champion' | print", settings)
+
+
+def test_a_changed_definition_needs_a_new_version(tmp_path, models_dir):
+    registry = ModelRegistry.from_settings()
+    registry.register_definition("tiny", "0.1", SMALL_MODEL.replace("units: 8", "units: 4"))
+    with pytest.raises(PipelineError, match=r"already registered with different content") as info:
+        run("source id='ett', limit=100 | train_lstm model='tiny:0.1' | print", {"model_paths": [str(models_dir)]})
+    assert "tiny:0.2" in str(info.value)
+
+
+def test_amml_run_trains_in_the_multiprocess_executor(tmp_path, models_dir):
+    """As a user runs it: `amml run` in a fresh process (TensorFlow imported only in the training child)."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    shutil.copytree(models_dir, workdir / "models")
+    (workdir / "train.amml").write_text(
+        "source id='ett', limit=800 | minmax_scaler | train_lstm model='tiny:0.1', epoch=2 | print\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_amml.cli", "run", "train.amml"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "epoch" in result.stdout and "registered tiny/1" in result.stderr
+    registered = next(Path(os.environ["AMML_HOME"], "runs", "tiny").glob("*/registered.json"))
+    assert json.loads(registered.read_text())["model"] == "tiny/1"
