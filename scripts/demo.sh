@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
-# `make demo`: what a new user sees first, on embedded defaults (no Airflow services, database or HDFS).
-# Today: check the shipped AMML files, then show the paper's training pipeline compiled to bytecode and
-# its graph. (Running it end to end arrives with the streaming runtime; see the README's status.)
+# `make demo`: the paper's ETT workflow on embedded defaults (SQLite registry, local artifact folder in
+# $AMML_HOME, default ~/.local/share/amml) — no Airflow services, PostgreSQL or HDFS needed.
+#   1. lint the shipped AMML files and model definitions
+#   2. train the paper's model (dags/ett_train.amml; DEMO_EPOCHS epochs, default 5 — the paper used 20)
+#   3. predict a week of oil temperature with the registered model and its stored scaler statistics
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AMML=${AMML_VENV:-.venv}/bin/amml
+EPOCHS=${DEMO_EPOCHS:-5}
 
-echo "== amml lint dags/ tests/fixtures/paper/"
-"$AMML" lint dags tests/fixtures/paper
+# ETTh1 is downloaded on first use; a local copy (e.g. the team's shared data folder) saves the download.
+if [ -z "${AMML_ETT_PATH:-}" ] && [ -f ../shared/data/ett/ETTh1.csv ]; then
+  export AMML_ETT_PATH=$(cd ../shared/data/ett && pwd)/ETTh1.csv
+fi
+
+echo "== 1. amml lint dags/"
+"$AMML" lint dags
+
 echo
-echo "== the paper's Fig. 5 example, compiled: amml compile tests/fixtures/paper/fig5_filter.amml"
-"$AMML" compile tests/fixtures/paper/fig5_filter.amml
-echo "== the ETT training DAG's pipeline as a graph: amml compile dags/ett_train.amml --emit graph"
-"$AMML" compile dags/ett_train.amml --emit graph
+echo "== 2. training: $(grep -v '^#' dags/ett_train.amml | grep 'train_lstm' | sed 's/^ *//')  (epochs=$EPOCHS)"
+"$AMML" run dags/ett_train.amml --param "epochs=$EPOCHS" 2> >(grep -E "registered|ERROR|failed" >&2)
+
 echo
-echo "== a mistake, as a user sees it"
-printf "source id=\"ett\" | minmax_scaler | train_lstm model=\"ett:0.1\", epoc=20 | print\n" > /tmp/amml-demo-typo.amml
-"$AMML" lint /tmp/amml-demo-typo.amml || true
+echo "== 3. prediction for 2017-10-24 .. 2017-10-31 with the newest model (scaler statistics from the registry)"
+cat > /tmp/amml-demo-predict.amml <<'AMML'
+source id="ett", start="2017-10-24", end="2017-10-31"
+    | minmax_scaler model="ett" | lstm model="ett" | minmax_inverse model="ett"
+    | rename prediction="OT_next_hour_forecast"
+    | select cols=["date", "OT", "OT_next_hour_forecast"]
+    | print limit=10
+AMML
+"$AMML" run /tmp/amml-demo-predict.amml 2> >(grep -E "ERROR|failed" >&2)
+
+echo
+echo "== the registry: amml model list"
+"$AMML" model list
