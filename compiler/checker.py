@@ -26,6 +26,7 @@ from .expressions import compile_callback, fold, reads
 from .settings import check_dag_settings
 
 MAIN_PIPELINE = "main"
+MAX_REPORTED_ERRORS = 100
 
 
 def _err(cls: type[AmmlError], msg: str, pos: ast.Pos, hint: str | None = None) -> AmmlError:
@@ -82,6 +83,12 @@ class Checker:
 
     def _raise(self) -> None:
         errors = sorted(self.errors, key=lambda e: (e.line or 0, e.column or 0))
+        if len(errors) > MAX_REPORTED_ERRORS:  # a flood of errors helps nobody and costs time to render
+            rest = len(errors) - MAX_REPORTED_ERRORS
+            errors = errors[:MAX_REPORTED_ERRORS]
+            last = errors[-1]
+            errors.append(AmmlFlowError(f"… and {rest} more errors", line=last.line, column=last.column,
+                                        hint="fix the errors above first"))
         for e in errors:
             e.located(self.module.filename, self.source)
         if len(errors) == 1:

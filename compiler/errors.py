@@ -51,7 +51,7 @@ class AmmlError(Exception):
         """The source line with a caret under the column, or '' when unknown."""
         if self.source is None or self.line is None:
             return ""
-        lines = self.source.splitlines()
+        lines = self.source.split("\n")  # the parser counts only \n as a line break
         if not 1 <= self.line <= len(lines):
             return ""
         text = lines[self.line - 1].expandtabs(1)

@@ -7,6 +7,7 @@ is done, not after.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,9 @@ def fold(node: ast.Expr) -> ast.Expr:
             if not sem.INT_MIN <= node.value <= sem.INT_MAX:
                 raise _err(AmmlLimitError, f"integer {node.value} does not fit in 64 bits", node.pos,
                            "write it as a float, e.g. 1e20")
+        if isinstance(node.value, float) and not math.isfinite(node.value):
+            raise _err(AmmlLimitError, "number too large for a 64-bit float (the limit is about 1.8e308)",
+                       node.pos)
         return node
     if isinstance(node, ast.Field):
         _check_name(node.name, node.pos)

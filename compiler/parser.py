@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast as py_ast
 import functools
+import re
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -58,6 +59,9 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
     return ast.Module(filename=filename, items=tuple(items))
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _check_limits(text: str) -> None:
     if len(text) > MAX_SOURCE_BYTES:
         raise AmmlLimitError(
@@ -65,6 +69,15 @@ def _check_limits(text: str) -> None:
             line=1,
             column=1,
             hint="split the workflow into several files",
+        )
+    surrogate = _SURROGATE.search(text)
+    if surrogate:  # such a str is not text: it cannot be hashed, written or shown as UTF-8
+        start = surrogate.start()
+        raise AmmlSyntaxError(
+            f"the text holds a lone surrogate {ascii(surrogate.group())[1:-1]}, which is not a character",
+            line=text.count("\n", 0, start) + 1,
+            column=start - text.rfind("\n", 0, start),
+            hint="read the file as UTF-8 without errors='surrogateescape'",
         )
     depth = 0
     line, col = 1, 0
@@ -320,7 +333,11 @@ class _ToAst(Transformer):
         return ast.Attribute(_pos(name), obj, str(name))
 
     def int_lit(self, token: Token) -> ast.Expr:
-        return ast.Const(_pos(token), int(str(token).replace("_", "")))
+        digits = str(token).replace("_", "").lstrip("0") or "0"
+        if len(digits) > 20:  # beyond 64 bits anyway, and int() refuses more than 4300 digits
+            raise AmmlLimitError(f"integer {digits[:20]}… ({len(digits)} digits) does not fit in 64 bits",
+                                 line=token.line, column=token.column, hint="write it as a float, e.g. 1e20")
+        return ast.Const(_pos(token), int(digits))
 
     def float_lit(self, token: Token) -> ast.Expr:
         return ast.Const(_pos(token), float(str(token).replace("_", "")))

@@ -139,7 +139,9 @@ def power(a: Any, b: Any) -> Any:
     x, y = float(_num(a, "**", b)), float(_num(b, "**", a))
     np = _np()
     with np.errstate(all="ignore"):
-        return _float_or_null(float(np.power(np.float64(x), np.float64(y))))
+        # An array exponent, never a scalar one: numpy special-cases a scalar exponent of 2, 0.5 or -1
+        # (x*x, sqrt, 1/x), which can differ in the last bit from its general loop used on columns.
+        return _float_or_null(float(np.power(np.array([x]), np.array([y]))[0]))
 
 
 def power_magnitude(a: Any, b: Any) -> float:

@@ -353,7 +353,8 @@ class BatchEval:
                     safe_y = np.where(zero, 1, y) if isinstance(y, np.ndarray) else (y or 1)
                     return Col(np.atleast_1d(np.mod(x, safe_y)), _or_masks(mask, zero))
                 return _finite(np.mod(x, y, dtype=np.float64), _or_masks(mask, zero))
-            if op == bc.POW:
+            if op == bc.POW:  # an array exponent, as in semantics.power
+                y = y if isinstance(y, np.ndarray) else np.full(self.n, y, dtype=np.float64)
                 return _finite(np.power(x, y, dtype=np.float64), mask)
             ufunc = {bc.ADD: np.add, bc.SUB: np.subtract, bc.MUL: np.multiply}[op]
             return _finite(ufunc(x, y, dtype=np.float64), mask)
@@ -625,9 +626,9 @@ def eval_batch(
 
 def _run_rows(code: bc.Code, ev: BatchEval, out: dict[str, Value]) -> None:
     columns = {name: ev.load(name).to_pylist() for name in code.fields}
-    stop = len(code.instructions)
+    start, stop = code.static_end, len(code.instructions)
     results = [
-        _run_record(code, {name: values[i] for name, values in columns.items()}, ev.params, code.static_end, stop)
+        _run_record(code, {name: values[i] for name, values in columns.items()}, ev.params, start, stop)
         for i in range(ev.n)
     ]
     for name in code.per_record:

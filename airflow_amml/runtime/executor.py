@@ -324,17 +324,19 @@ class _MultiProcess:
         control = self.ctx.Queue()
         processes: dict[int, Any] = {}
         counters: dict[int, Counters] = {}
-        previous = _install_termination_handlers()
+        previous = _install_termination_handlers(processes)
         try:
             for stage in self.stages:
+                # daemon: an interpreter that exits never waits for a component (multiprocessing joins
+                # non-daemon children at exit, which hangs if one is still streaming)
                 proc = self.ctx.Process(
                     target=_child_main,
                     args=(stage, inboxes, events, control, self.context_args, self.by_id),
                     name=f"amml:{self.name}:{stage.name}",
-                    daemon=False,
+                    daemon=True,
                 )
+                processes[stage.id] = proc  # known before it exists: a signal during start() still stops it
                 proc.start()
-                processes[stage.id] = proc
             self._watch(processes, control, counters)
         finally:
             _terminate(processes.values())
@@ -404,11 +406,19 @@ class _Terminated(BaseException):
     """Raised in the parent by SIGTERM/SIGINT so that `finally` blocks stop every child."""
 
 
-def _install_termination_handlers() -> dict[int, Any]:
+def _install_termination_handlers(processes: dict[int, Any]) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
+    received: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) > 1:  # asked twice: do not wait for any cleanup
+            for proc in processes.values():
+                with contextlib.suppress(Exception):
+                    if proc.pid is not None:
+                        os.kill(proc.pid, signal.SIGKILL)
+            os._exit(128 + signum)
         raise _Terminated(f"received signal {signal.Signals(signum).name}")
 
     previous = {}
@@ -423,7 +433,7 @@ def _restore_handlers(previous: dict[int, Any]) -> None:
 
 
 def _terminate(processes: Any) -> None:
-    alive = [p for p in processes if p.is_alive()]
+    alive = [p for p in processes if p._popen is not None and p.is_alive()]
     for p in alive:
         with contextlib.suppress(ProcessLookupError):
             p.terminate()

@@ -1,6 +1,6 @@
 """The record VM and the batch VM must agree exactly (see the rules at the top of compiler/semantics.py).
 
-A hypothesis property test generates callback expressions over the fields ``a``, ``b``, ``c`` and tables
+Hypothesis property tests generate callback expressions over the fields ``a``, ``b``, ``c`` and tables
 whose columns are int64, float64 (NaN = null), bool, or strings (object dtype or pandas' own string
 dtype). Every expression is evaluated row by row with :func:`compiler.vm.eval_record` and once on the whole
 DataFrame with :func:`compiler.vm.eval_batch`; the two must either both raise ``SemanticError`` or give
@@ -216,7 +216,8 @@ def wild_expressions() -> st.SearchStrategy[str]:
 
 
 def same_value(x: Any, y: Any) -> bool:
-    """None only equals None, a bool only a bool, a str only a str; numbers compare by value."""
+    """None only equals None, a bool only a bool, a str only a str; numbers compare by value (an int may
+    equal a float), except that 0.0 and -0.0 differ: str() tells them apart."""
     if x is None or y is None:
         return x is None and y is None
     if isinstance(x, bool) or isinstance(y, bool):
@@ -269,13 +270,13 @@ def check_agreement(text: str, frame: pd.DataFrame, rows: list[dict[str, Any]]) 
         assert same_value(r, b), f"row {i} differs\n{where}\nrecord VM: {by_record!r}\nbatch VM: {by_batch!r}"
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=typed_expression(ANY, FIELDS, ()), table=tables({name: NUMERIC_KINDS for name in FIELDS}))
 def test_numeric_columns_agree(text: str, table: tuple[pd.DataFrame, list[dict[str, Any]]]) -> None:
     check_agreement(text, *table)
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     text=typed_expression(ANY, ("a", "b"), ("c",)),
     table=tables({"a": (*NUMERIC_KINDS, "bool"), "b": NUMERIC_KINDS, "c": ("object_str", "pandas_str")}),
@@ -284,10 +285,12 @@ def test_string_and_bool_columns_agree(text: str, table: tuple[pd.DataFrame, lis
     check_agreement(text, *table)
 
 
-@settings(max_examples=400, deadline=None,
+@settings(max_examples=500, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(text=wild_expressions(), table=tables({name: ALL_KINDS for name in FIELDS}))
-def test_ill_typed_expressions_fail_alike(text: str, table: tuple[pd.DataFrame, list[dict[str, Any]]]) -> None:
+def test_ill_typed_expressions_fail_alike(
+    text: str, table: tuple[pd.DataFrame, list[dict[str, Any]]]
+) -> None:
     check_agreement(text, *table)
 
 
@@ -383,3 +386,61 @@ def test_methods_are_the_whitelisted_ones() -> None:
     data = {"a": pd.Series(["AbC", None, "xyz"], dtype=object)}
     assert evaluate_both("a.lower()", data) == ["abc", None, "xyz"]
     assert evaluate_both("a.upper().contains('X')", data) == [False, None, True]
+
+
+# ---- regressions: disagreements the property tests found -----------------------------------------
+
+
+def test_a_type_error_a_record_skips_is_no_error() -> None:
+    """`and`/`or` skip their right side per record; the batch evaluates it for all, and must not fail."""
+    data = {"a": [0, 1], "c": pd.Series(["x", None], dtype=object)}
+    assert evaluate_both("(a > 0) and (c + 1 > 0)", data) == [False, None]
+    assert evaluate_both("(a == 0) or (c + 1 > 0)", data) == [True, None]
+    with pytest.raises(SemanticError):
+        evaluate_both("(a >= 0) and (c + 1 > 0)", data)  # row 0 meets 'x' + 1
+
+
+def test_an_empty_batch_never_raises() -> None:
+    frame = pd.DataFrame({"a": pd.Series([], dtype=np.int64)})
+    code = compile_expression("if(1, 0, a).replace('a', 'b')")
+    assert vm.as_pylist(vm.eval_batch(code, frame)["value"], 0) == []
+
+
+def test_mixed_columns_keep_each_value_type() -> None:
+    data = {"a": [0, 1, 3037000500]}
+    assert evaluate_both("str(if(a > 0, 1, 2.5))", data) == ["2.5", "1", "1"]
+    assert evaluate_both("str(coalesce(a * a, 0.5))", data) == ["0", "1", "0.5"]
+    assert evaluate_both("str(if(a > 0, a > 1, 1))", data) == ["1", "false", "true"]
+    big = {"a": [2**62 + 1, INT_MAX]}  # a + 1 overflows in row 2: the column holds an int and a float
+    assert evaluate_both("coalesce(a + 1, 0.5) - a", big) == [1, 0.5 - INT_MAX]
+
+
+def test_infinite_inputs_are_null() -> None:
+    assert evaluate_both("is_null(a)", {"a": [math.inf, -math.inf, 1.0]}) == [True, True, False]
+
+
+def test_min_and_max_keep_the_first_of_equal_values() -> None:
+    assert evaluate_both("str(min(a, -a))", {"a": [0.0, 1.0]}) == ["0.0", "-1.0"]
+    assert evaluate_both("str(max(-a, a))", {"a": [0.0, 1.0]}) == ["-0.0", "1.0"]
+
+
+def test_power_is_bit_for_bit_the_same() -> None:
+    """numpy special-cases scalar exponents 2, 0.5 and -1; both VMs must use the same routine."""
+    data = {"a": [19.0, 3.0, 7.1], "b": [0.5, 2.0, -1.0]}
+    by_column = evaluate_both("a ** b", data)
+    assert evaluate_both("pow(a, b)", data) == by_column
+    assert [evaluate_both(f"a ** {e}", {"a": [x]})[0] for x, e in zip(data["a"], data["b"])] == by_column
+    assert [constant(f"{x} ** {e}") for x, e in zip(data["a"], data["b"])] == by_column
+
+
+def test_round_with_any_number_of_digits() -> None:
+    assert evaluate_both("round(a, 99999999999)", {"a": [1.5, 0.0]}) == [None, None]
+    assert evaluate_both("round(a, -99999999999)", {"a": [1.5, 0.0]}) == [None, None]
+    assert evaluate_both("round(a, 1)", {"a": [1.25, 2.0]}) == [1.2, 2.0]
+
+
+def test_literals_beyond_64_bits_are_refused() -> None:
+    with pytest.raises(AmmlError, match="64-bit float"):
+        compile_expression("1e400")
+    with pytest.raises(AmmlError, match="does not fit in 64 bits"):
+        compile_expression("9" * 5000)
