@@ -30,21 +30,79 @@ def _amml_files(paths: Sequence[str]) -> Iterator[Path]:
 
 def cmd_lint(args: argparse.Namespace) -> int:
     files = list(_amml_files(args.paths))
-    if not files:
-        print(f"amml lint: no .amml files in {' '.join(args.paths)}", file=sys.stderr)
+    model_files = _model_files(args.paths, files)
+    if not files and not model_files:
+        print(f"amml lint: no .amml or model files in {' '.join(args.paths)}", file=sys.stderr)
         return 1
     failed = errors = 0
+    definitions: set[str] = set()
+    for path in model_files:
+        from airflow_amml.models.spec import load_model_spec
+
+        try:
+            definitions.add(load_model_spec(path).ref)
+        except AmmlError as exc:
+            failed, errors = failed + 1, errors + _count(exc)
+            print(exc, end="\n\n", file=sys.stderr)
     for path in files:
         try:
-            compile_file(path)
+            program = compile_file(path)
+            problems = _undefined_models(program, definitions)
         except AmmlError as exc:
+            problems = [exc]
+        if problems:
             failed += 1
-            errors += len(exc.errors) if isinstance(exc, AmmlCompileErrors) else 1
-            print(exc, end="\n\n", file=sys.stderr)
-    ok = len(files) - failed
-    summary = f"{len(files)} file(s) checked: {ok} ok, {failed} with errors ({errors} error(s))"
+            errors += sum(_count(p) for p in problems)
+            for problem in problems:
+                print(problem, end="\n\n", file=sys.stderr)
+    total = len(files) + len(model_files)
+    summary = f"{total} file(s) checked: {total - failed} ok, {failed} with errors ({errors} error(s))"
     print(summary, file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
+
+
+def _count(exc: AmmlError) -> int:
+    return len(exc.errors) if isinstance(exc, AmmlCompileErrors) else 1
+
+
+def _model_files(paths: Sequence[str], amml_files: list[Path]) -> list[Path]:
+    """Model definitions to check: YAML model files in the given folders, and next to the given .amml files."""
+    from airflow_amml.models.spec import find_model_files
+
+    folders = {Path(p) for p in paths if Path(p).is_dir()} | {f.parent / "models" for f in amml_files}
+    found: dict[Path, None] = {}
+    for folder in sorted(folders):
+        for path in find_model_files(folder):
+            found[path.resolve()] = None
+    return list(found)
+
+
+def _undefined_models(program: object, definitions: set[str]) -> list[AmmlError]:
+    """`train_lstm model="name:version"` must name a definition among the checked model files."""
+    from compiler.errors import AmmlNameError, did_you_mean, one_of
+
+    params = (program.dag or {}).get("params", {})
+    problems: list[AmmlError] = []
+    for pipeline in program.pipelines:
+        for node in build_graph(pipeline).nodes:
+            if node.component != "train_lstm" or node.callback is None:
+                continue
+            ref = node.callback.static_values.get("model")
+            if ref is None and "model" in node.callback.params:  # model=params.NAME: check the default
+                ref = params.get(node.callback.params[node.callback.params.index("model")])
+            if isinstance(ref, str) and ref not in definitions:
+                problems.append(
+                    AmmlNameError(
+                        f"`train_lstm` uses the model definition {ref!r}, which no model file defines; "
+                        f"defined: {one_of(definitions)}",
+                        filename=program.filename,
+                        line=node.line,
+                        column=node.column,
+                        source=program.source,
+                        hint=did_you_mean(ref, definitions) or "add a model YAML under models/ next to this file",
+                    )
+                )
+    return problems
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
