@@ -400,7 +400,11 @@ class _Parser:
         if "training" in top:
             training = self.training(top["training"])
         else:
-            self.error("missing required key `training`", root, hint="add `training:` with at least `target: OT`")
+            self.error(
+                "the model file has no `training`; it is required",
+                root,
+                hint="add `training:` with at least `target: OT`",
+            )
         layers = None
         model_node = self.required(top, "model", root, "the model file", hint="add `model: {layers: [...]}`")
         if model_node is not None:
@@ -451,14 +455,20 @@ class _Parser:
 
     def pairs(self, node: MappingNode, what: str) -> dict[str, tuple[ScalarNode, Node]]:
         """Key → (key node, value node); reports non-string and duplicate keys."""
+        explicit = sum(1 for k, _ in node.value if k.tag != _TAG + "merge")
         try:
-            self.constructor.flatten_mapping(node)  # YAML merge keys (`<<: *defaults`)
+            self.constructor.flatten_mapping(node)  # YAML merge keys (`<<: *defaults`) come first, then the rest
         except yaml.YAMLError as exc:
             self.error(f"{what}: {getattr(exc, 'problem', exc)}", node)
+            return {}
+        n_merged = len(node.value) - explicit
         out: dict[str, tuple[ScalarNode, Node]] = {}
-        for knode, vnode in node.value:
+        for i, (knode, vnode) in enumerate(node.value):
             if not (isinstance(knode, ScalarNode) and knode.tag == _TAG + "str"):
                 self.error(f"keys of {what} must be names; got {self.describe(knode)}", knode)
+                continue
+            if i < n_merged or (knode.value in out and out[knode.value] in node.value[:n_merged]):
+                out[knode.value] = (knode, vnode)  # a merged value: later ones and explicit keys override it
                 continue
             if knode.value in out:
                 first = out[knode.value][0].start_mark.line + 1

@@ -95,8 +95,13 @@ def default_registry_url(settings: Mapping[str, Any] | None = None) -> str:
 
     if settings and settings.get("registry_url"):
         return str(settings["registry_url"])
-    if os.environ.get("AMML_REGISTRY_URL"):
+    conn_id = (settings or {}).get("registry_conn_id") or os.environ.get("AMML_REGISTRY_CONN_ID")
+    if os.environ.get("AMML_REGISTRY_URL") and not (settings or {}).get("registry_conn_id"):
         return os.environ["AMML_REGISTRY_URL"]
+    if conn_id:
+        from airflow_amml.connections import registry_url
+
+        return registry_url(conn_id)
     home = amml_home()
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home / 'registry.db'}"
@@ -121,8 +126,20 @@ class ModelRegistry:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any] | None = None) -> ModelRegistry:
-        """Configuration only: settings from the Airflow operator, else environment, else embedded defaults."""
-        return cls(default_registry_url(settings), artifact_store_for(default_artifact_location(settings)))
+        """Configuration only (first found wins): URLs or Airflow connection ids in the run's settings, then
+        the environment (`AMML_REGISTRY_URL`, `AMML_REGISTRY_CONN_ID`, `AMML_ARTIFACTS`,
+        `AMML_ARTIFACT_CONN_ID`), then the embedded defaults (SQLite and a folder in `$AMML_HOME`)."""
+        settings = settings or {}
+        conn_id = settings.get("artifact_conn_id")
+        if not conn_id and not settings.get("artifact_location") and not os.environ.get("AMML_ARTIFACTS"):
+            conn_id = os.environ.get("AMML_ARTIFACT_CONN_ID")
+        if conn_id and not settings.get("artifact_location"):
+            from airflow_amml.connections import artifact_store
+
+            store: ArtifactStore = artifact_store(conn_id)
+        else:
+            store = artifact_store_for(default_artifact_location(settings))
+        return cls(default_registry_url(settings), store)
 
     # ---- schema ---------------------------------------------------------------------------------------
 
