@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+# Real PostgreSQL and HDFS (MiniDFSCluster) for the tests that ask for them; see tests/services/fixtures.py.
+pytest_plugins = ["tests.services.fixtures"]
+
 ROOT = Path(__file__).resolve().parents[1]
 ETT = ROOT.parent / "shared" / "data" / "ett" / "ETTh1.csv"
 

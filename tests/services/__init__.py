@@ -1,0 +1,1 @@
+"""Real services (PostgreSQL, HDFS) for the tests; the fixtures live in tests/services/fixtures.py."""
