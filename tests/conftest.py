@@ -25,3 +25,18 @@ def amml_home(tmp_path, monkeypatch):
 def ett_path():
     assert ETT.is_file(), f"the tests read ETTh1 from {ETT}"
     return ETT
+
+
+@pytest.fixture
+def new_processes():
+    """Processes started under this test process since the test began (the session's PostgreSQL and HDFS
+    servers are children of pytest too, and must not count as orphans)."""
+    import psutil
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+
+    def current():
+        return [p for p in me.children(recursive=True) if p.pid not in before]
+
+    return current

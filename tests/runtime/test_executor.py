@@ -23,12 +23,10 @@ def pipeline(text):
     return compile_source(text, "test.amml", cache=ProgramCache()).pipelines[0]
 
 
-def children():
-    return psutil.Process().children(recursive=True)
 
 
 @pytest.mark.parametrize("mode", ["single", "multiprocess"])
-def test_filter_derive_sink_gives_the_pandas_answer(tmp_path, mode):
+def test_filter_derive_sink_gives_the_pandas_answer(tmp_path, mode, new_processes):
     out = tmp_path / "out.csv"
     run_pipeline(
         pipeline(
@@ -44,7 +42,7 @@ def test_filter_derive_sink_gives_the_pandas_answer(tmp_path, mode):
     got = pd.read_csv(out)
     assert len(got) == len(expected)
     assert np.allclose(got["val1"], expected) and np.allclose(got["sq"], expected**2)
-    assert children() == []
+    assert new_processes() == []
 
 
 def test_join_merges_every_record_of_every_flow(tmp_path):
@@ -60,16 +58,16 @@ def test_join_merges_every_record_of_every_flow(tmp_path):
     assert sink.upstream and result.counters[sink.id].records_in == 5000
 
 
-def test_a_failing_component_is_named_and_no_process_is_left(tmp_path):
+def test_a_failing_component_is_named_and_no_process_is_left(tmp_path, new_processes):
     with pytest.raises(PipelineError) as info:
         run_pipeline(pipeline("normalsource col='v', count=100000 | filter cond=w > 0 | print"))
     message = str(info.value)
     assert "`filter` (position 2 in its pipe, line 1)" in message
     assert "record has no field `w`" in message and "Original traceback" in message
-    assert children() == []
+    assert new_processes() == []
 
 
-def test_a_killed_component_stops_the_whole_chain():
+def test_a_killed_component_stops_the_whole_chain(new_processes):
     # an endless source, a slow consumer; kill the consumer and expect a prompt, named failure
     pipe = pipeline("normalsource col='v', count=0 | filter cond=v > 0 | print limit=0")
     import threading
@@ -77,7 +75,7 @@ def test_a_killed_component_stops_the_whole_chain():
     def killer():
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            procs = children()
+            procs = new_processes()
             if len(procs) >= 3:
                 procs[1].kill()  # the second component: filter
                 return
@@ -91,7 +89,7 @@ def test_a_killed_component_stops_the_whole_chain():
     thread.join()
     assert "died unexpectedly" in str(info.value)
     assert time.monotonic() - started < 15
-    assert children() == []
+    assert new_processes() == []
 
 
 def test_sigterm_to_the_executor_terminates_every_child(tmp_path):

@@ -108,6 +108,7 @@ class _Cleanups:
         self._lock = threading.Lock()
         self._items: dict[int, Callable[[], None]] = {}
         self._next = 0
+        self._pid = os.getpid()
         atexit.register(self.run_all)
 
     def add(self, fn: Callable[[], None]) -> int:
@@ -121,6 +122,8 @@ class _Cleanups:
             self._items.pop(key, None)
 
     def run_all(self) -> None:
+        if os.getpid() != self._pid:  # a forked child exiting normally must not stop the parent's servers
+            return
         with self._lock:
             items = list(self._items.values())[::-1]
             self._items.clear()
@@ -139,15 +142,110 @@ def _install_sigterm_handler() -> None:
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
 
+    owner = os.getpid()
+
     def _on_sigterm(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if os.getpid() != owner:  # a forked child (multiprocessing "fork"): die of SIGTERM as it would have
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+# Long-lived service processes are started DETACHED: a short-lived spawner starts them in a new session and exits,
+# so they are re-parented to init and are not children of the pytest process. Tests that look at their own
+# process tree (psutil.Process().children(), "no process is left" assertions, or killing "the second child") must
+# not see, or kill, the session's JVM or watchdog. We still own them: we hold their stdin/stdout pipes, know their
+# pid + start time (so a recycled pid is never signalled), and kill them by that pid / their own process group.
+_SPAWNER = r"""
+import json, os, subprocess, sys
+spec = json.loads(sys.argv[1])
+with open(spec["stderr"], "ab") if spec["stderr"] else open(os.devnull, "wb") as err:
+    proc = subprocess.Popen(spec["argv"], stdin=spec["stdin"], stdout=spec["stdout"], stderr=err,
+                            cwd=spec["cwd"], start_new_session=True)
+print(proc.pid, flush=True)
+"""
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks) of a pid from /proc, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = data[data.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+class _Detached:
+    """A process we started through the spawner: not our child, so liveness comes from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        stat = _proc_stat(pid)
+        self.start_time = stat[1] if stat else None
+
+    def _same(self) -> tuple[str, int] | None:
+        stat = _proc_stat(self.pid)
+        if stat is None or self.start_time is None or stat[1] != self.start_time:
+            return None
+        return stat
+
+    def alive(self) -> bool:
+        stat = self._same()
+        return stat is not None and stat[0] not in ("Z", "X", "x")
+
+    def wait(self, timeout: float) -> bool:
+        """True once it is gone (within ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL its process group (it leads its own session), only if the pid is still the one we started."""
+        if self._same() is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.wait(10)
+
+
+def _spawn_detached(
+    argv: list[str], *, stdin: int, stdout: int | None, stderr: Path | None, cwd: Path | str, env: dict[str, str]
+) -> _Detached:
+    """Start ``argv`` detached (new session, re-parented to init) with the given stdin/stdout fds."""
+    devnull = None
+    if stdout is None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        stdout = devnull
+    try:
+        spec = {"argv": argv, "stdin": stdin, "stdout": stdout, "stderr": str(stderr) if stderr else None}
+        spec["cwd"] = str(cwd)
+        result = subprocess.run(
+            [sys.executable, "-c", _SPAWNER, json.dumps(spec)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=env,
+            pass_fds=(stdin, stdout),
+            timeout=60,
+        )
+    finally:
+        if devnull is not None:
+            os.close(devnull)
+    if result.returncode != 0 or not result.stdout.strip().isdigit():
+        raise RuntimeError(f"could not start {argv[0]}: {result.stdout}{result.stderr}")
+    return _Detached(int(result.stdout.strip()))
+
+
 # A watchdog process: waits for EOF on stdin (the pytest process closed it or died), then runs commands and
-# removes directories. It lives in its own session so a Ctrl-C in the terminal does not kill it first.
+# removes directories.
 _WATCHDOG = r"""
 import json, shutil, subprocess, sys
 spec = json.loads(sys.argv[1])
@@ -168,26 +266,28 @@ for path in spec["rmtree"]:
 
 
 class _Watchdog:
+    """Detached; runs ``commands`` and removes ``rmtree`` when its stdin closes (we finish, or we die)."""
+
     def __init__(self, commands: list[list[str]], rmtree: list[str]) -> None:
         spec = json.dumps({"commands": commands, "rmtree": rmtree})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG, spec],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        read_end, self._write_end = os.pipe()
+        try:
+            argv = [sys.executable, "-c", _WATCHDOG, spec]
+            self.proc = _spawn_detached(argv, stdin=read_end, stdout=None, stderr=None, cwd="/", env=dict(os.environ))
+        except Exception:
+            os.close(self._write_end)
+            raise
+        finally:
+            os.close(read_end)
 
     def finish(self, timeout: float = 90) -> None:
         """Close its stdin: it runs its commands (harmless if already done) and exits; wait for that."""
-        if self.proc.stdin and not self.proc.stdin.closed:
+        if self._write_end >= 0:
             with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+                os.close(self._write_end)
+            self._write_end = -1
+        if not self.proc.wait(timeout):
             self.proc.kill()
-            self.proc.wait(10)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -594,7 +694,7 @@ class _LineReader:
             self.sel.close()
 
 
-class HdfsError(RuntimeError):
+class HdfsClusterError(RuntimeError):
     pass
 
 
@@ -619,7 +719,8 @@ class HdfsCluster:
         self.log_path = self.base_dir / "minihdfs.log"
         self.port = 0
         self.rpc_port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.jvm: _Detached | None = None
+        self._stdin_fd = -1
         self._reader: _LineReader | None = None
         self._namenode_up = False
         self.startup_seconds = 0.0
@@ -650,7 +751,7 @@ class HdfsCluster:
             try:
                 self._launch_once()
                 break
-            except HdfsError as exc:
+            except HdfsClusterError as exc:
                 clash = "BindException" in str(exc) or "Address already in use" in str(exc)
                 self._kill_jvm()
                 if not clash or attempt == 2:
@@ -666,7 +767,7 @@ class HdfsCluster:
         deadline = time.monotonic() + timeout
         while port_open(self.port):
             if time.monotonic() > deadline:
-                raise HdfsError(f"NameNode port {self.port} still open after stop\n{self.log_tail()}")
+                raise HdfsClusterError(f"NameNode port {self.port} still open after stop\n{self.log_tail()}")
             time.sleep(0.1)
 
     def start(self, timeout: float = 120) -> None:
@@ -682,7 +783,7 @@ class HdfsCluster:
         """Manual safe mode: reads work, every namespace change (mkdir, create, rename, delete) fails."""
         answer = self._command("safemode enter" if on else "safemode leave", timeout)
         if answer != ("ON" if on else "OFF"):
-            raise HdfsError(f"safemode {'enter' if on else 'leave'} answered {answer!r}")
+            raise HdfsClusterError(f"safemode {'enter' if on else 'leave'} answered {answer!r}")
 
     def in_safemode(self) -> bool:
         return self._command("safemode get", 30) == "ON"
@@ -700,17 +801,12 @@ class HdfsCluster:
     def close(self, timeout: float = 30) -> None:
         """Shut the cluster down, kill the JVM's process group if needed, delete the temp dir (idempotent)."""
         try:
-            proc = self.proc
-            if proc is not None and proc.poll() is None:
-                with contextlib.suppress(Exception):
-                    assert proc.stdin is not None
-                    proc.stdin.write(b"exit\n")
-                    proc.stdin.flush()
-                    proc.stdin.close()
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    pass
+            if self._jvm_alive():
+                with contextlib.suppress(OSError):
+                    self._send(b"exit\n")
+                self._close_stdin()
+                assert self.jvm is not None
+                self.jvm.wait(timeout)
             self._kill_jvm()
         finally:
             shutil.rmtree(self.base_dir, ignore_errors=True)
@@ -733,6 +829,7 @@ class HdfsCluster:
             f"-Dminihdfs.baseDir={self.base_dir / 'dfs'}",
             f"-Dminihdfs.httpPort={self.port}",
             f"-Dminihdfs.rpcPort={self.rpc_port}",
+            f"-Dminihdfs.deleteOnExit={self.base_dir}",
             "-cp",
             self.build.java_classpath,
             MAIN_CLASS,
@@ -746,32 +843,33 @@ class HdfsCluster:
         deadline = time.monotonic() + self.start_timeout
         with open(self.log_path, "ab") as log:
             log.write(f"=== {time.strftime('%H:%M:%S')} {' '.join(self._java_cmd()[:6])} ...\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                self._java_cmd(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                cwd=self.base_dir,
-                env=env,
-                start_new_session=True,  # own process group: teardown kills the whole group by its id
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        try:
+            # Detached (not a child of pytest) and in its own process group; stdin EOF makes it shut down.
+            self.jvm = _spawn_detached(
+                self._java_cmd(), stdin=stdin_r, stdout=stdout_w, stderr=self.log_path, cwd=self.base_dir, env=env
             )
-        assert self.proc.stdout is not None
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        self._reader = _LineReader(self.proc.stdout.fileno())
+        except Exception:
+            for fd in (stdin_w, stdout_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(stdin_r)
+            os.close(stdout_w)
+        self._stdin_fd = stdin_w
+        os.set_blocking(stdout_r, False)
+        self._reader = _LineReader(stdout_r)
         try:
             line = self._reader.readline(max(1.0, deadline - time.monotonic()), self._jvm_alive)
         except TimeoutError:
-            raise HdfsError(
+            raise HdfsClusterError(
                 f"MiniDFSCluster did not become ready within {self.start_timeout:.0f} s; "
                 f"log {self.log_path}:\n{self.log_tail()}"
             ) from None
         if line is None or not line.startswith("READY"):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(5)
-            raise HdfsError(
-                f"MiniDFSCluster failed to start ({line or 'JVM exited with ' + str(self.proc.poll())}); "
-                f"log {self.log_path}:\n{self.log_tail()}"
+            raise HdfsClusterError(
+                f"MiniDFSCluster failed to start ({line or 'the JVM exited'}); log {self.log_path}:\n{self.log_tail()}"
             )
         self._namenode_up = True
         self._wait_webhdfs(deadline)
@@ -790,50 +888,58 @@ class HdfsCluster:
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 last = exc
             if not self._jvm_alive():
-                raise HdfsError(f"MiniDFSCluster JVM exited ({self.proc and self.proc.poll()})\n{self.log_tail()}")
+                raise HdfsClusterError(f"the MiniDFSCluster JVM exited\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                raise HdfsError(f"WebHDFS at {url} not ready ({last})\n{self.log_tail()}")
+                raise HdfsClusterError(f"WebHDFS at {url} not ready ({last})\n{self.log_tail()}")
             time.sleep(0.2)
 
     def _command(self, cmd: str, timeout: float) -> str:
         self._require_jvm()
-        assert self.proc is not None and self.proc.stdin is not None and self._reader is not None
+        assert self._reader is not None
         try:
-            self.proc.stdin.write(cmd.encode() + b"\n")
-            self.proc.stdin.flush()
+            self._send(cmd.encode() + b"\n")
         except OSError as exc:
-            raise HdfsError(f"cannot talk to the MiniDFSCluster JVM: {exc}\n{self.log_tail()}") from exc
+            raise HdfsClusterError(f"cannot talk to the MiniDFSCluster JVM: {exc}\n{self.log_tail()}") from exc
         try:
             line = self._reader.readline(timeout, self._jvm_alive)
         except TimeoutError:
-            raise HdfsError(f"MiniDFSCluster: no answer to {cmd!r} within {timeout:.0f} s\n{self.log_tail()}") from None
+            raise HdfsClusterError(
+                f"MiniDFSCluster: no answer to {cmd!r} within {timeout:.0f} s\n{self.log_tail()}"
+            ) from None
         if line is None:
-            raise HdfsError(f"MiniDFSCluster JVM exited during {cmd!r}\n{self.log_tail()}")
+            raise HdfsClusterError(f"MiniDFSCluster JVM exited during {cmd!r}\n{self.log_tail()}")
         status, _, detail = line.partition(" ")
         if status != "OK":
-            raise HdfsError(f"MiniDFSCluster {cmd!r} failed: {line}\n{self.log_tail()}")
+            raise HdfsClusterError(f"MiniDFSCluster {cmd!r} failed: {line}\n{self.log_tail()}")
         return detail
 
+    def _send(self, data: bytes) -> None:
+        if self._stdin_fd < 0:
+            raise BrokenPipeError("stdin of the JVM is closed")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._stdin_fd, view) :]
+
+    def _close_stdin(self) -> None:
+        if self._stdin_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._stdin_fd)
+            self._stdin_fd = -1
+
     def _jvm_alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.jvm is not None and self.jvm.alive()
 
     def _require_jvm(self) -> None:
         if not self._jvm_alive():
-            raise HdfsError(f"the MiniDFSCluster JVM is not running\n{self.log_tail()}")
+            raise HdfsClusterError(f"the MiniDFSCluster JVM is not running\n{self.log_tail()}")
 
     def _kill_jvm(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the JVM's own process group (start_new_session)
-        with contextlib.suppress(Exception):
-            proc.wait(10)
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(Exception):
-                    stream.close()
+        if self.jvm is not None:
+            self.jvm.kill()  # SIGKILL to the JVM's own process group, only if the pid is still ours
+        self._close_stdin()
         if self._reader is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._reader.fd)
             self._reader.close()
             self._reader = None
         self._namenode_up = False

@@ -7,6 +7,7 @@ import java.io.FileOutputStream;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.hdfs.HdfsConfiguration;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
@@ -17,7 +18,8 @@ import org.apache.hadoop.hdfs.server.namenode.NameNodeAdapter;
  * Test-only launcher: a MiniDFSCluster (1 NameNode, 1 DataNode, WebHDFS on) driven over stdin/stdout.
  *
  * <p>System properties: minihdfs.baseDir (required), minihdfs.httpPort, minihdfs.rpcPort (0 = ephemeral),
- * minihdfs.format (default true). Hadoop logs go to stderr; stdout carries only protocol lines.
+ * minihdfs.format (default true), minihdfs.deleteOnExit (a directory to delete recursively after shutdown).
+ * Hadoop logs go to stderr; stdout carries only protocol lines.
  *
  * <p>Protocol: after start-up it prints {@code READY <httpPort> <rpcPort>} (or {@code FAILED <reason>} and exits 1).
  * Then it reads one command per line on stdin and answers one line, {@code OK <detail>} or {@code ERR <reason>}:
@@ -139,8 +141,25 @@ public final class MiniHdfs {
     } catch (Throwable t) {
       t.printStackTrace();
     }
+    // Also remove the fixture's temp dir (logs included): covers a parent that died without cleaning up.
+    String deleteDir = System.getProperty("minihdfs.deleteOnExit");
+    if (deleteDir != null && !deleteDir.isEmpty()) {
+      deleteTree(new File(deleteDir));
+    }
     ctl.println("OK bye");
     System.exit(0);
+  }
+
+  private static void deleteTree(File file) {
+    File[] children = file.isDirectory() && !Files.isSymbolicLink(file.toPath()) ? file.listFiles() : null;
+    if (children != null) {
+      for (File child : children) {
+        deleteTree(child);
+      }
+    }
+    if (!file.delete() && file.exists()) {
+      System.err.println("MiniHdfs: could not delete " + file);
+    }
   }
 
   private static String safeMode(MiniDFSCluster cluster) {

@@ -1,0 +1,195 @@
+"""Windows (exact values, level and delta), prediction alignment, and one small real Keras training on ETTh1."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_amml.models import keras_builder as kb
+from airflow_amml.models import parse_model_spec
+
+SMALL = """\
+name: small
+version: "1"
+model:
+  layers:
+    - {type: LSTM, units: 4}
+    - {type: Dense, units: 2}
+training: {target: OT, features: [a, OT], window: 3, horizon: 2, predict: PREDICT}
+"""
+
+
+def small(predict="level"):
+    return parse_model_spec(SMALL.replace("PREDICT", predict), "small.yaml")
+
+
+@pytest.fixture
+def frame():
+    ot = [10.0, 11.0, 13.0, 16.0, 20.0, 25.0, 31.0, 38.0]  # changes 1, 2, 3, ...
+    return pd.DataFrame(
+        {"a": np.arange(8, dtype=float), "OT": ot, "other": list("abcdefgh")},
+        index=pd.date_range("2016-07-01", periods=8, freq="h"),
+    )
+
+
+def test_windows_level(frame):
+    x, y, last = kb.make_windows(frame, small("level"))
+    assert x.dtype == np.float32 and y.dtype == np.float32 and last.dtype == np.float64
+    assert x.shape == (4, 3, 2) and y.shape == (4, 2) and last.shape == (4,)  # 8 - 3 - 2 + 1 windows
+    np.testing.assert_array_equal(x[0], [[0, 10], [1, 11], [2, 13]])
+    np.testing.assert_array_equal(x[3], [[3, 16], [4, 20], [5, 25]])
+    np.testing.assert_array_equal(y, [[16, 20], [20, 25], [25, 31], [31, 38]])
+    np.testing.assert_array_equal(last, [13, 16, 20, 25])
+    assert x.flags["C_CONTIGUOUS"]
+
+
+def test_windows_delta(frame):
+    x, y, last = kb.make_windows(frame, small("delta"))
+    np.testing.assert_array_equal(x[1], [[1, 11], [2, 13], [3, 16]])
+    np.testing.assert_array_equal(y, [[3, 7], [4, 9], [5, 11], [6, 13]])  # target[t+k] - target[t]
+    np.testing.assert_array_equal(y + last[:, None], kb.make_windows(frame, small("level"))[1])
+
+
+def test_windows_relative_inputs(frame):
+    spec = parse_model_spec(SMALL.replace("PREDICT", "delta, inputs: relative"), "small.yaml")
+    x, y, _ = kb.make_windows(frame, spec)
+    np.testing.assert_array_equal(x[0], [[-2, -3], [-1, -2], [0, 0]])  # each window minus its last row
+    np.testing.assert_array_equal(x[3], [[-2, -9], [-1, -5], [0, 0]])
+    np.testing.assert_array_equal(y, kb.make_windows(frame, small("delta"))[1])
+    # the fake model forecasts the window's last OT, which is 0 in relative windows: a change of 0
+    np.testing.assert_array_equal(kb.predict(_Fake(), spec, frame)[:, 0], frame["OT"].to_numpy()[2:])
+
+
+def test_windows_default_features_one_step():
+    spec = parse_model_spec(
+        "name: s\nversion: '1'\nmodel: {layers: [{type: Dense, units: 1}]}\ntraining: {target: v, window: 2}\n"
+    )
+    x, y, last = kb.make_windows(pd.DataFrame({"v": [1.0, 2.0, 4.0, 8.0]}), spec)
+    np.testing.assert_array_equal(x[..., 0], [[1, 2], [2, 4]])
+    np.testing.assert_array_equal(y[:, 0], [4, 8])
+    np.testing.assert_array_equal(last, [2, 4])
+
+
+class _Fake:
+    """Stands in for a Keras model: forecasts a constant, or the last OT of each window, for every step."""
+
+    def __init__(self, value=None):
+        self.value = value
+
+    def predict(self, x, batch_size=None, verbose=0):
+        assert x.dtype == np.float32
+        col = x[:, -1, 1:2] if self.value is None else np.full((len(x), 1), self.value, dtype=np.float32)
+        return np.repeat(col, 2, axis=1)
+
+
+def test_predict_is_aligned_to_window_ends(frame):
+    level = kb.predict(_Fake(), small("level"), frame)  # the model returns the last OT of each window
+    assert level.shape == (6, 2) and level.dtype == np.float64  # 8 - 3 + 1 windows, the last two without labels
+    np.testing.assert_array_equal(level[:, 0], frame["OT"].to_numpy()[2:])  # row i ↔ frame row window - 1 + i
+    delta = kb.predict(_Fake(1.5), small("delta"), frame)  # a change of +1.5 from the last observed OT
+    np.testing.assert_array_equal(delta, np.repeat(frame["OT"].to_numpy()[2:, None] + 1.5, 2, axis=1))
+    _, y, last = kb.make_windows(frame, small("delta"))
+    np.testing.assert_array_equal(kb.predict(_Fake(0.0), small("delta"), frame)[: len(y), 0], last)
+
+
+def test_window_errors(frame):
+    with pytest.raises(ValueError, match=r"needs the column\(s\) a; the data has OT, other"):
+        kb.make_windows(frame.drop(columns=["a"]), small())
+    with pytest.raises(ValueError, match="column OT has 1 missing value"):
+        kb.make_windows(frame.assign(OT=frame["OT"].where(frame["a"] != 4)), small())
+    with pytest.raises(ValueError, match="column a must be numeric"):
+        kb.make_windows(frame.assign(a=frame["other"]), small())
+    with pytest.raises(ValueError, match=r"at least window \+ horizon = 5 rows.*got 4"):
+        kb.make_windows(frame.iloc[:4], small())
+    with pytest.raises(ValueError, match="at least window = 3 rows"):
+        kb.predict(_Fake(), small(), frame.iloc[:2])
+
+
+# ---- TensorFlow ------------------------------------------------------------------------------------------
+
+STACKED = """\
+name: stacked
+version: "0.2"
+model:
+  layers:
+    - {type: Input, shape: [6, 2]}
+    - {type: LSTM, units: 4, return_sequences: true, dropout: 0.1}
+    - {type: Dropout, rate: 0.2}
+    - {type: GRU, units: 3, activation: relu}
+    - {type: Dense, units: 2, activation: linear, use_bias: false}
+training: {target: OT, features: [a, OT], window: 6, horizon: 2, optimizer: {name: sgd, learning_rate: 0.05}}
+"""
+
+DNN = """\
+name: dnn
+version: "1"
+model:
+  layers:
+    - {type: Dense, units: 8, activation: relu}
+    - {type: Dense, units: 1}
+training: {target: OT, features: [a, b, c, d, e, OT], window: 1, loss: mse, optimizer: rmsprop}
+"""
+
+ETT_SMALL = """\
+name: ett_small
+version: "0.1"
+model:
+  layers:
+    - {type: LSTM, units: 8, activation: tanh}
+    - {type: Dense, units: 1}
+training:
+  loss: mae
+  optimizer: {name: adam, learning_rate: 0.005}
+  epochs: 20
+  batch_size: 64
+  validation_split: 0.1
+  early_stopping: {patience: 5}
+  window: 24
+  target: OT
+  features: [HUFL, HULL, MUFL, MULL, LUFL, LULL, OT]
+  seed: 7
+"""
+
+
+@pytest.mark.slow
+def test_build_model_shapes():
+    keras = pytest.importorskip("keras")
+    stacked = kb.build_model(parse_model_spec(STACKED))
+    assert stacked.input_shape == (None, 6, 2) and stacked.output_shape == (None, 2)
+    assert [type(layer).__name__ for layer in stacked.layers] == ["LSTM", "Dropout", "GRU", "Dense"]
+    assert isinstance(stacked.optimizer, keras.optimizers.SGD)
+    assert math.isclose(float(stacked.optimizer.learning_rate), 0.05, rel_tol=1e-6)
+    assert stacked.layers[0].return_sequences and stacked.layers[3].use_bias is False
+    dnn = kb.build_model(parse_model_spec(DNN))  # Fig. 8: six inputs, one output, no recurrent layer
+    assert dnn.input_shape == (None, 1, 6) and dnn.output_shape == (None, 1)
+    assert [type(layer).__name__ for layer in dnn.layers] == ["Flatten", "Dense", "Dense"]
+    assert isinstance(dnn.optimizer, keras.optimizers.RMSprop)
+
+
+@pytest.mark.slow
+def test_train_save_load_predict_on_etth1(ett_path, tmp_path):
+    pytest.importorskip("keras")
+    spec = parse_model_spec(ETT_SMALL, "ett_small.yaml")
+    cols = list(spec.training.features)
+    data = pd.read_csv(ett_path, nrows=2000)
+    data[cols] = (data[cols] - data[cols].min()) / (data[cols].max() - data[cols].min())
+    seen = []
+    model, history = kb.train(spec, data, epochs=2, on_epoch=lambda epoch, logs: seen.append((epoch, logs)))
+    assert [h["epoch"] for h in history] == [1, 2] and [e for e, _ in seen] == [1, 2]
+    assert seen[-1][1] == history[-1]
+    losses = [h["loss"] for h in history]
+    assert all(math.isfinite(v) for v in losses) and all(math.isfinite(h["val_loss"]) for h in history)
+    assert losses[1] < losses[0]
+
+    pred = kb.predict(model, spec, data)
+    assert pred.shape == (2000 - 24 + 1, 1) and np.isfinite(pred).all()
+    _, y, _ = kb.make_windows(data, spec)
+    assert float(np.mean(np.abs(pred[: len(y)] - y))) < 0.5  # scaled space: it learned something sensible
+
+    path = kb.save_model(model, tmp_path / "registry" / "ett_small-0.1.keras")
+    assert path.is_file()
+    loaded = kb.load_model(path)
+    np.testing.assert_array_equal(kb.predict(loaded, spec, data), pred)
+    with pytest.raises(ValueError, match=r"\.keras"):
+        kb.save_model(model, tmp_path / "model.h5")

@@ -1,0 +1,487 @@
+"""The model language: every error names file:line:column, the offending key or value and the choices."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from airflow_amml.models import (
+    AmmlModelError,
+    EarlyStoppingSpec,
+    ModelSpec,
+    find_model_files,
+    load_model_spec,
+    parse_model_spec,
+)
+from compiler.errors import AmmlCompileErrors, AmmlError
+from tests.conftest import ROOT
+
+BASE = """\
+name: ett
+version: "0.1"
+description: test model
+model:
+  layers:
+    - type: LSTM
+      units: 32
+      activation: tanh
+    - type: Dense
+      units: 1
+training:
+  loss: mae
+  optimizer: {name: adam, learning_rate: 0.001}
+  epochs: 20
+  batch_size: 32
+  validation_split: 0.1
+  window: 24
+  horizon: 1
+  target: OT
+  features: [HUFL, OT]
+  predict: level
+  seed: 7
+"""
+
+
+def edit(old, new, text=BASE):
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+def error(text) -> AmmlModelError:
+    with pytest.raises(AmmlModelError) as info:
+        parse_model_spec(text, "m.yaml")
+    return info.value
+
+
+def check(e, line, column, *words, hint=None):
+    assert isinstance(e, AmmlModelError) and isinstance(e, AmmlError)
+    assert (e.line, e.column) == (line, column), str(e)
+    rendered = str(e)
+    assert rendered.startswith(f"m.yaml:{line}:{column}: model error: "), rendered
+    for w in words:
+        assert w in e.message, (w, e.message)
+    if hint is not None:
+        assert e.hint is not None and hint in e.hint, (hint, e.hint)
+    assert "^" in rendered  # the offending line with a caret
+
+
+# ---- the happy path ----------------------------------------------------------------------------------
+
+
+def test_base_spec():
+    spec = parse_model_spec(BASE, "m.yaml")
+    assert isinstance(spec, ModelSpec)
+    assert spec.ref == "ett:0.1"
+    assert [layer.type for layer in spec.layers] == ["LSTM", "Dense"]
+    assert spec.layers[0].kwargs == {"units": 32, "activation": "tanh"}
+    assert (spec.layers[0].line, spec.layers[0].column) == (6, 13)
+    t = spec.training
+    assert (t.loss, t.optimizer, t.learning_rate, t.epochs, t.batch_size) == ("mae", "adam", 0.001, 20, 32)
+    assert (t.window, t.horizon, t.target, t.features, t.predict, t.seed) == (24, 1, "OT", ("HUFL", "OT"), "level", 7)
+    assert t.early_stopping is None and t.input_shape == (24, 2)
+    assert spec.source == BASE and len(spec.sha256) == 64
+    with pytest.raises(AttributeError):
+        spec.name = "other"  # frozen
+
+
+def test_defaults_and_normalised_names():
+    spec = parse_model_spec(
+        textwrap.dedent("""\
+            name: tiny
+            version: 1
+            model:
+              layers: [{type: gru, units: 4}, {type: DENSE, units: 2, activation: ReLU}]
+            training: {target: OT, horizon: 2, optimizer: RMSprop, loss: mean_squared_error,
+                       early_stopping: true}
+            """),
+        "m.yaml",
+    )
+    assert spec.version == "1" and spec.description == ""
+    assert [layer.type for layer in spec.layers] == ["GRU", "Dense"]
+    assert spec.layers[1].get("activation") == "relu"
+    t = spec.training
+    assert t.features == ("OT",) and t.optimizer == "rmsprop" and t.loss == "mse" and t.learning_rate is None
+    assert t.early_stopping == EarlyStoppingSpec(
+        patience=3, monitor="val_loss", min_delta=0.0, restore_best_weights=True
+    )
+    assert (t.window, t.epochs, t.validation_split, t.predict, t.shuffle, t.seed) == (24, 10, 0.1, "level", True, 0)
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [('"0.1"', "0.1"), ("0.1", "0.1"), ("0.10", "0.10"), ("2", "2"), ("1.0", "1.0"), ("v2-rc1", "v2-rc1")],
+)
+def test_version_is_kept_as_written(written, stored):
+    assert parse_model_spec(edit('"0.1"', written)).version == stored
+
+
+def test_round_trip_through_to_dict_is_stable():
+    spec = parse_model_spec(
+        edit(
+            "  seed: 7\n",
+            "  seed: 7\n  early_stopping: {patience: 2, monitor: loss}\n",
+            edit(
+                "      activation: tanh\n",
+                "      activation: tanh\n      dropout: 0.1\n      return_sequences: true\n"
+                "    - type: Dropout\n      rate: 0.2\n    - type: GRU\n      units: 8\n",
+            ),
+        ),
+        "m.yaml",
+    )
+    d = spec.to_dict()
+    again = parse_model_spec(yaml.safe_dump(d, sort_keys=False), "dumped.yaml")
+    assert again == spec  # equality is the definition, not the text
+    assert again.to_dict() == d
+    assert json.dumps(again.to_dict(), sort_keys=True) == json.dumps(d, sort_keys=True)
+    assert again.sha256 != spec.sha256  # the hash is of the text
+    assert d["model"]["layers"][0] == {
+        "type": "LSTM",
+        "units": 32,
+        "activation": "tanh",
+        "dropout": 0.1,
+        "return_sequences": True,
+    }
+    assert d["training"]["optimizer"] == {"name": "adam", "learning_rate": 0.001}
+    assert d["training"]["early_stopping"] == {
+        "patience": 2,
+        "monitor": "loss",
+        "min_delta": 0.0,
+        "restore_best_weights": True,
+    }
+
+
+def test_shipped_model_files():
+    folder = ROOT / "dags" / "models"
+    ett = load_model_spec(folder / "ett-0.1.yaml")
+    assert ett.ref == "ett:0.1"
+    assert [(layer.type, layer.get("units"), layer.get("activation")) for layer in ett.layers] == [
+        ("LSTM", 32, "tanh"),
+        ("Dense", 1, None),
+    ]
+    t = ett.training
+    assert (t.loss, t.optimizer, t.epochs, t.target, t.window, t.predict) == ("mae", "adam", 20, "OT", 24, "level")
+    assert t.features == ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
+    delta = load_model_spec(folder / "ett-delta-0.1.yaml")
+    assert delta.ref == "ett_delta:0.1" and delta.training.predict == "delta"
+    assert {p.name for p in find_model_files(folder)} >= {"ett-0.1.yaml", "ett-delta-0.1.yaml"}
+
+
+def test_find_model_files_skips_other_yaml(tmp_path):
+    (tmp_path / "a.yaml").write_text(BASE)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yml").write_text(BASE)
+    (tmp_path / "broken.yaml").write_text("model:\n  layers: [\ntraining:\n  target: OT\n")  # listed: lint reports it
+    (tmp_path / "compose.yaml").write_text("services:\n  db: {image: postgres}\n")
+    (tmp_path / "list.yaml").write_text("- model\n- training\n")
+    (tmp_path / "only_model.yaml").write_text("model: {layers: []}\n")
+    (tmp_path / "notes.txt").write_text(BASE)
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "c.yaml").write_text(BASE)
+    assert [p.relative_to(tmp_path).as_posix() for p in find_model_files(tmp_path)] == [
+        "a.yaml",
+        "broken.yaml",
+        "sub/b.yml",
+    ]
+    assert find_model_files(tmp_path / "missing") == []
+
+
+def test_spec_imports_no_tensorflow_and_builder_imports_it_lazily():
+    code = (
+        "import sys; import airflow_amml.models.spec, airflow_amml.models; "
+        "assert not {'tensorflow', 'keras', 'numpy'} & set(sys.modules), sorted(sys.modules); "
+        "import airflow_amml.models.keras_builder; "
+        "assert not {'tensorflow', 'keras'} & set(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+
+
+# ---- errors ------------------------------------------------------------------------------------------
+
+
+def test_unknown_layer_type_with_did_you_mean():
+    e = error(edit("type: LSTM", "type: LTSM"))
+    check(
+        e, 6, 13, "unknown layer type `LTSM`", "`Dense`, `Dropout`, `GRU`, `Input`, `LSTM`", hint="did you mean `LSTM`?"
+    )
+
+
+def test_unknown_layer_argument_with_did_you_mean():
+    e = error(edit("units: 32", "unit: 32"))  # the missing `units` is not reported twice
+    check(
+        e,
+        7,
+        7,
+        "`LSTM` layer (layer 1) has no argument `unit`",
+        "`units`",
+        "`return_sequences`",
+        hint="did you mean `units`?",
+    )
+
+
+def test_unknown_training_key_is_an_error_not_ignored():
+    e = error(edit("epochs: 20", "epoch: 20"))
+    check(e, 14, 3, "unknown training key `epoch`", "`epochs`", "`window`", hint="did you mean `epochs`?")
+
+
+def test_unknown_top_level_and_model_keys():
+    check(
+        error(edit("description:", "descripton:")),
+        3,
+        1,
+        "unknown top-level key `descripton`",
+        hint="did you mean `description`?",
+    )
+    check(error(edit("  layers:", "  layer:")), 5, 3, "unknown key `model.layer`", hint="did you mean `layers`?")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "column", "words", "hint"),
+    [
+        (
+            "units: 32",
+            "units: '32'",
+            7,
+            14,
+            ["`units` of layer 1 (`LSTM`) must be an integer", "string '32'"],
+            "remove the quotes",
+        ),
+        ("units: 32", "units: 32.0", 7, 14, ["must be an integer", "32.0"], "write 32"),
+        ("units: 32", "units: true", 7, 14, ["must be an integer", "boolean"], None),
+        ("epochs: 20", "epochs: [20]", 14, 11, ["`training.epochs` must be an integer", "a list"], None),
+        ("validation_split: 0.1", "validation_split: high", 16, 21, ["must be a number", "'high'"], None),
+        ("activation: tanh", "activation: 3", 8, 19, ["`activation` of layer 1 (`LSTM`) must be a string"], None),
+        ("features: [HUFL, OT]", "features: OT", 20, 13, ["must be a list of column names"], "[OT]"),
+        ('version: "0.1"', "version: [1]", 2, 10, ["`version` must be a string"], 'quote it: version: "0.1"'),
+        ('version: "0.1"', "version: yes", 2, 10, ["`version` must be a string", "boolean"], "quote it"),
+    ],
+)
+def test_wrong_types(old, new, line, column, words, hint):
+    check(error(edit(old, new)), line, column, *words, hint=hint)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "column", "words"),
+    [
+        ("units: 32", "units: 0", 7, 14, ["`units` of layer 1 (`LSTM`) must be ≥ 1; got 0"]),
+        ("units: 1\n", "units: -1\n", 10, 14, ["must be ≥ 1; got -1"]),
+        ("activation: tanh", "dropout: 1", 8, 16, ["`dropout` of layer 1 (`LSTM`) must be in [0, 1); got 1"]),
+        ("activation: tanh", "recurrent_dropout: -0.1", 8, 26, ["must be in [0, 1); got -0.1"]),
+        ("validation_split: 0.1", "validation_split: 1.0", 16, 21, ["`training.validation_split` must be in [0, 1)"]),
+        ("epochs: 20", "epochs: 0", 14, 11, ["`training.epochs` must be ≥ 1; got 0"]),
+        ("window: 24", "window: 0", 17, 11, ["`training.window` must be ≥ 1; got 0"]),
+        ("learning_rate: 0.001", "learning_rate: 0", 13, 42, ["`training.optimizer.learning_rate` must be > 0"]),
+    ],
+)
+def test_out_of_range(old, new, line, column, words):
+    check(error(edit(old, new)), line, column, *words)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "column", "words", "hint"),
+    [
+        (
+            "predict: level",
+            "predict: levels",
+            21,
+            12,
+            ["unknown prediction mode `levels`", "`delta`, `level`"],
+            "did you mean `level`?",
+        ),
+        ("activation: tanh", "activation: rleu", 8, 19, ["unknown activation `rleu`", "`tanh`"], "`relu`"),
+        ("loss: mae", "loss: mea", 12, 9, ["unknown loss `mea`", "`huber`, `mae`, `mape`, `mse`"], "`mae`"),
+        (
+            "name: adam",
+            "name: adma",
+            13,
+            21,
+            ["unknown optimizer `adma`", "`adagrad`, `adam`, `adamw`, `rmsprop`, `sgd`"],
+            "did you mean `adam`",
+        ),
+        (
+            "optimizer: {name: adam, learning_rate: 0.001}",
+            "optimizer: nadam",
+            13,
+            14,
+            ["unknown optimizer `nadam`"],
+            "`adam`",
+        ),
+        ("learning_rate: 0.001", "lr: 0.001", 13, 27, ["unknown optimizer setting `lr`", "`learning_rate`"], None),
+    ],
+)
+def test_unknown_choices(old, new, line, column, words, hint):
+    check(error(edit(old, new)), line, column, *words, hint=hint)
+
+
+def test_relative_inputs_need_delta_predictions():
+    e = error(edit("  seed: 7\n", "  seed: 7\n  inputs: relative\n"))
+    check(e, 23, 11, "`inputs: relative`", "cannot forecast a level", hint="predict: delta")
+    ok = parse_model_spec(
+        edit("predict: level", "predict: delta", edit("  seed: 7\n", "  seed: 7\n  inputs: relative\n"))
+    )
+    assert (ok.training.inputs, ok.training.predict) == ("relative", "delta")
+    assert ok.to_dict()["training"]["inputs"] == "relative"
+    check(
+        error(edit("  seed: 7\n", "  seed: 7\n  inputs: diff\n")),
+        23,
+        11,
+        "unknown input mode `diff`",
+        "`level`, `relative`",
+    )
+
+
+def test_missing_target():
+    check(error(edit("  target: OT\n", "")), 11, 1, "`training` has no `target`", hint="target: OT")
+    check(error(edit("  target: OT\n", "  target:\n")), 19, 10, "`target` is empty")
+
+
+def test_missing_required_keys():
+    check(error(edit("name: ett\n", "")), 1, 1, "the model file has no `name`", hint="name: ett")
+    check(error(edit('version: "0.1"\n', "")), 1, 1, "the model file has no `version`", hint='version: "0.1"')
+    empty_layers = BASE[: BASE.index("  layers:")] + "  layers: []\n" + BASE[BASE.index("training:") :]
+    check(error(empty_layers), 5, 11, "`model.layers` is empty")
+    check(error(edit("layers: []", "layers: 3", empty_layers)), 5, 11, "`model.layers` must be a list of layers")
+
+
+def test_missing_model_and_training():
+    text = 'name: ett\nversion: "0.1"\n'
+    with pytest.raises(AmmlCompileErrors) as info:
+        parse_model_spec(text, "m.yaml")
+    messages = [e.message for e in info.value.errors]
+    assert any("has no `training`" in m for m in messages)
+    assert any("has no `model`" in m for m in messages)
+
+
+def test_missing_layer_argument():
+    e = error(edit("    - type: Dense\n", "    - type: Dropout\n    - type: Dense\n"))
+    check(e, 9, 13, "`Dropout` layer (layer 2) needs `rate`", hint="rate:")
+
+
+def test_stacked_recurrent_layer_needs_return_sequences():
+    text = edit("    - type: Dense\n", "    - type: GRU\n      units: 8\n    - type: Dense\n")
+    e = error(text)
+    check(
+        e,
+        6,
+        13,
+        "layer 1 (`LSTM`) feeds another recurrent layer (layer 2, `GRU`)",
+        "returns only its last step",
+        hint="add `return_sequences: true` to layer 1",
+    )
+    # written `false` explicitly: the error points at that value
+    e = error(edit("      activation: tanh\n", "      activation: tanh\n      return_sequences: false\n", text))
+    check(e, 9, 25, "feeds another recurrent layer", hint="return_sequences: true")
+    # fixed, with a Dropout in between
+    ok = edit(
+        "      activation: tanh\n",
+        "      activation: tanh\n      return_sequences: true\n    - type: Dropout\n      rate: 0.2\n",
+        text,
+    )
+    assert [layer.type for layer in parse_model_spec(ok).layers] == ["LSTM", "Dropout", "GRU", "Dense"]
+
+
+def test_last_recurrent_layer_must_not_return_sequences():
+    e = error(edit("      activation: tanh\n", "      activation: tanh\n      return_sequences: true\n"))
+    check(e, 9, 25, "last recurrent layer but returns the whole sequence", hint="remove `return_sequences: true`")
+
+
+def test_horizon_must_match_dense_units():
+    e = error(edit("horizon: 1", "horizon: 3"))
+    check(e, 10, 14, "the last layer outputs 1 value(s)", "`training.horizon` is 3", hint="write `units: 3`")
+    assert parse_model_spec(edit("units: 1\n", "units: 3\n", edit("horizon: 1", "horizon: 3"))).training.horizon == 3
+
+
+def test_last_layer_must_be_dense():
+    e = error(edit("    - type: Dense\n      units: 1\n", "    - type: Dropout\n      rate: 0.1\n"))
+    check(e, 9, 13, "the last layer must be `Dense`", "got `Dropout`", hint="{type: Dense, units: 1}")
+
+
+def test_input_layer():
+    with_input = edit("    - type: LSTM\n", "    - type: Input\n      shape: [24, 2]\n    - type: LSTM\n")
+    assert [layer.type for layer in parse_model_spec(with_input).layers] == ["Input", "LSTM", "Dense"]
+    check(
+        error(edit("shape: [24, 2]", "shape: [12, 2]", with_input)),
+        7,
+        14,
+        "`shape` of the Input layer is [12, 2]",
+        "[24, 2]",
+        hint="omit `shape`",
+    )
+    check(error(edit("shape: [24, 2]", "shape: 24", with_input)), 7, 14, "must be a list of two integers")
+    late = edit("    - type: Dense\n", "    - type: Input\n    - type: Dense\n")
+    check(error(late), 9, 13, "an `Input` layer must be the first layer")
+
+
+def test_early_stopping_needs_validation_data():
+    text = edit(
+        "validation_split: 0.1",
+        "validation_split: 0",
+        edit("  seed: 7\n", "  seed: 7\n  early_stopping:\n    patience: 2\n    monitor: val_loss\n"),
+    )
+    check(error(text), 25, 14, "monitors `val_loss`", "validation_split` is 0", hint="monitor: loss")
+    ok = parse_model_spec(edit("monitor: val_loss", "monitor: loss", text))
+    assert ok.training.early_stopping.monitor == "loss"
+    check(
+        error(edit("monitor: val_loss", "monitor: val_los", text)), 25, 14, "unknown value `val_los`", hint="`val_loss`"
+    )
+    check(error(edit("patience: 2", "patience: -1", text)), 24, 15, "`training.early_stopping.patience` must be ≥ 0")
+
+
+def test_yaml_syntax_error_is_located():
+    e = error(edit("units: 32", "units: [32"))
+    assert e.line == 8 and e.column == 17 and "invalid YAML" in e.message
+    e = error(edit("  loss: mae", "\tloss: mae"))
+    assert e.line == 12 and "invalid YAML" in e.message
+
+
+def test_duplicate_keys_are_errors():
+    check(error(edit("units: 32\n", "units: 32\n      units: 16\n")), 8, 7, "duplicate key `units`", "line 7")
+
+
+def test_not_a_mapping_and_empty():
+    check(error("- a\n- b\n"), 1, 1, "the model file must be a mapping")
+    e = error("# nothing\n")
+    assert e.line is None and "empty" in e.message
+    check(error(edit("    - type: LSTM\n", "    - LSTM\n    - type: LSTM\n")), 6, 7, "layer 1 must be a mapping")
+    check(error(edit("    - type: LSTM\n", "    - units: 3\n    - type: LSTM\n")), 6, 7, "layer 1 has no `type`")
+
+
+def test_yaml_merge_keys_and_anchors():
+    text = edit(
+        "    - type: LSTM\n      units: 32\n      activation: tanh\n",
+        "    - &rnn {type: LSTM, units: 16, activation: tanh, return_sequences: true}\n"
+        "    - {<<: *rnn, units: 8, return_sequences: false}\n",
+    )
+    spec = parse_model_spec(text)
+    assert [layer.kwargs for layer in spec.layers[:2]] == [
+        {"units": 16, "activation": "tanh", "return_sequences": True},
+        {"units": 8, "activation": "tanh", "return_sequences": False},
+    ]
+    check(error(edit("units: 8", "units: 8, units: 4", text)), 7, 28, "duplicate key `units`")
+
+
+def test_bad_names():
+    check(error(edit("name: ett", "name: ett:0.1")), 1, 7, "not a valid model name", hint="`:`")
+    check(error(edit('version: "0.1"', 'version: "0 1"')), 2, 10, "not a valid version")
+
+
+def test_several_errors_are_reported_together_in_order():
+    text = edit("epochs: 20", "epoch: 20", edit("units: 32", "units: 0", edit("type: Dense", "type: Dens")))
+    with pytest.raises(AmmlCompileErrors) as info:
+        parse_model_spec(text, "m.yaml")
+    errors = info.value.errors
+    assert [(e.line, e.column) for e in errors] == [(7, 14), (9, 13), (14, 3)]
+    assert all(isinstance(e, AmmlModelError) for e in errors)
+    assert "did you mean `Dense`?" in str(info.value)
+
+
+def test_load_model_spec_unreadable(tmp_path):
+    with pytest.raises(AmmlModelError, match="cannot read"):
+        load_model_spec(tmp_path / "nope.yaml")
+    bad = tmp_path / "m.yaml"
+    bad.write_text(edit("epochs: 20", "epoch: 20"))
+    with pytest.raises(AmmlModelError) as info:
+        load_model_spec(bad)
+    assert str(info.value).startswith(f"{bad}:14:3: model error: unknown training key `epoch`")
