@@ -29,9 +29,11 @@ Fixtures
 Helper: ``airflow_conn_env(hdfs_cluster, login=None) -> str`` gives the value for ``AIRFLOW_CONN_WEBHDFS_DEFAULT``
 (JSON form, no ``schema`` so the WebHDFS URL gets no trailing path).
 
-Every process started here is stopped at session end: fixture finalizers first, then an ``atexit`` hook, and as a
-last resort the child processes notice that the pytest process is gone (the JVM exits on end of its stdin, and a tiny
-watchdog process does ``pg_ctl stop -m immediate`` when its stdin closes).
+Every process started here is stopped at session end: fixture finalizers first, then an ``atexit`` hook (SIGTERM is
+turned into KeyboardInterrupt so finalizers run), and as a last resort the processes notice that the pytest process
+is gone (the JVM exits on end of its stdin; a tiny watchdog does ``pg_ctl stop -m immediate`` when its stdin closes).
+The long-lived processes (JVM, watchdog, postmaster) are detached from the pytest process (re-parented to init), so
+tests that inspect or kill their own child processes (``psutil.Process().children()``) never see them.
 
 Environment knobs: ``AMML_TEST_CACHE`` (default ``~/.cache/airflow-amml``), ``AMML_HDFS_BUILD_TIMEOUT`` (s, default
 600: first Maven download), ``AMML_HDFS_START_TIMEOUT`` (s, default 180), ``AMML_HDFS_JAVA`` (java binary; default
