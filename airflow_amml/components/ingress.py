@@ -50,8 +50,12 @@ class CatalogSource(AbstractIngress):
         frame = read_source(p["id"], start=p["start"], end=p["end"], cols=p["cols"], settings=self.context.settings)
         if p["limit"] is not None:
             frame = frame.iloc[: int(p["limit"])]
-        for offset in range(0, len(frame), GENERATE_ROWS):
-            yield frame.iloc[offset : offset + GENERATE_ROWS].reset_index(drop=True)
+        # already in memory: slice at the executor's batch size, so that rebatch passes the slices through
+        # instead of concatenating eight 8,192-row slices back into every batch (a copy of the whole file)
+        from airflow_amml.runtime.executor import BATCH_ROWS
+
+        for offset in range(0, len(frame), BATCH_ROWS):
+            yield frame.iloc[offset : offset + BATCH_ROWS].reset_index(drop=True)
 
 
 class LogSource(AbstractIngress):

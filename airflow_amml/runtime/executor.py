@@ -213,7 +213,10 @@ class _SingleProcess:
                 self._guard(stage, self.components[stage.id].open)
             for stage in self.stages.values():
                 if stage.spec.kind is Kind.INGRESS:
-                    for batch in self._guard(stage, lambda s=stage: list(rebatch(self.components[s.id].batches()))):
+                    # one batch at a time: a source that never ends (count=0) or paces itself (rate=...)
+                    # must deliver as it goes, and memory must stay flat
+                    batches = rebatch(self.components[stage.id].batches())
+                    while (batch := self._guard(stage, next, batches, None)) is not None:
                         self._emit(stage, batch)
                     self._end(stage)
         finally:
@@ -324,7 +327,8 @@ class _MultiProcess:
         control = self.ctx.Queue()
         processes: dict[int, Any] = {}
         counters: dict[int, Counters] = {}
-        previous = _install_termination_handlers(processes)
+        received: list[int] = []  # signals seen by the handler, even if its exception got swallowed
+        previous = _install_termination_handlers(processes, received)
         try:
             for stage in self.stages:
                 # daemon: an interpreter that exits never waits for a component (multiprocessing joins
@@ -337,7 +341,7 @@ class _MultiProcess:
                 )
                 processes[stage.id] = proc  # known before it exists: a signal during start() still stops it
                 proc.start()
-            self._watch(processes, control, counters)
+            self._watch(processes, control, counters, received)
         finally:
             _terminate(processes.values())
             _restore_handlers(previous)
@@ -348,52 +352,62 @@ class _MultiProcess:
         log.info("%s", result.summary())
         return result
 
-    def _watch(self, processes: dict[int, Any], control: Any, counters: dict[int, Counters]) -> None:
+    def _watch(
+        self, processes: dict[int, Any], control: Any, counters: dict[int, Counters], received: list[int]
+    ) -> None:
         running = dict(processes)
+        done: set[int] = set()
         last_progress = time.monotonic()
+
+        def handle(msg: Any) -> None:
+            if isinstance(msg, _Failure):
+                stage = self.by_id[msg.stage]
+                raise PipelineError(
+                    f"component {stage.where} failed: {msg.error}",
+                    component=stage.name,
+                    traceback=msg.traceback,
+                    line=stage.line,
+                    column=stage.column,
+                    filename=self.filename,
+                )
+            if isinstance(msg, (_Done, _Progress)):
+                counters[msg.stage] = msg.counters
+            if isinstance(msg, _Done):
+                done.add(msg.stage)
+
         while running:
+            # The handler's _Terminated can be swallowed: raised inside an at-fork hook (logging's
+            # _releaseLock runs after every fork), a __del__ or a weakref callback, it is only printed.
+            if received:
+                raise _Terminated(f"received signal {signal.Signals(received[0]).name}")
             ready = wait([control._reader, *(p.sentinel for p in running.values())], timeout=1.0)
             while True:  # drain the control queue before looking at exits: a Failure explains an exit
                 try:
-                    msg = control.get_nowait()
+                    handle(control.get_nowait())
                 except queue.Empty:
                     break
-                if isinstance(msg, _Failure):
-                    stage = self.by_id[msg.stage]
-                    raise PipelineError(
-                        f"component {stage.where} failed: {msg.error}",
-                        component=stage.name,
-                        traceback=msg.traceback,
-                        line=stage.line,
-                        column=stage.column,
-                        filename=self.filename,
-                    )
-                if isinstance(msg, _Done):
-                    counters[msg.stage] = msg.counters
-                elif isinstance(msg, _Progress):
-                    counters[msg.stage] = msg.counters
             for stage_id, proc in list(running.items()):
                 if proc.sentinel in ready or not proc.is_alive():
                     proc.join(0.5)
                     if proc.exitcode is None:
                         continue
-                    if stage_id not in counters or proc.exitcode != 0:
-                        with contextlib.suppress(queue.Empty):
-                            msg = control.get(timeout=0.5)
-                            if isinstance(msg, _Failure):
-                                control.put(msg)
-                                break
-                            if isinstance(msg, _Done):
-                                counters[msg.stage] = msg.counters
-                        if stage_id not in counters or proc.exitcode != 0:
-                            stage = self.by_id[stage_id]
-                            raise PipelineError(
-                                f"component {stage.where} died unexpectedly (exit code {proc.exitcode})",
-                                component=stage.name,
-                                line=stage.line,
-                                column=stage.column,
-                                filename=self.filename,
-                            )
+                    # A component flushes its Done (or Failure) to the pipe before it exits, but other
+                    # components' messages may be ahead of it: read until it shows up.
+                    deadline = time.monotonic() + 2.0
+                    while stage_id not in done and time.monotonic() < deadline:
+                        try:
+                            handle(control.get(timeout=max(0.01, deadline - time.monotonic())))
+                        except queue.Empty:
+                            break
+                    if stage_id not in done or proc.exitcode != 0:
+                        stage = self.by_id[stage_id]
+                        raise PipelineError(
+                            f"component {stage.where} died unexpectedly (exit code {proc.exitcode})",
+                            component=stage.name,
+                            line=stage.line,
+                            column=stage.column,
+                            filename=self.filename,
+                        )
                     del running[stage_id]
             if time.monotonic() - last_progress > PROGRESS_EVERY:
                 last_progress = time.monotonic()
@@ -406,10 +420,9 @@ class _Terminated(BaseException):
     """Raised in the parent by SIGTERM/SIGINT so that `finally` blocks stop every child."""
 
 
-def _install_termination_handlers(processes: dict[int, Any]) -> dict[int, Any]:
+def _install_termination_handlers(processes: dict[int, Any], received: list[int]) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
-    received: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
         received.append(signum)
@@ -507,10 +520,14 @@ def _child_main(
 
 
 def _send(outboxes: list, batch: pd.DataFrame, counters: Counters) -> None:
-    counters.records_out += len(batch)
-    counters.batches_out += 1
-    for box in outboxes:
-        box.put(batch)
+    # A component may return far more than a batch (a whole-stream scaler releases everything at the end):
+    # one huge pickle blocks the next stage until it is all through the pipe and doubles the memory.
+    for start in range(0, len(batch), BATCH_ROWS):
+        piece = batch.iloc[start : start + BATCH_ROWS] if len(batch) > BATCH_ROWS else batch
+        counters.records_out += len(piece)
+        counters.batches_out += 1
+        for box in outboxes:
+            box.put(piece)
 
 
 def _run_ingress(component: AbstractComponent, outboxes: list, counters: Counters) -> None:
@@ -562,7 +579,9 @@ def _run_consumer(
     while event_box is not None and events_ended[0] < emitters:
         _drain_events(component, event_box, events_ended, block=True)
     _drain_events(component, event_box, events_ended)
+    t = time.monotonic()
     out = component.finish()
+    counters.busy_seconds += time.monotonic() - t
     if stage.spec.kind is not Kind.EGRESS:
         for frame in _frames(out):  # e.g. train_lstm yields one record per epoch as training goes
             _send(outboxes, frame, counters)

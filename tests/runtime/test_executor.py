@@ -23,8 +23,6 @@ def pipeline(text):
     return compile_source(text, "test.amml", cache=ProgramCache()).pipelines[0]
 
 
-
-
 @pytest.mark.parametrize("mode", ["single", "multiprocess"])
 def test_filter_derive_sink_gives_the_pandas_answer(tmp_path, mode, new_processes):
     out = tmp_path / "out.csv"
@@ -105,15 +103,20 @@ def test_sigterm_to_the_executor_terminates_every_child(tmp_path):
         [sys.executable, str(script)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     parent = psutil.Process(proc.pid)
-    deadline = time.monotonic() + 30
-    while len(parent.children()) < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    kids = parent.children(recursive=True)
-    assert len(kids) == 3
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=60)
-    _, alive = psutil.wait_procs(kids, timeout=10)
-    assert alive == []
+    try:
+        deadline = time.monotonic() + 30
+        while len(parent.children()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        kids = parent.children(recursive=True)
+        assert len(kids) == 3
+        proc.send_signal(signal.SIGTERM)  # as soon as the children exist: the signal may land during a fork
+        proc.wait(timeout=60)
+        _, alive = psutil.wait_procs(kids, timeout=10)
+        assert alive == []
+    finally:  # never leave the tree running if the test fails
+        for p in [parent, *parent.children(recursive=True)] if parent.is_running() else []:
+            p.kill()
+        proc.wait(timeout=10)
 
 
 def test_rebatch_coalesces_small_frames_and_splits_big_ones():
