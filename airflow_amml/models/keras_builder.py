@@ -4,11 +4,12 @@ TensorFlow/Keras is imported inside the functions only (importing this module co
 compiler, ``amml lint`` and DAG parsing never load it.
 
 Windows. For a time-ordered frame of ``n`` rows, the window ending at row ``t`` holds the ``features`` of
-rows ``t - window + 1 … t`` and is labelled with the ``target`` of rows ``t + 1 … t + horizon``
-(``predict: delta``: minus the target at row ``t``, the last observed value). :func:`make_windows` returns
-the ``n - window - horizon + 1`` windows whose labels exist; :func:`predict` forecasts for all
-``n - window + 1`` windows (also the last ones, whose future is unknown yet): row ``i`` of its result is the
-forecast made at frame row ``window - 1 + i`` for the ``horizon`` rows after it.
+rows ``t - window + 1 … t`` (``inputs: relative``: minus their values at row ``t``) and is labelled with the
+``target`` of rows ``t + 1 … t + horizon`` (``predict: delta``: minus the target at row ``t``, the last
+observed value). :func:`make_windows` returns the ``n - window - horizon + 1`` windows whose labels exist;
+:func:`predict` forecasts for all ``n - window + 1`` windows (also the last ones, whose future is not known
+yet): row ``i`` of its result is the forecast made at frame row ``window - 1 + i`` for the ``horizon`` rows
+after it.
 """
 
 from __future__ import annotations
@@ -102,18 +103,22 @@ def _columns(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarr
     return features, target
 
 
-def _input_windows(features: np.ndarray, window: int) -> np.ndarray:
-    """All windows: [n - window + 1, window, f] float32, C-contiguous."""
-    view = np.lib.stride_tricks.sliding_window_view(features, window, axis=0)  # [n - window + 1, f, window]
-    return np.ascontiguousarray(view.transpose(0, 2, 1), dtype=np.float32)
+def _input_windows(features: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """All windows: [n - window + 1, window, f] float32, C-contiguous (``inputs: relative``: minus the last row)."""
+    view = np.lib.stride_tricks.sliding_window_view(features, spec.training.window, axis=0)  # [m, f, window]
+    x = np.ascontiguousarray(view.transpose(0, 2, 1), dtype=np.float32)
+    if spec.training.inputs == "relative":
+        x -= x[:, -1:, :]
+    return x
 
 
 def make_windows(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training examples from a time-ordered frame: ``(X, y, last)``.
 
-    ``X``: float32 ``[m, window, n_features]``; ``y``: float32 ``[m, horizon]`` — the target 1..horizon rows
-    after each window (``predict: delta``: minus ``last``); ``last``: float64 ``[m]``, the target at each
-    window's last row. ``m = len(frame) - window - horizon + 1``.
+    ``X``: float32 ``[m, window, n_features]`` (``inputs: relative``: each window minus its last row);
+    ``y``: float32 ``[m, horizon]``, the target 1..horizon rows after each window (``predict: delta``: minus
+    ``last``); ``last``: float64 ``[m]``, the target at each window's last row.
+    ``m = len(frame) - window - horizon + 1``.
     """
     t = spec.training
     features, target = _columns(frame, spec)
@@ -124,7 +129,7 @@ def make_windows(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.n
             f"model {spec.ref} needs at least window + horizon = {t.window + t.horizon} rows to make one "
             f"training example; got {n}"
         )
-    x = _input_windows(features[: n - t.horizon], t.window)
+    x = _input_windows(features[: n - t.horizon], spec)
     ends = np.arange(t.window - 1, t.window - 1 + m)  # the last row of each window
     last = target[ends]
     y = target[ends[:, None] + np.arange(1, t.horizon + 1)[None, :]]
@@ -227,7 +232,7 @@ def predict(model: keras.Model, spec: ModelSpec, frame: pd.DataFrame, batch_size
     features, target = _columns(frame, spec)
     if len(frame) < t.window:
         raise ValueError(f"model {spec.ref} needs at least window = {t.window} rows to forecast; got {len(frame)}")
-    x = _input_windows(features, t.window)
+    x = _input_windows(features, spec)
     out = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
     out = out.reshape(len(x), -1)
     if out.shape[1] != t.horizon:

@@ -37,6 +37,7 @@ from compiler.errors import AmmlCompileErrors, AmmlError, did_you_mean, one_of
 
 __all__ = [
     "ACTIVATIONS",
+    "INPUT_MODES",
     "LAYER_TYPES",
     "LOSSES",
     "OPTIMIZERS",
@@ -73,6 +74,7 @@ LOSS_ALIASES = {
 }
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 PREDICT_MODES = ("level", "delta")
+INPUT_MODES = ("level", "relative")
 MONITORS = ("loss", "val_loss")
 RECURRENT_LAYERS = ("LSTM", "GRU")
 
@@ -119,7 +121,7 @@ _TOP_KEYS = ("name", "version", "description", "model", "training")
 _MODEL_KEYS = ("layers",)
 _TRAINING_KEYS = (
     "loss", "optimizer", "epochs", "batch_size", "validation_split", "early_stopping", "window", "horizon",
-    "target", "features", "predict", "seed", "shuffle",
+    "target", "features", "predict", "inputs", "seed", "shuffle",
 )  # fmt: skip
 _OPTIMIZER_KEYS = ("name", "learning_rate", "clipnorm")
 _EARLY_STOPPING_KEYS = ("patience", "monitor", "min_delta", "restore_best_weights")
@@ -182,7 +184,9 @@ class TrainingSpec:
     ``features`` are the input columns of each window (default: the target alone); the model sees
     ``window`` consecutive records and forecasts ``target`` 1..``horizon`` records after the last of them,
     either as the value itself (``predict: level``) or as its change from the last observed value
-    (``predict: delta``).
+    (``predict: delta``). ``inputs: relative`` feeds each window minus its last record (per feature; NLinear's
+    normalisation), so the model sees the recent shape of the series and not its level, which may drift
+    outside the range seen in training; it goes with ``predict: delta``.
     """
 
     target: str
@@ -198,6 +202,7 @@ class TrainingSpec:
     window: int = 24
     horizon: int = 1
     predict: str = "level"
+    inputs: str = "level"
     seed: int | None = 0
     shuffle: bool = True
 
@@ -225,6 +230,7 @@ class TrainingSpec:
             "target": self.target,
             "features": list(self.features),
             "predict": self.predict,
+            "inputs": self.inputs,
             "seed": self.seed,
             "shuffle": self.shuffle,
         }
@@ -671,11 +677,13 @@ class _Parser:
         if not layers_node.value:
             self.error("`model.layers` is empty", layers_node, hint="add at least `- {type: Dense, units: 1}`")
             return None
+        before = len(self.errors)
         parsed = [self.layer(item, i) for i, item in enumerate(layers_node.value, 1)]
         if any(p is None for p in parsed):
             return None
         layers = [p for p in parsed if p is not None]
-        self.structure(layers, training)
+        if len(self.errors) == before:  # checks across layers only when each layer is right on its own
+            self.structure(layers, training)
         return tuple(spec for spec, _, _ in layers)
 
     def layer(self, node: Node, index: int) -> tuple[LayerSpec, Node, dict[str, tuple[ScalarNode, Node]]] | None:
@@ -850,6 +858,7 @@ class _Parser:
         take("horizon", lambda n, w: self.integer(n, w, 1, 100_000))
         take("features", self.features)
         take("predict", lambda n, w: self.choice(n, w, PREDICT_MODES, noun="prediction mode"))
+        take("inputs", lambda n, w: self.choice(n, w, INPUT_MODES, noun="input mode"))
         take("seed", self.seed)
         take("shuffle", self.boolean)
         take("early_stopping", self.early_stopping)
@@ -858,6 +867,14 @@ class _Parser:
         if "features" not in values and "target" in values:
             values["features"] = (values["target"],)
         spec = TrainingSpec(**values)
+        if spec.inputs == "relative" and spec.predict == "level":
+            self.error(
+                "`inputs: relative` takes each window's last values away from it, so the model cannot forecast "
+                "a level from it",
+                pairs["inputs"][1],
+                hint="add `predict: delta` (forecast the change; the level is the last value plus the change)",
+            )
+            return None
         es = spec.early_stopping
         if es is not None and es.monitor == "val_loss" and spec.validation_split == 0:
             where = self.monitor_node or pairs["early_stopping"][0]
