@@ -61,6 +61,17 @@ def _entries(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return entries
 
 
+def _bound(value: Any, stamps: pd.Series) -> pd.Timestamp:
+    """A window bound comparable with the data: Airflow's intervals are UTC-aware, files often naive (UTC)."""
+    bound = pd.Timestamp(value)
+    naive_data = getattr(stamps.dt, "tz", None) is None
+    if naive_data and bound.tzinfo is not None:
+        return bound.tz_convert("UTC").tz_localize(None)
+    if not naive_data and bound.tzinfo is None:
+        return bound.tz_localize("UTC")
+    return bound
+
+
 def read_source(
     source_id: str,
     *,
@@ -92,9 +103,9 @@ def read_source(
         stamps = pd.to_datetime(frame[time_column])
         keep = pd.Series(True, index=frame.index)
         if start is not None:
-            keep &= stamps >= pd.Timestamp(start)
+            keep &= stamps >= _bound(start, stamps)
         if end is not None:
-            keep &= stamps < pd.Timestamp(end)
+            keep &= stamps < _bound(end, stamps)
         frame = frame[keep.to_numpy()]
     if cols:
         missing = [c for c in cols if c not in frame.columns]
