@@ -1,0 +1,49 @@
+"""The Airflow plugin: a read-only "ML Models" page over the model registry, mounted on the api-server.
+
+    GET /amml/models            every registered version (name, version, definition, aliases, metrics)
+    GET /amml/models/{ref}      one version: `ett`, `ett@champion` or `ett/3`
+
+Airflow does not authenticate plugin endpoints (research §4), so they only read, and never show secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from airflow.plugins_manager import AirflowPlugin
+
+
+def create_app() -> Any:
+    import dataclasses
+
+    from fastapi import FastAPI, HTTPException
+
+    from airflow_amml.registry import ModelRegistry, RegistryError
+
+    app = FastAPI(title="AMML models")
+
+    def entry(version: Any) -> dict[str, Any]:
+        data = dataclasses.asdict(version)
+        data["created_at"] = version.created_at.isoformat()
+        return data
+
+    @app.get("/models")
+    def list_models() -> list[dict[str, Any]]:
+        return [entry(v) for v in ModelRegistry.from_settings().list_versions()]
+
+    @app.get("/models/{ref:path}")
+    def show_model(ref: str) -> dict[str, Any]:
+        try:
+            return entry(ModelRegistry.from_settings().resolve(ref))
+        except RegistryError as exc:
+            raise HTTPException(status_code=404, detail=exc.message) from exc
+
+    return app
+
+
+class AmmlPlugin(AirflowPlugin):
+    name = "amml"
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [{"app": create_app(), "url_prefix": "/amml", "name": "AMML models"}]
+    external_views: ClassVar[list[dict[str, Any]]] = [
+        {"name": "ML Models", "href": "amml/models", "destination": "nav", "url_route": "amml-models"},
+    ]

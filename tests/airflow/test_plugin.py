@@ -1,0 +1,46 @@
+"""The plugin and provider entry points, as Airflow discovers them (in a fresh interpreter with its own home)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def airflow(*args, env):
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_airflow_lists_the_plugin_and_the_provider(tmp_path):
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    plugins = json.loads(airflow("plugins", "--output", "json", env=env))
+    amml = next(p for p in plugins if p["name"] == "amml")
+    assert "airflow-amml" in amml["source"]
+    providers = airflow("providers", "list", "--output", "json", env=env)
+    assert any(p["package_name"] == "airflow-amml" for p in json.loads(providers))
+
+
+def test_models_endpoint_reads_the_registry(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from airflow_amml.plugin import create_app
+    from airflow_amml.registry import ModelRegistry
+
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"weights")
+    registry = ModelRegistry.from_settings()
+    registry.register_definition("ett", "0.1", "name: ett\n")
+    registry.register_version("ett", "ett:0.1", model, metrics={"mae": 0.01})
+    registry.set_alias("ett", "champion", 1)
+    client = TestClient(create_app())
+    listing = client.get("/models").json()
+    assert [(m["name"], m["version"], m["aliases"]) for m in listing] == [("ett", 1, ["champion"])]
+    assert client.get("/models/ett@champion").json()["metrics"] == {"mae": 0.01}
+    missing = client.get("/models/nope")
+    assert missing.status_code == 404 and "no model named 'nope'" in missing.json()["detail"]
