@@ -47,6 +47,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         (
             param("id", "str", "name of the data source in the catalog, e.g. `ett`"),
             *_WINDOW,
+            param("warmup", "int", "records before the window's start to read too (context for windowed models)", 0),
             param("cols", "list[str]", "columns to read; default: all", None),
             param("limit", "int", "read at most this many records", None),
         ),

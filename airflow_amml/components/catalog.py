@@ -77,6 +77,7 @@ def read_source(
     *,
     start: Any = None,
     end: Any = None,
+    warmup: int = 0,
     cols: list[str] | None = None,
     settings: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
@@ -106,7 +107,11 @@ def read_source(
             keep &= stamps >= _bound(start, stamps)
         if end is not None:
             keep &= stamps < _bound(end, stamps)
-        frame = frame[keep.to_numpy()]
+        mask = keep.to_numpy(copy=True)
+        if warmup and mask.any():  # records just before the window: context for windowed models
+            first = int(mask.argmax())
+            mask[max(0, first - warmup) : first] = True
+        frame = frame[mask]
     if cols:
         missing = [c for c in cols if c not in frame.columns]
         if missing:

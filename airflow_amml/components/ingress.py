@@ -50,7 +50,9 @@ class CatalogSource(AbstractIngress):
         start, end = p["start"], p["end"]
         if start is None and end is None and self.context.settings.get("data_interval"):
             start, end = self.context.settings["data_interval"]  # a scheduled/backfilled run reads its window
-        frame = read_source(p["id"], start=start, end=end, cols=p["cols"], settings=self.context.settings)
+        frame = read_source(
+            p["id"], start=start, end=end, warmup=int(p["warmup"]), cols=p["cols"], settings=self.context.settings
+        )
         if p["limit"] is not None:
             frame = frame.iloc[: int(p["limit"])]
         # already in memory: slice at the executor's batch size, so that rebatch passes the slices through

@@ -36,6 +36,13 @@ def test_source_ett_reads_the_whole_file(tmp_path, ett_path, mode):
     assert pd.read_csv(out).equals(pd.read_csv(ett_path))
 
 
+def test_source_warmup_reads_records_before_the_window(tmp_path):
+    out = tmp_path / "w.csv"
+    run(f"source id='ett', start='2017-01-01', end='2017-01-02', warmup=5 | csv_sink path='{out}'")
+    dates = pd.read_csv(out)["date"]
+    assert len(dates) == 29 and dates.iloc[0] == "2016-12-31 19:00:00" and dates.iloc[5] == "2017-01-01 00:00:00"
+
+
 def test_source_time_window_reads_only_its_interval(tmp_path):
     out = tmp_path / "day.csv"
     run(f"source id='ett', start='2017-01-01', end='2017-01-02T00:00:00' | csv_sink path='{out}'")
