@@ -169,6 +169,13 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("epoch", "int", "number of epochs; default: the definition's `training.epochs`", None),
             param("batch_size", "int", "training batch size; default: the definition's", None),
             param("register", "bool", "register the trained model in the registry", True),
+            param("holdout", "int", "records at the end of the stream kept out of training, to evaluate on", 0),
+            param(
+                "promote",
+                "str",
+                "alias to move to the new version only if it beats the alias's current model on the hold-out",
+                None,
+            ),
         ),
         impl=f"{_MODELS}:TrainLstm",
     ),

@@ -96,6 +96,15 @@ class TrainLstm(AbstractProgress):
                 f"`train_lstm`: model {self.spec.ref} needs column(s) {sorted(missing)}; the records have "
                 f"{list(frame.columns)}"
             )
+        holdout_rows = int(self.params["holdout"] or 0)
+        holdout = frame.iloc[len(frame) - holdout_rows :] if holdout_rows else None
+        if holdout_rows:
+            if holdout_rows + self.spec.training.window >= len(frame):
+                raise PipelineError(
+                    f"`train_lstm holdout={holdout_rows}` leaves {len(frame) - holdout_rows} of {len(frame)} records "
+                    f"to train {self.spec.ref} on; lower the hold-out"
+                )
+            frame = frame.iloc[: len(frame) - holdout_rows]
         epochs: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
         result: dict[str, Any] = {}
 
@@ -128,10 +137,42 @@ class TrainLstm(AbstractProgress):
             )
             yield pd.DataFrame([item])
         worker.join()
+        evaluation = self._evaluate(result["model"], holdout) if holdout is not None else {}
         if self.params["register"]:
-            self.registered = self._register(result["model"], result["history"], frame)
+            self.registered = self._register(result["model"], result["history"], frame, evaluation)
+            self._promote(evaluation)
 
-    def _register(self, model: Any, history: list[dict[str, Any]], frame: pd.DataFrame) -> Any:
+    def _evaluate(self, model: Any, holdout: pd.DataFrame) -> dict[str, Any]:
+        """Hold-out MAE (original units) of the new model and, with `promote`, of the alias's current model."""
+        from .evaluation import champion_mae, holdout_mae
+
+        result: dict[str, Any] = {"holdout_records": len(holdout)}
+        result["holdout_mae"] = holdout_mae(model, self.spec, holdout, self.scaler, self.scaler)
+        alias = self.params["promote"]
+        if alias:
+            current = champion_mae(self.registry, f"{self.spec.name}@{alias}", holdout, self.scaler)
+            if current is not None:
+                entry, mae = current
+                result.update({f"{alias}_version": entry.version, f"{alias}_holdout_mae": mae})
+        log.info("train_lstm %s evaluation: %s", self.spec.ref, result)
+        return result
+
+    def _promote(self, evaluation: dict[str, Any]) -> None:
+        """Point the alias at the new version only if it beats the current holder on the hold-out."""
+        alias = self.params["promote"]
+        if not alias or self.registered is None:
+            return
+        current = evaluation.get(f"{alias}_holdout_mae")
+        new = evaluation.get("holdout_mae")
+        if current is None or (new is not None and new < current):
+            self.registry.set_alias(self.spec.name, alias, self.registered.version)
+            log.info("train_lstm: promoted %s to @%s (hold-out MAE %s vs %s)", self.registered.ref, alias, new, current)
+        else:
+            log.info("train_lstm: kept @%s (hold-out MAE %s is not better than %s)", alias, new, current)
+
+    def _register(
+        self, model: Any, history: list[dict[str, Any]], frame: pd.DataFrame, evaluation: dict[str, Any]
+    ) -> Any:
         from airflow_amml.models import keras_builder
 
         from .plots import plot_loss, plot_prediction
@@ -150,6 +191,7 @@ class TrainLstm(AbstractProgress):
             "val_loss": final["val_loss"],
             "epochs": len(history),
             "train_records": len(frame),
+            **evaluation,
         }
         lineage = Lineage(
             **{

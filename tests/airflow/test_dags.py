@@ -31,6 +31,9 @@ def airflow_env(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-home")
     dags = home / "dags"
     shutil.copytree(ROOT / "dags", dags)
+    (dags / "ett_retrain.amml").write_text(  # the shipped DAG, with a small training set for the test
+        (ROOT / "dags" / "ett_retrain.amml").read_text().replace("warmup=2688", "warmup=600")
+    )
     (dags / "broken.amml").write_text('source id="ett" | fitler cond=OT > 1 | print\n')
     (dags / "hot_days.amml").write_text(HOT_DAYS)
     bundle = [
@@ -89,7 +92,14 @@ LOAD = """
 def test_every_amml_file_becomes_a_dag_and_a_broken_one_is_shown_not_hidden(airflow_env):
     env, dags = airflow_env
     result = run_python(env, LOAD.format(dags=dags))
-    assert result["dag_ids"] == ["amml_error__broken", "ett_predict", "ett_train", "ett_watch", "hot_days"]
+    assert result["dag_ids"] == [
+        "amml_error__broken",
+        "ett_predict",
+        "ett_retrain",
+        "ett_train",
+        "ett_watch",
+        "hot_days",
+    ]
     assert result["import_errors"] == {}, "one broken file must not hide the other DAGs"
     assert result["predict_timetable"] == "CronDataIntervalTimetable", "scheduled runs get a real data interval"
     assert result["predict_tasks"] == ["main"]
@@ -123,3 +133,37 @@ def test_a_scheduled_run_reads_its_interval_and_reruns_are_idempotent(airflow_en
     ett = pd.read_csv(ett_path)
     day = ett[(ett["date"] >= "2016-07-03") & (ett["date"] < "2016-07-04") & (ett["OT"] > 30)]
     assert rows == list(day["date"]), "exactly the day's hot hours, once each, after two runs"
+
+
+RETRAIN = """
+    import json, pendulum
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
+    dag = bag.dags["ett_retrain"]
+    states = [str(dag.test(logical_date=pendulum.datetime(2017, 3, day, tz="UTC"), run_conf={{"epochs": 1}}).state)
+              for day in (5, 12)]
+    print(json.dumps({{"states": states}}))
+"""
+
+
+def test_retraining_promotes_only_a_better_model(airflow_env, ett_path):
+    """Two weekly runs of ett_retrain: the first becomes champion; the second only if it beats it."""
+    env, dags = airflow_env
+    env = {**env, "AMML_ETT_PATH": str(ett_path), "AMML_HOME": env["AMML_HOME"] + "-retrain"}
+    result = run_python(env, RETRAIN.format(dags=dags))
+    assert result["states"] == ["success", "success"]
+    code = """
+        import json
+        from airflow_amml.registry import ModelRegistry
+        r = ModelRegistry.from_settings()
+        print(json.dumps({"champion": r.resolve("ett@champion").version,
+                          "versions": [{"version": v.version, "metrics": v.metrics, "dag_id": v.lineage.dag_id,
+                                        "start": v.lineage.data_interval_start} for v in r.list_versions("ett")]}))
+    """
+    state = run_python(env, code)
+    first, second = state["versions"]
+    assert first["dag_id"] == "ett_retrain" and first["start"].startswith("2017-02-26")
+    assert "champion_holdout_mae" not in first["metrics"], "nothing to compare with on the first run"
+    assert second["metrics"]["champion_version"] == 1
+    better = second["metrics"]["holdout_mae"] < second["metrics"]["champion_holdout_mae"]
+    assert state["champion"] == (2 if better else 1)
