@@ -85,7 +85,7 @@ def _cache_dir() -> Path:
 def build_dag(program: Program, path: Path) -> DAG:
     settings = program.dag or {}
     dag_id = program.dag_name or path.stem
-    params = {name: Param(default) for name, default in settings.get("params", {}).items()}
+    params = {name: _param(default) for name, default in settings.get("params", {}).items()}
     default_args = {"owner": settings.get("owner", "amml"), "retries": settings.get("retries", 0)}
     if "retry_delay" in settings:
         default_args["retry_delay"] = _duration(settings["retry_delay"])
@@ -117,6 +117,13 @@ def build_dag(program: Program, path: Path) -> DAG:
             for upstream in p.after:
                 tasks[upstream] >> tasks[p.name]
     return dag
+
+
+def _param(default: Any) -> Param:
+    """A typed Param, so that the trigger form validates what a user types (20 → integer, 0.5 → number)."""
+    kinds = [(bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"), (dict, "object")]
+    kind = next((name for cls, name in kinds if isinstance(default, cls)), None)
+    return Param(default, type=kind) if kind else Param(default)
 
 
 def _schedule(value: Any, timezone: str) -> Any:

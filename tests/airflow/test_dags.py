@@ -81,6 +81,8 @@ LOAD = """
         "predict_timetable": type(bag.dags["ett_predict"].timetable).__name__,
         "predict_tasks": [t.task_id for t in bag.dags["ett_predict"].tasks],
         "train_params": dict(bag.dags["ett_train"].params),
+        "train_param_types": {{k: bag.dags["ett_train"].params.get_param(k).schema.get("type")
+                               for k in ("epochs", "model")}},
         "watch_tags": sorted(bag.dags["ett_watch"].tags),
         "watch_doc": bag.dags["ett_watch"].doc_md,
         "error_description": bag.dags["amml_error__broken"].description,
@@ -104,6 +106,7 @@ def test_every_amml_file_becomes_a_dag_and_a_broken_one_is_shown_not_hidden(airf
     assert result["predict_timetable"] == "CronDataIntervalTimetable", "scheduled runs get a real data interval"
     assert result["predict_tasks"] == ["main"]
     assert result["train_params"] == {"epochs": 20, "model": "ett:0.1"}
+    assert result["train_param_types"] == {"epochs": "integer", "model": "string"}
     assert result["watch_tags"] == ["amml", "ett", "surveillance"]
     assert "snapshot size=48" in result["watch_doc"] and "flowchart LR" in result["watch_doc"]
     assert "broken.amml:1:19: name error: unknown component `fitler`" in result["error_description"]
