@@ -59,6 +59,9 @@ def airflow_standalone(tmp_path, ett_path):
     dags.mkdir(parents=True)
     shutil.copy(ROOT / "dags" / "amml_dags.py", dags)
     shutil.copy(ROOT / "dags" / "ett_watch.amml", dags)
+    shutil.copy(ROOT / "dags" / "ett_train.amml", dags)
+    shutil.copy(ROOT / "dags" / "ett_predict.amml", dags)
+    shutil.copytree(ROOT / "dags" / "models", dags / "models")
     (dags / "hot_days.amml").write_text(HOT_DAYS)
     (dags / "broken.amml").write_text('source id="ett" | fitler cond=OT > 1 | print\n')
     port = free_port()
@@ -115,7 +118,7 @@ def test_real_scheduler_runs_a_backfill_and_shows_a_broken_file(airflow_standalo
         response.raise_for_status()
         return response.json()
 
-    expected = {"amml_error__broken", "ett_watch", "hot_days"}
+    expected = {"amml_error__broken", "ett_predict", "ett_train", "ett_watch", "hot_days"}
     dag_ids = wait_for(
         "the AMML DAGs", lambda: (ids := {d["dag_id"] for d in get("/dags")["dags"]}) >= expected and ids, 300, log
     )
@@ -164,3 +167,60 @@ def test_real_scheduler_runs_a_backfill_and_shows_a_broken_file(airflow_standalo
     first, last = intervals[0][0], intervals[-1][1]
     expected_rows = ett[(ett["date"] >= first) & (ett["date"] < last) & (ett["OT"] > 30)]["date"].tolist()
     assert rows == expected_rows, "each run read exactly its interval; no duplicates, no gaps"
+
+    # The paper's workflows: train (a manual run with a param), promote, then backfill the predictions.
+    def post(path, body):
+        response = requests.post(f"{url}/api/v2{path}", json=body, headers=headers, timeout=30)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    def patch(path, body):
+        requests.patch(f"{url}/api/v2{path}", json=body, headers=headers, timeout=10).raise_for_status()
+
+    def all_done(dag_id, count):
+        def check():
+            runs = get(f"/dags/{dag_id}/dagRuns")["dag_runs"]
+            done = [r for r in runs if r["state"] in ("success", "failed")]
+            return runs if len(done) >= count and len(done) == len(runs) else None
+
+        return check
+
+    patch("/dags/ett_train", {"is_paused": False})
+    post("/dags/ett_train/dagRuns", {"logical_date": None, "conf": {"epochs": 1}})
+    train_runs = wait_for("ett_train", all_done("ett_train", 1), 600, log)
+    assert [r["state"] for r in train_runs] == ["success"], train_runs
+
+    amml = [str(Path(sys.executable).parent / "amml"), "model", "alias", "champion", "ett/1"]
+    promoted = subprocess.run(amml, env=af["env"], capture_output=True, text=True, timeout=120)
+    assert promoted.returncode == 0, promoted.stderr
+
+    patch("/dags/ett_predict", {"is_paused": False})
+    post(
+        "/backfills",
+        {
+            "dag_id": "ett_predict",
+            "from_date": "2017-10-25T00:00:00Z",
+            "to_date": "2017-10-26T00:00:00Z",
+            "max_active_runs": 1,
+            "reprocess_behavior": "none",
+            "run_backwards": False,
+            "dag_run_conf": {},
+        },
+    )
+    predict_runs = wait_for("the ett_predict backfill", all_done("ett_predict", 2), 600, log)
+    backfilled = [r for r in predict_runs if r["run_type"] == "backfill"]
+    assert len(backfilled) == 2 and {r["state"] for r in predict_runs} == {"success"}, predict_runs
+    with engine.connect() as conn:
+        predicted = conn.execute(sa.text("select date, prediction from ett_predictions order by date")).fetchall()
+    hours = [d for d, _ in predicted if "2017-10-25" <= d < "2017-10-27"]
+    assert len(hours) == 48 and len(set(hours)) == 48, "one prediction per hour of the backfill, no duplicates"
+    assert hours[0] == "2017-10-25 00:00:00" and hours[-1] == "2017-10-26 23:00:00", "no gaps"
+    registry_entry = subprocess.run(
+        [str(Path(sys.executable).parent / "amml"), "model", "show", "ett@champion"],
+        env=af["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    shown = json.loads(registry_entry.stdout)
+    assert shown["lineage"]["dag_id"] == "ett_train" and shown["metrics"]["epochs"] == 1
