@@ -10,7 +10,8 @@
         └────────────── control queue ─────────────┘            Done(counters) | Failure(traceback)
                          event queues ───────────► components that accept events (alert → snapshot)
 
-* What travels is a pandas DataFrame (a micro-batch) or ``None`` (end of stream). A join is several
+* What travels is a pandas DataFrame (a micro-batch) or ``None`` (end of stream). A big batch's column data
+  goes through shared memory, only its pickled header through the pipe (see :mod:`.transport`). A join is several
   upstreams writing one inbox (the reader counts their ends); a split is one writer to several inboxes.
 * Backpressure: inboxes hold at most ``INBOX_BATCHES`` batches, so a slow sink slows its source and memory
   stays flat.
@@ -44,6 +45,7 @@ import pandas as pd
 from compiler.bytecode import PipelineCode
 from compiler.components import ComponentRegistry, Kind
 
+from . import transport
 from .component import AbstractComponent, ComponentContext, Event
 from .errors import PipelineError
 from .plan import Stage, load_component_class, make_plan
@@ -325,6 +327,8 @@ class _MultiProcess:
         inboxes = {s.id: self.ctx.Queue(INBOX_BATCHES) for s in self.stages if s.upstream}
         events = {s.id: self.ctx.Queue() for s in self.stages if _accepted_events(s)}
         control = self.ctx.Queue()
+        transport.sweep_stale()
+        channel = transport.Transport()  # one segment-name prefix per run: what `finally` sweeps
         processes: dict[int, Any] = {}
         counters: dict[int, Counters] = {}
         received: list[int] = []  # signals seen by the handler, even if its exception got swallowed
@@ -335,7 +339,7 @@ class _MultiProcess:
                 # non-daemon children at exit, which hangs if one is still streaming)
                 proc = self.ctx.Process(
                     target=_child_main,
-                    args=(stage, inboxes, events, control, self.context_args, self.by_id),
+                    args=(stage, inboxes, events, control, self.context_args, self.by_id, channel),
                     name=f"amml:{self.name}:{stage.name}",
                     daemon=True,
                 )
@@ -348,6 +352,8 @@ class _MultiProcess:
             for q in [*inboxes.values(), *events.values(), control]:
                 q.cancel_join_thread()
                 q.close()
+            # segments still queued (a failure) or half written/read by a killed child: no child is left
+            transport.cleanup(channel.prefix)
         result = RunResult(self.name, counters, self.stages, time.monotonic() - start)
         log.info("%s", result.summary())
         return result
@@ -472,7 +478,13 @@ def _die_with_parent() -> None:
 
 
 def _child_main(
-    stage: Stage, inboxes: dict, events: dict, control: Any, context_args: dict, stages: dict[int, Stage]
+    stage: Stage,
+    inboxes: dict,
+    events: dict,
+    control: Any,
+    context_args: dict,
+    stages: dict[int, Stage],
+    channel: transport.Transport,
 ) -> None:
     # Forked from a parent that may have its own handlers (Airflow's task runner ignores SIGTERM in its
     # children): SIGTERM must kill us; SIGINT is the parent's to handle.
@@ -493,11 +505,19 @@ def _child_main(
         component.open()
         outboxes = [inboxes[d] for d in stage.downstream]
         if stage.spec.kind is Kind.INGRESS:
-            _run_ingress(component, outboxes, counters)
+            _run_ingress(component, outboxes, counters, channel)
         else:
             emitters = sum(1 for s in stages.values() if _emitted_event(s) & _accepted_events(stage))
             _run_consumer(
-                stage, component, inboxes[stage.id], events.get(stage.id), emitters, outboxes, counters, control
+                stage,
+                component,
+                inboxes[stage.id],
+                events.get(stage.id),
+                emitters,
+                outboxes,
+                counters,
+                control,
+                channel,
             )
         for box in outboxes:
             box.put(None)
@@ -519,22 +539,25 @@ def _child_main(
         os._exit(0)
 
 
-def _send(outboxes: list, batch: pd.DataFrame, counters: Counters) -> None:
+def _send(outboxes: list, batch: pd.DataFrame, counters: Counters, channel: transport.Transport) -> None:
     # A component may return far more than a batch (a whole-stream scaler releases everything at the end):
     # one huge pickle blocks the next stage until it is all through the pipe and doubles the memory.
     for start in range(0, len(batch), BATCH_ROWS):
         piece = batch.iloc[start : start + BATCH_ROWS] if len(batch) > BATCH_ROWS else batch
         counters.records_out += len(piece)
         counters.batches_out += 1
-        for box in outboxes:
-            box.put(piece)
+        # one message per receiver: each owns (and unlinks) its own shared-memory segment
+        for box, message in zip(outboxes, channel.pack(piece, len(outboxes)), strict=True):
+            box.put(message)
 
 
-def _run_ingress(component: AbstractComponent, outboxes: list, counters: Counters) -> None:
+def _run_ingress(
+    component: AbstractComponent, outboxes: list, counters: Counters, channel: transport.Transport
+) -> None:
     t = time.monotonic()
     for batch in rebatch(component.batches()):
         counters.busy_seconds += time.monotonic() - t
-        _send(outboxes, batch, counters)
+        _send(outboxes, batch, counters, channel)
         t = time.monotonic()
 
 
@@ -547,6 +570,7 @@ def _run_consumer(
     outboxes: list,
     counters: Counters,
     control: Any,
+    channel: transport.Transport,
 ) -> None:
     ends = 0
     events_ended = [0]
@@ -554,7 +578,7 @@ def _run_consumer(
     while ends < len(stage.upstream):
         _drain_events(component, event_box, events_ended)
         try:
-            batch = inbox.get(timeout=0.1 if event_box is not None else 1.0)
+            batch = transport.unpack(inbox.get(timeout=0.1 if event_box is not None else 1.0))
         except queue.Empty:
             continue
         if batch is None:
@@ -570,7 +594,7 @@ def _run_consumer(
             out = component.process(batch)
             counters.busy_seconds += time.monotonic() - t
             if out is not None and len(out):
-                _send(outboxes, out, counters)
+                _send(outboxes, out, counters, channel)
         if time.monotonic() - last_progress > PROGRESS_EVERY:
             last_progress = time.monotonic()
             control.put(_Progress(stage.id, counters))
@@ -584,7 +608,7 @@ def _run_consumer(
     counters.busy_seconds += time.monotonic() - t
     if stage.spec.kind is not Kind.EGRESS:
         for frame in _frames(out):  # e.g. train_lstm yields one record per epoch as training goes
-            _send(outboxes, frame, counters)
+            _send(outboxes, frame, counters, channel)
 
 
 def _drain_events(component: AbstractComponent, event_box: Any, ended: list[int], block: bool = False) -> None:
