@@ -88,6 +88,17 @@ class TrainLstm(AbstractProgress):
     def finish(self) -> Iterator[pd.DataFrame]:
         if not self.frames:
             raise PipelineError(f"`train_lstm` received no records to train {self.spec.ref} on")
+        lineage = self.context.settings.get("lineage") or {}
+        if self.params["register"] and lineage.get("run_id") and lineage.get("task_id"):
+            done = self.registry.find_by_lineage(
+                self.spec.name, lineage.get("dag_id"), lineage["run_id"], lineage["task_id"]
+            )
+            if done is not None:  # a retry of a task that already registered: do not make a second version
+                log.info(
+                    "train_lstm: %s already registered %s for this run; not training again", self.spec.ref, done.ref
+                )
+                self.registered = done
+                return
         frame = pd.concat(self.frames, ignore_index=True)
         self.frames = []
         missing = [c for c in {*self.spec.training.features, self.spec.training.target} if c not in frame.columns]

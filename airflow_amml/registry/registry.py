@@ -351,6 +351,17 @@ class ModelRegistry:
                 query = query.filter_by(name=name)
             return [self._entity(session, row) for row in session.scalars(query)]
 
+    def find_by_lineage(self, name: str, dag_id: str, run_id: str, task_id: str) -> RegisteredVersion | None:
+        """The version a given task of a given run already registered (what makes a retried task safe)."""
+        with self._session() as session:
+            row = session.scalar(
+                sa.select(ModelVersion)
+                .filter_by(name=name, dag_id=dag_id, run_id=run_id, task_id=task_id)
+                .order_by(ModelVersion.version)
+                .limit(1)
+            )
+            return self._entity(session, row) if row is not None else None
+
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.resolve(f"{name}/{version}")  # must exist
         with self._session() as session, session.begin():

@@ -125,3 +125,17 @@ def test_amml_run_trains_in_the_multiprocess_executor(tmp_path, models_dir):
     assert "epoch" in result.stdout and "registered tiny/1" in result.stderr
     registered = next(Path(os.environ["AMML_HOME"], "runs", "tiny").glob("*/registered.json"))
     assert json.loads(registered.read_text())["model"] == "tiny/1"
+
+
+def test_a_retried_training_task_does_not_register_twice(tmp_path, models_dir):
+    settings = {
+        "model_paths": [str(models_dir)],
+        "output_dir": str(tmp_path / "runs"),
+        "lineage": {"dag_id": "ett_train", "run_id": "manual__1", "task_id": "main"},
+    }
+    text = "source id='ett', limit=600 | minmax_scaler | train_lstm model='tiny:0.1', epoch=1 | print"
+    run(text, settings)
+    run(text, settings)  # Airflow retries the task of the same run
+    assert [v.version for v in ModelRegistry.from_settings().list_versions("tiny")] == [1]
+    run(text, {**settings, "lineage": {**settings["lineage"], "run_id": "manual__2"}})
+    assert [v.version for v in ModelRegistry.from_settings().list_versions("tiny")] == [1, 2]
