@@ -170,3 +170,30 @@ def test_retraining_promotes_only_a_better_model(airflow_env, ett_path):
     assert second["metrics"]["champion_version"] == 1
     better = second["metrics"]["holdout_mae"] < second["metrics"]["champion_holdout_mae"]
     assert state["champion"] == (2 if better else 1)
+
+
+WATCH = """
+    import json, pendulum
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
+    run = bag.dags["ett_watch"].test(logical_date=pendulum.datetime(2016, 7, 24, tz="UTC"))
+    print(json.dumps({{"state": str(run.state)}}))
+"""
+
+
+def test_ett_watch_saves_snapshots_of_its_day(airflow_env, ett_path):
+    env, dags = airflow_env
+    env = {**env, "AMML_ETT_PATH": str(ett_path), "AMML_HOME": env["AMML_HOME"] + "-watch"}
+    assert run_python(env, WATCH.format(dags=dags))["state"] == "success"
+    engine = sa.create_engine(f"sqlite:///{env['AMML_HOME']}/amml.db")
+    with engine.connect() as conn:
+        alerts = conn.execute(sa.text("select record from amml_alerts")).scalars().all()
+        saved = conn.execute(sa.text("select count(distinct snapshot_id), count(*) from amml_snapshots")).one()
+    import pandas as pd
+
+    ett = pd.read_csv(ett_path)
+    day = ett[(ett["date"] >= "2016-07-23") & (ett["date"] < "2016-07-24")]
+    hot = day[(day["OT"] > 40) & (day["HUFL"] > 10)]
+    assert len(hot) > 0, "the chosen day has hot hours under load"
+    assert json.loads(alerts[0])["date"] == hot["date"].iloc[0]
+    assert saved[0] == len(alerts) and saved[1] > 0
