@@ -469,12 +469,14 @@ def _terminate(processes: Any) -> None:
 # ---- inside a child -------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this process when its parent dies (no orphans, even on SIGKILL)."""
+def _die_with_parent(name: str) -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies (no orphans, even on SIGKILL), and
+    name it `amml:<component>` so that `ps`/`top` show which component a process runs."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
+        pr_set_pdeathsig, pr_set_name = 1, 15
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        libc.prctl(pr_set_name, f"amml:{name}"[:15].encode())
 
 
 def _child_main(
@@ -490,7 +492,7 @@ def _child_main(
     # children): SIGTERM must kill us; SIGINT is the parent's to handle.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(stage.name)
     counters = Counters()
     emitted = _emitted_event(stage)
     subscribers = [events[s.id] for s in stages.values() if s.id in events and _accepted_events(s) & emitted]

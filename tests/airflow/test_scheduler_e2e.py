@@ -32,6 +32,17 @@ source id="ett" | filter cond=OT > params.threshold | sql_sink table="hot_hours"
 """
 
 
+ENDLESS = """
+dag endless { schedule = null; start_date = "2024-01-01" }
+normalsource col='v', count=0, rate=1000 | filter cond=v > 0 | print limit=0
+"""
+
+
+def amml_processes():
+    """Component processes (the executor names them `amml:<component>`)."""
+    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("amml:")]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,6 +74,7 @@ def airflow_standalone(tmp_path, ett_path):
     shutil.copy(ROOT / "dags" / "ett_predict.amml", dags)
     shutil.copytree(ROOT / "dags" / "models", dags / "models")
     (dags / "hot_days.amml").write_text(HOT_DAYS)
+    (dags / "endless.amml").write_text(ENDLESS)
     (dags / "broken.amml").write_text('source id="ett" | fitler cond=OT > 1 | print\n')
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)
@@ -118,7 +130,7 @@ def test_real_scheduler_runs_a_backfill_and_shows_a_broken_file(airflow_standalo
         response.raise_for_status()
         return response.json()
 
-    expected = {"amml_error__broken", "ett_predict", "ett_train", "ett_watch", "hot_days"}
+    expected = {"amml_error__broken", "endless", "ett_predict", "ett_train", "ett_watch", "hot_days"}
     dag_ids = wait_for(
         "the AMML DAGs", lambda: (ids := {d["dag_id"] for d in get("/dags")["dags"]}) >= expected and ids, 300, log
     )
@@ -224,3 +236,16 @@ def test_real_scheduler_runs_a_backfill_and_shows_a_broken_file(airflow_standalo
     )
     shown = json.loads(registry_entry.stdout)
     assert shown["lineage"]["dag_id"] == "ett_train" and shown["metrics"]["epochs"] == 1
+
+    # Airflow kills a running task (a user marks it failed): every component process goes with it.
+    assert amml_processes() == []
+    patch("/dags/endless", {"is_paused": False})
+    run_id = post("/dags/endless/dagRuns", {"logical_date": None})["dag_run_id"]
+    wait_for("the endless pipeline's processes", lambda: len(amml_processes()) >= 3, 300, log)
+    requests.patch(
+        f"{url}/api/v2/dags/endless/dagRuns/{run_id}/taskInstances/main",
+        headers=headers,
+        timeout=30,
+        json={"new_state": "failed"},
+    ).raise_for_status()
+    wait_for("every component process to be gone", lambda: amml_processes() == [], 120, log)
