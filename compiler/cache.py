@@ -28,8 +28,10 @@ class ProgramCache:
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
         self.directory = Path(directory) if directory else None
         self._memory: dict[str, Program] = {}
+        self.used: set[str] = set()  # keys looked up or stored by this instance (see prune)
 
     def get(self, key: str) -> Program | None:
+        self.used.add(key)
         program = self._memory.get(key)
         if program is not None or self.directory is None:
             return program
@@ -40,7 +42,26 @@ class ProgramCache:
         self._memory[key] = program
         return program
 
+    def prune(self, keep: set[str], older_than: float = 86400.0) -> int:
+        """Delete on-disk entries not in `keep` and not used for `older_than` seconds (edited files leave their
+        old programs behind). Returns how many were removed."""
+        if self.directory is None or not self.directory.is_dir():
+            return 0
+        import time
+
+        removed = 0
+        cutoff = time.time() - older_than
+        for path in self.directory.glob("*.json"):
+            try:
+                if path.stem not in keep and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
     def put(self, key: str, program: Program) -> None:
+        self.used.add(key)
         self._memory[key] = program
         if self.directory is None:
             return

@@ -43,7 +43,15 @@ class ParamType(str, Enum):
         return self in (ParamType.EXPR, ParamType.COND)
 
 
-_REQUIRED = object()
+class _Required:
+    """Marks a parameter without a default. A fixed repr: it is part of the registry's fingerprint, which
+    keys the compiled-program cache and so must be the same in every process."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_REQUIRED = _Required()
 
 
 @dataclass(frozen=True)

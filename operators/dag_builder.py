@@ -55,6 +55,8 @@ def load_dags(namespace: dict[str, Any], folder: str | os.PathLike[str]) -> list
             continue
         namespace[dag.dag_id] = dag
         dags.append(dag)
+    if not wanted:  # a full parse knows every current program: forget old ones (edited or deleted files)
+        cache.prune(keep=cache.used)
     return dags
 
 

@@ -25,8 +25,17 @@ def test_short_circuit_jumps_past_the_right_operand():
     program = compile_source("normalsource | filter cond=a > 1 and b < 2 | print", cache=ProgramCache())
     code = program.pipelines[0].callbacks[0]
     names = [i.opname for i in code.instructions]
-    assert names == ["LOAD_VALUE", "LOAD_CONST", "CMP_GT", "JUMP_IF_FALSE", "LOAD_VALUE", "LOAD_CONST",
-                     "CMP_LT", "AND", "ASSIGN"]
+    assert names == [
+        "LOAD_VALUE",
+        "LOAD_CONST",
+        "CMP_GT",
+        "JUMP_IF_FALSE",
+        "LOAD_VALUE",
+        "LOAD_CONST",
+        "CMP_LT",
+        "AND",
+        "ASSIGN",
+    ]
     assert code.instructions[3].arg == 8, "jumps to the ASSIGN, skipping `b < 2`"
 
 
@@ -54,3 +63,41 @@ def test_corrupt_cache_entry_is_ignored(tmp_path):
     for path in tmp_path.glob("*.json"):
         path.write_text("{not json")
     assert compile_source(FIG5, "f.amml", cache=ProgramCache(tmp_path)) == program
+
+
+def test_the_disk_cache_hits_in_a_new_process(tmp_path):
+    """The DAG processor parses in fresh processes: the cache key must not depend on the process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    source = tmp_path / "f.amml"
+    source.write_text(FIG5)
+    code = (
+        "import sys; from compiler import ProgramCache, compile_file\n"
+        f"cache = ProgramCache({str(tmp_path / 'cache')!r}); compile_file({str(source)!r}, cache=cache)\n"
+        "print(sorted(cache.used))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    runs = [
+        subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+        for _ in range(2)
+    ]
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 1
+
+
+def test_prune_forgets_entries_no_parse_uses(tmp_path):
+    import os
+    import time
+
+    cache = ProgramCache(tmp_path)
+    compile_source(FIG5, "a.amml", cache=cache)
+    old = ProgramCache(tmp_path)
+    compile_source(FIG5 + "\n", "a.amml", cache=old)  # the file was edited since
+    stale = [p for p in tmp_path.glob("*.json") if p.stem not in cache.used]
+    long_ago = time.time() - 2 * 86400
+    os.utime(stale[0], (long_ago, long_ago))
+    assert cache.prune(keep=cache.used) == 1
+    assert {p.stem for p in tmp_path.glob("*.json")} == cache.used
