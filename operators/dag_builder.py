@@ -45,14 +45,14 @@ def load_dags(namespace: dict[str, Any], folder: str | os.PathLike[str]) -> list
         try:
             program = compile_file(path, cache=cache)
         except AmmlError as exc:
+            # decide before building: a DAG made inside `with dag:` registers itself with the DagBag
+            if wanted and error_dag_id(path) != wanted:
+                continue
             dag = error_dag(path, exc)
         else:
-            dag_id = program.dag_name or path.stem
-            if wanted and dag_id != wanted:
+            if wanted and (program.dag_name or path.stem) != wanted:
                 continue
             dag = build_dag(program, path)
-        if wanted and dag.dag_id != wanted:
-            continue
         namespace[dag.dag_id] = dag
         dags.append(dag)
     if not wanted:  # a full parse knows every current program: forget old ones (edited or deleted files)
@@ -166,11 +166,15 @@ class _FailWithError(BaseOperator):
         raise RuntimeError(self.message)
 
 
+def error_dag_id(path: Path) -> str:
+    return f"amml_error__{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}"
+
+
 def error_dag(path: Path, error: AmmlError) -> DAG:
     message = str(error)
     first = message.splitlines()[0]
     dag = DAG(
-        dag_id=f"amml_error__{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}",
+        dag_id=error_dag_id(path),
         schedule=None,
         start_date=pendulum.parse(DEFAULT_START),
         tags=["amml", "amml-error"],

@@ -197,3 +197,22 @@ def test_ett_watch_saves_snapshots_of_its_day(airflow_env, ett_path):
     assert len(hot) > 0, "the chosen day has hot hours under load"
     assert json.loads(alerts[0])["date"] == hot["date"].iloc[0]
     assert saved[0] == len(alerts) and saved[1] > 0
+
+
+IDS = """
+    import json
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
+    print(json.dumps(sorted(bag.dag_ids)))
+"""
+
+
+def test_task_parsing_builds_only_its_dag_and_airflowignore_is_honoured(airflow_env):
+    env, dags = airflow_env
+    only = run_python({**env, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": "ett_watch"}, IDS.format(dags=dags))
+    assert only == ["ett_watch"], "inside a task, the loader builds just the DAG being run"
+    ignoring = dags.parent / "dags-ignoring"
+    shutil.copytree(dags, ignoring)
+    (ignoring / ".airflowignore").write_text("# keep the broken one out\nbroken.amml\nett_w*\n")
+    visible = run_python(env, IDS.format(dags=ignoring))
+    assert "ett_watch" not in visible and "amml_error__broken" not in visible and "ett_train" in visible
