@@ -216,3 +216,26 @@ def test_task_parsing_builds_only_its_dag_and_airflowignore_is_honoured(airflow_
     (ignoring / ".airflowignore").write_text("# keep the broken one out\nbroken.amml\nett_w*\n")
     visible = run_python(env, IDS.format(dags=ignoring))
     assert "ett_watch" not in visible and "amml_error__broken" not in visible and "ett_train" in visible
+
+
+TRAIN_THEN_PREDICT = """
+    import json, pendulum
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow_amml.registry import ModelRegistry
+    bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
+    train = bag.dags["ett_train"].test(run_conf={{"epochs": 1}})
+    ModelRegistry.from_settings().set_alias("ett", "champion", 1)
+    predict = bag.dags["ett_predict"].test(logical_date=pendulum.datetime(2017, 11, 2, tz="UTC"))
+    print(json.dumps({{"states": [str(train.state), str(predict.state)]}}))
+"""
+
+
+def test_ett_train_then_ett_predict(airflow_env, ett_path):
+    """The paper's two workflows with dag.test(): a manual training run, then one day of predictions."""
+    env, dags = airflow_env
+    env = {**env, "AMML_ETT_PATH": str(ett_path), "AMML_HOME": env["AMML_HOME"] + "-paper"}
+    assert run_python(env, TRAIN_THEN_PREDICT.format(dags=dags))["states"] == ["success", "success"]
+    engine = sa.create_engine(f"sqlite:///{env['AMML_HOME']}/amml.db")
+    with engine.connect() as conn:
+        hours = conn.execute(sa.text("select date from ett_predictions order by date")).scalars().all()
+    assert len(hours) == 24 and hours[0] == "2017-11-01 00:00:00" and hours[-1] == "2017-11-01 23:00:00"
