@@ -11,7 +11,6 @@ Imports nothing from Airflow, TensorFlow or the runtime, and not numpy either: i
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from .bytecode import Code, PipelineCode, Program, disassemble
 from .cache import ProgramCache, cache_key
@@ -86,11 +85,6 @@ def compile_file(
     cache: ProgramCache | None = None,
 ) -> Program:
     """Compile an .amml file (read as UTF-8)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise AmmlError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", filename=str(path)) from None
-    except OSError as exc:
-        raise AmmlError(f"cannot read the file: {exc.strerror}", filename=str(path)) from None
-    return compile_source(text, str(path), registry=registry, cache=cache)
+    from .errors import read_text
+
+    return compile_source(read_text(path), str(path), registry=registry, cache=cache)

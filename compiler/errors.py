@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class AmmlError(Exception):
@@ -143,3 +144,13 @@ def one_of(candidates: Iterable[str], limit: int = 12) -> str:
     if len(items) > limit:
         shown.append("…")
     return ", ".join(shown)
+
+
+def read_text(path: str | Path, error: type[AmmlError] = AmmlError) -> str:
+    """A source file's text (UTF-8), or `error` naming the file when it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", filename=str(path)) from None
+    except OSError as exc:
+        raise error(f"cannot read the file: {exc.strerror or exc}", filename=str(path)) from None

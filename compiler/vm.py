@@ -65,8 +65,6 @@ def normalize_value(value: Any) -> Any:
         return value
     if hasattr(value, "isoformat"):
         return str(value)
-    if value is getattr(np, "nan", None):
-        return None
     try:
         import pandas as pd
 

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from airflow_amml.registry import Lineage, ModelRegistry, RegistryError
@@ -292,5 +291,3 @@ def stored_scaler(model_ref: str, settings: dict[str, Any]) -> dict[str, Any]:
         raise PipelineError(f"model {entry.ref} was registered without scaler statistics")
     return entry.scaler
 
-
-_ = np  # numpy is used through pandas/keras_builder; keep the import explicit for readers

@@ -273,14 +273,9 @@ class ModelSpec:
 
 def load_model_spec(path: str | Path) -> ModelSpec:
     """Read and check a model file; raise :class:`AmmlModelError` (or several as AmmlCompileErrors)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AmmlModelError(f"cannot read the model file: {exc.strerror or exc}", filename=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise AmmlModelError(f"the model file is not UTF-8 text ({exc.reason})", filename=str(path)) from exc
-    return parse_model_spec(text, str(path))
+    from compiler.errors import read_text
+
+    return parse_model_spec(read_text(path, AmmlModelError), str(path))
 
 
 def parse_model_spec(text: str, filename: str = "<string>") -> ModelSpec:
