@@ -21,7 +21,7 @@ def amml_home(tmp_path, monkeypatch):
     return home
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ett_path():
     assert ETT.is_file(), f"the tests read ETTh1 from {ETT}"
     return ETT

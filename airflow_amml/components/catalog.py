@@ -5,18 +5,22 @@ Built in: `ett` (ETTh1, hourly, 2016-07 to 2018-06). The project does not ship t
 it is downloaded from the ETDataset GitHub repository on first use. More sources: ``$AMML_CATALOG`` points
 at a YAML file mapping ids to ``{path: file.csv|file.parquet, time_column: date}`` or to a SQL table or
 query through SQLAlchemy: ``{url: postgresql://..., table: readings | query: "select ...", time_column: ts}``.
-The time window (``start``/``end``) is pushed into the SQL as bound parameters.
+The time window (``start``/``end``) is pushed into the SQL as bound parameters. Parquet files are read
+as a stream of record batches; CSV files and SQL results are read whole (see :func:`iter_source`).
 """
 
 from __future__ import annotations
 
 import os
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq  # here, not where it is used: imported once by the executor's parent
 
 from airflow_amml.runtime.errors import PipelineError
 
@@ -72,7 +76,7 @@ def _bound(value: Any, stamps: pd.Series) -> pd.Timestamp:
     return bound
 
 
-def read_source(
+def iter_source(
     source_id: str,
     *,
     start: Any = None,
@@ -80,7 +84,14 @@ def read_source(
     warmup: int = 0,
     cols: list[str] | None = None,
     settings: Mapping[str, Any] | None = None,
-) -> pd.DataFrame:
+    batch_rows: int = 65_536,
+) -> Iterator[pd.DataFrame]:
+    """The source's records (within the window), as frames of at most ``batch_rows`` rows.
+
+    Parquet files stream record batch by record batch (memory does not grow with the file; the schema is
+    the file's, so every frame has the same dtypes). CSV files are read whole, then sliced: pandas infers
+    a CSV's dtypes from what it reads, and chunks read separately could disagree. SQL sources are read
+    whole too, with the window pushed into the query."""
     entries = _entries(settings or {})
     if source_id not in entries:
         from compiler.errors import did_you_mean, one_of
@@ -91,33 +102,84 @@ def read_source(
         )
     entry = entries[source_id]
     if entry.get("url"):
-        return _read_sql(source_id, entry, start=start, end=end, cols=cols)
+        frame = _read_sql(source_id, entry, start=start, end=end, cols=cols)
+        yield from _slices(frame, batch_rows)
+        return
     path = Path(entry["path"]) if entry.get("path") else _ett_path()
     if not path.is_file():
         raise PipelineError(f"data source `{source_id}`: file {path} does not exist")
+    frames = _read_parquet(source_id, path, batch_rows) if path.suffix == ".parquet" else _read_csv(source_id, path)
+    time_column = entry.get("time_column")
+    for frame in _window(frames, time_column, start, end, warmup):
+        if cols:
+            missing = [c for c in cols if c not in frame.columns]
+            if missing:
+                raise PipelineError(
+                    f"data source `{source_id}` has no column(s) {missing}; it has {list(frame.columns)}"
+                )
+            frame = frame[cols]
+        yield from _slices(frame, batch_rows)
+
+
+def _read_parquet(source_id: str, path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
     try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+        for batch in batches:
+            yield batch.to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise PipelineError(f"data source `{source_id}`: cannot read {path}: {exc}") from exc
+
+
+def _read_csv(source_id: str, path: Path) -> Iterator[pd.DataFrame]:
+    try:
+        frame = pd.read_csv(path)
     except (ValueError, OSError) as exc:  # pandas' ParserError is a ValueError and names the bad line
         raise PipelineError(f"data source `{source_id}`: cannot read {path}: {exc}") from exc
-    time_column = entry.get("time_column")
-    if time_column and time_column in frame.columns and (start is not None or end is not None):
+    yield frame
+
+
+def _slices(frame: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
+    frame = frame.reset_index(drop=True)
+    if len(frame) <= rows:
+        if len(frame):
+            yield frame
+        return
+    for offset in range(0, len(frame), rows):
+        yield frame.iloc[offset : offset + rows]
+
+
+def _window(
+    frames: Iterator[pd.DataFrame], time_column: str | None, start: Any, end: Any, warmup: int
+) -> Iterator[pd.DataFrame]:
+    """Only the records with start <= time < end, plus the ``warmup`` records just before the first of them
+    (context for windowed models), across frame boundaries."""
+    if not time_column or (start is None and end is None):
+        yield from frames
+        return
+    before: pd.DataFrame | None = None  # the last `warmup` records seen before the window began
+    started = False
+    for frame in frames:
+        if time_column not in frame.columns:
+            yield frame
+            continue
         stamps = pd.to_datetime(frame[time_column])
-        keep = pd.Series(True, index=frame.index)
+        keep = np.ones(len(frame), dtype=bool)
         if start is not None:
-            keep &= stamps >= _bound(start, stamps)
+            keep &= (stamps >= _bound(start, stamps)).to_numpy()
         if end is not None:
-            keep &= stamps < _bound(end, stamps)
-        mask = keep.to_numpy(copy=True)
-        if warmup and mask.any():  # records just before the window: context for windowed models
-            first = int(mask.argmax())
-            mask[max(0, first - warmup) : first] = True
-        frame = frame[mask]
-    if cols:
-        missing = [c for c in cols if c not in frame.columns]
-        if missing:
-            raise PipelineError(f"data source `{source_id}` has no column(s) {missing}; it has {list(frame.columns)}")
-        frame = frame[cols]
-    return frame.reset_index(drop=True)
+            keep &= (stamps < _bound(end, stamps)).to_numpy()
+        if not started and keep.any():
+            started = True
+            first = int(keep.argmax())
+            if warmup:
+                context = frame.iloc[:first] if before is None else pd.concat([before, frame.iloc[:first]])
+                if len(context):
+                    yield context.iloc[-warmup:]
+        elif not started and warmup:
+            before = frame if before is None else pd.concat([before, frame])
+            before = before.iloc[-warmup:]
+        if keep.any():
+            yield frame[keep]
 
 
 def _read_sql(

@@ -10,7 +10,7 @@ import pandas as pd
 
 from airflow_amml.runtime.component import AbstractIngress
 
-from .catalog import read_source
+from .catalog import iter_source
 
 # Rows generated per frame when no rate is set: large enough to be cheap, small enough to stream.
 GENERATE_ROWS = 8192
@@ -50,17 +50,25 @@ class CatalogSource(AbstractIngress):
         start, end = p["start"], p["end"]
         if start is None and end is None and self.context.settings.get("data_interval"):
             start, end = self.context.settings["data_interval"]  # a scheduled/backfilled run reads its window
-        frame = read_source(
-            p["id"], start=start, end=end, warmup=int(p["warmup"]), cols=p["cols"], settings=self.context.settings
-        )
-        if p["limit"] is not None:
-            frame = frame.iloc[: int(p["limit"])]
-        # already in memory: slice at the executor's batch size, so that rebatch passes the slices through
-        # instead of concatenating eight 8,192-row slices back into every batch (a copy of the whole file)
         from airflow_amml.runtime.executor import BATCH_ROWS
 
-        for offset in range(0, len(frame), BATCH_ROWS):
-            yield frame.iloc[offset : offset + BATCH_ROWS].reset_index(drop=True)
+        frames = iter_source(
+            p["id"],
+            start=start,
+            end=end,
+            warmup=int(p["warmup"]),
+            cols=p["cols"],
+            settings=self.context.settings,
+            batch_rows=BATCH_ROWS,  # the executor's batch size: rebatch passes these frames through as they are
+        )
+        left = None if p["limit"] is None else int(p["limit"])
+        for frame in frames:
+            if left is not None:
+                if left <= 0:
+                    return
+                frame = frame.iloc[:left]
+                left -= len(frame)
+            yield frame
 
 
 class LogSource(AbstractIngress):

@@ -7,6 +7,8 @@ without refitting.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 
@@ -50,30 +52,44 @@ class _FittingScaler(AbstractProgress):
         self.buffered += len(batch)
         fit_rows = self.params.get("fit_rows")
         if fit_rows is not None and self.buffered >= int(fit_rows):
-            return self._fit_and_release(int(fit_rows))
+            released = list(self._fit_and_release(int(fit_rows)))
+            return pd.concat(released) if len(released) > 1 else released[0]
         return None
 
-    def finish(self) -> pd.DataFrame | None:
+    def finish(self) -> Iterator[pd.DataFrame] | None:
         if self.stats is None and self.buffer:
             return self._fit_and_release(None)
         return None
 
-    def _fit_and_release(self, rows: int | None) -> pd.DataFrame:
-        held = pd.concat(self.buffer) if len(self.buffer) > 1 else self.buffer[0]
-        self.buffer = []
-        cols = self.params.get("cols") or numeric_columns(held)
-        missing = [c for c in cols if c not in held.columns]
+    def _fit_and_release(self, rows: int | None) -> Iterator[pd.DataFrame]:
+        """Fit on the first ``rows`` buffered records (all when None), then the buffered batches, scaled.
+
+        The batches are released one by one, not concatenated: a whole-stream fit holds every record, and
+        a copy of all of them would double the peak memory."""
+        held, self.buffer = self.buffer, []
+        first = held[0]
+        cols = self.params.get("cols") or numeric_columns(first)
+        missing = [c for c in cols if c not in first.columns]
         if missing:
-            raise PipelineError(f"`{self.name}`: no column(s) {missing}; the records have {list(held.columns)}")
-        sample = held.iloc[:rows] if rows is not None else held
-        self.stats = {c: self.fit(sample[c].to_numpy(dtype=np.float64)) for c in cols}
-        return self.transform(held)
+            raise PipelineError(f"`{self.name}`: no column(s) {missing}; the records have {list(first.columns)}")
+        sample, count = [], 0
+        for batch in held:
+            if rows is not None and count >= rows:
+                break
+            part = batch if rows is None else batch.iloc[: rows - count]
+            sample.append(part[cols])
+            count += len(part)
+        self.stats = {
+            c: self.fit(np.concatenate([part[c].to_numpy(dtype=np.float64) for part in sample])) for c in cols
+        }
+        del sample
+        return (self.transform(batch) for batch in held)
 
     def transform(self, batch: pd.DataFrame) -> pd.DataFrame:
-        out = batch.copy()
         assert self.stats is not None
+        out = batch.copy(deep=False)  # copy-on-write: the columns replaced below are new, the others shared
         for col, stat in self.stats.items():
-            out[col] = self.apply(out[col].to_numpy(dtype=np.float64), stat)
+            out[col] = self.apply(batch[col].to_numpy(dtype=np.float64), stat)
         out.attrs[SCALER_ATTR] = {"kind": self.kind_name, "columns": self.stats}
         return out
 

@@ -324,6 +324,14 @@ class _MultiProcess:
 
     def run(self) -> RunResult:
         start = time.monotonic()
+        # Import every component's module here, once: forked children inherit it instead of each importing
+        # (and, without .pyc files, compiling) its module again at every run. A bad implementation fails
+        # here, before any process starts.
+        for stage in self.stages:
+            try:
+                load_component_class(stage.spec)
+            except PipelineError as exc:
+                raise _failure(stage, exc, traceback.format_exc(), self.filename) from exc
         inboxes = {s.id: self.ctx.Queue(INBOX_BATCHES) for s in self.stages if s.upstream}
         events = {s.id: self.ctx.Queue() for s in self.stages if _accepted_events(s)}
         control = self.ctx.Queue()

@@ -5,7 +5,7 @@
     sender:   pickle.dumps(batch, protocol=5, buffer_callback=...)  ->  small header + raw column buffers
               raw buffers  --pwrite-->  /dev/shm/<run prefix><sender pid>_<n>   (one segment per receiver)
               queue.put(_Shared(header, name, offsets, sizes))                  (a few hundred bytes)
-    receiver: open the segment, unlink it at once, pread the buffers into fresh memory,
+    receiver: open the segment, unlink it at once, mmap it (no copy): the buffers are views of the mapping,
               pickle.loads(header, buffers=...)  ->  the same DataFrame (dtypes, index, attrs, object columns)
 
 * Small batches (raw buffers below ``INBAND_BYTES``) and batches whose data pickles in-band anyway (object
@@ -18,13 +18,17 @@
 * ``AMML_SHM_TRANSPORT=0`` in the environment turns it off: batches are put on the queues as they are.
 * No ``multiprocessing.shared_memory`` / resource_tracker: segments are plain files on the ``/dev/shm`` tmpfs
   (what ``shm_open`` does on Linux), written and read with ``pwrite``/``preadv``, so a full tmpfs is an
-  ``OSError`` (and the batch falls back to in-band) rather than a SIGBUS on a mapped page.
+  ``OSError`` (and the batch falls back to in-band) rather than a SIGBUS on a mapped page. The receiver maps
+  a segment only once it is complete, and checks its size first.
+* A receiver that keeps a batch (a scaler fitting on the whole stream) keeps its segment: size ``/dev/shm``
+  for the data a pipeline holds (Docker's default of 64 MB is small; see ``shm_size`` in docker-compose).
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import mmap
 import os
 import pickle
 import re
@@ -33,7 +37,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 SHM_DIR = "/dev/shm"
@@ -44,6 +47,8 @@ ALIGN = 64
 NAME_PREFIX = "amml_"
 # Segments of a dead parent are swept by a later run only once they are this old (seconds).
 STALE_AFTER = 300.0
+# Fault every page of a segment in with the mmap call itself rather than one page fault at a time.
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 @dataclass(frozen=True)
@@ -190,19 +195,18 @@ def _write_segment(name: str, raws: list[memoryview], offsets: tuple[int, ...]) 
         os.close(fd)
 
 
-def _read_segment(name: str, total: int) -> np.ndarray:
+def _read_segment(name: str, total: int) -> mmap.mmap:
+    """Map the segment instead of copying it: the batch's arrays are views of the tmpfs pages, which the
+    kernel frees once the file is unlinked (here, at once) and the last view of the mapping is gone."""
     path = os.path.join(SHM_DIR, name)
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDWR)
     try:
-        os.unlink(path)  # ours now: nothing else will ever open it, and it is freed when we close it
-        data = np.empty(total, dtype=np.uint8)
-        view = memoryview(data)
-        done = 0
-        while done < total:
-            n = os.preadv(fd, [view[done:]], done)
-            if n <= 0:
-                raise OSError(f"shared-memory segment {name} is truncated ({done} of {total} bytes)")
-            done += n
-        return data
+        os.unlink(path)  # ours now: nothing else will ever open it, and it is freed when the mapping goes
+        size = os.fstat(fd).st_size
+        if size < total:  # mapping past the end of a file would SIGBUS on first touch: refuse it here
+            raise OSError(f"shared-memory segment {name} is truncated ({size} of {total} bytes)")
+        # Writable, as plain pickle's arrays are. Shared, not private: the file is unlinked, so no one else
+        # sees a write, and a private writable mapping would copy every page when populated.
+        return mmap.mmap(fd, total, flags=mmap.MAP_SHARED | _MAP_POPULATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
     finally:
         os.close(fd)

@@ -1,0 +1,72 @@
+"""The catalog behind `source id=...`: Parquet streams in record batches and gives what a whole read gives."""
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_amml.components.catalog import iter_source
+from airflow_amml.runtime.errors import PipelineError
+
+
+@pytest.fixture(scope="module")
+def ett_parquet(tmp_path_factory, ett_path):
+    path = tmp_path_factory.mktemp("catalog") / "ett.parquet"
+    # small row groups: a window and its warm-up cross the boundaries of record batches
+    pd.read_csv(ett_path).to_parquet(path, index=False, row_group_size=1000)
+    return path
+
+
+def read(path, batch_rows, **kwargs):
+    settings = {"sources": {"e": {"path": str(path), "time_column": "date"}}}
+    return list(iter_source("e", settings=settings, batch_rows=batch_rows, **kwargs))
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {},
+        {"start": "2017-01-01", "end": "2017-02-01"},
+        {"start": "2017-01-01", "end": "2017-02-01", "warmup": 700},  # warm-up spans several batches
+        {"start": "2016-07-01 03:00", "warmup": 10},  # fewer records before the window than asked for
+        {"end": "2016-09-01", "cols": ["date", "OT"]},
+    ],
+)
+def test_parquet_streams_the_same_records_as_a_whole_csv_read(ett_path, ett_parquet, tmp_path, window):
+    csv_settings = {"sources": {"c": {"path": str(ett_path), "time_column": "date"}}}
+    whole = pd.concat(list(iter_source("c", settings=csv_settings, **window)), ignore_index=True)
+    frames = read(ett_parquet, 512, **window)
+    streamed = pd.concat(frames, ignore_index=True)
+    assert all(len(f) <= 512 for f in frames) and len(frames) > 2
+    pd.testing.assert_frame_equal(streamed, whole, check_dtype=False)
+    if window.get("warmup"):
+        first = pd.Timestamp(window["start"])
+        before = pd.to_datetime(streamed["date"]) < first
+        assert before.sum() == min(window["warmup"], int((pd.to_datetime(whole["date"]) < first).sum()))
+
+
+def test_parquet_is_read_lazily(ett_parquet, monkeypatch):
+    """Memory does not grow with the file: frames come one record batch at a time, not after a whole read."""
+    read_batches = []
+    real = pq.ParquetFile.iter_batches
+
+    def counting(self, *args, **kwargs):
+        for batch in real(self, *args, **kwargs):
+            read_batches.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", counting)
+    frames = iter_source("e", settings={"sources": {"e": {"path": str(ett_parquet)}}}, batch_rows=256)
+    first = next(frames)
+    assert len(first) == 256 and read_batches == [256]
+
+
+def test_unreadable_parquet_names_the_source_and_file(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(PipelineError, match=r"data source `e`: cannot read .*bad\.parquet"):
+        read(bad, 100)
+
+
+def test_missing_column_names_what_the_source_has(ett_parquet):
+    with pytest.raises(PipelineError, match=r"no column\(s\) \['nope'\]; it has \['date', 'HUFL'"):
+        read(ett_parquet, 100, cols=["date", "nope"])
