@@ -85,13 +85,9 @@ The summary prints AMML/(a), AMML/(b) and AMML/(c) (multiprocess AMML, best runs
 with the targets of the design (≥ 100x, ≥ 5x, ≥ 0.25x aiming at 0.5x), the p99 latency (target ≤ 100 ms)
 and the memory peaks, each with "meets" or "MISSES". The baseline figures of the design doc (about 19k,
 477k and 11.5M records/s) are printed next to the measured ones for reference only: the ratios use what
-this run measured. This machine has 2 cores: the four AMML processes share
-them, so the multiprocess mode cannot gain from parallelism here and pays for pickling every batch through
-pipes; ``mode="single"`` is printed for comparison.
-
-A run that fails with "died unexpectedly (exit code 0)" hit a race in the executor (a component that ended
-normally is taken for dead when several end at once); such a run is retried untimed, and the summary says
-how often that happened.
+this run measured. This machine has 2 cores: the four AMML processes share them, so the multiprocess mode
+gains little from parallelism here and pays for moving every batch from process to process (through shared
+memory); ``mode="single"`` is printed for comparison.
 """
 
 from __future__ import annotations
@@ -124,7 +120,6 @@ from airflow_amml.components.ingress import NormalSource  # noqa: E402 - after t
 from airflow_amml.components.scalers import numeric_columns  # noqa: E402
 from airflow_amml.runtime import executor  # noqa: E402
 from airflow_amml.runtime.component import AbstractEgress  # noqa: E402
-from airflow_amml.runtime.errors import PipelineError  # noqa: E402
 from airflow_amml.runtime.executor import run_pipeline  # noqa: E402
 from compiler import ComponentRegistry, ComponentSpec, Kind, compile_source, default_registry, param  # noqa: E402
 from compiler.bytecode import PipelineCode  # noqa: E402
@@ -262,23 +257,8 @@ def timed(fn: Callable[[], object]) -> Run:
     return Run(time.perf_counter() - t, cpu_seconds() - cpu, value)
 
 
-# The executor sometimes reports a component that exited normally as "died unexpectedly (exit code 0)"
-# (a race in _MultiProcess._watch when several components end together). Such a run is retried, not
-# timed, and counted here; the summary says how often it happened.
-EXIT_RACE = "died unexpectedly (exit code 0)"
-exit_race_hits: list[str] = []
-
-
 def timed_pipeline(pipeline: PipelineCode, **kwargs: object) -> Run:
-    """`timed(run_pipeline(...))`, retried (at most twice) when the run hits the exit race."""
-    for attempt in range(3):
-        try:
-            return timed(lambda: run_pipeline(pipeline, **kwargs))
-        except PipelineError as exc:
-            if EXIT_RACE not in str(exc) or attempt == 2:
-                raise
-            exit_race_hits.append(str(exc).splitlines()[0])
-    raise AssertionError("unreachable")
+    return timed(lambda: run_pipeline(pipeline, **kwargs))
 
 
 @dataclass
@@ -822,9 +802,6 @@ def main() -> None:
     print(f"  peak tree RSS: {args.memory_rows // 10:,} rows {memory['small'] / MB:.0f} MB, "
           f"{args.memory_rows:,} rows {memory['big'] / MB:.0f} MB (x{memory['ratio']:.2f}): "
           f"{'flat' if memory['flat'] else 'NOT flat'}")
-    if exit_race_hits:
-        print(f"  the executor's exit race ({EXIT_RACE!r}) hit {len(exit_race_hits)} run(s), retried untimed: "
-              + "; ".join(sorted(set(exit_race_hits))))
     load = os.getloadavg()
     print(f"  total {time.perf_counter() - started:.0f}s; load average at the end "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

@@ -25,13 +25,19 @@ def numeric_columns(batch: pd.DataFrame) -> list[str]:
 
 
 class _FittingScaler(AbstractProgress):
-    """Buffers until fitted, then transforms every batch."""
+    """Buffers until fitted, then transforms every batch.
+
+    The fit is incremental: each batch's summary (e.g. min and max per column) is folded into the running
+    one as the batch arrives, so at the end of the stream only the batches themselves remain to be scaled
+    and released, one by one."""
 
     kind_name = ""
 
     def open(self) -> None:
         self.buffer: list[pd.DataFrame] = []
-        self.buffered = 0
+        self.cols: list[str] | None = None
+        self.summaries: dict[str, tuple[float, ...]] = {}
+        self.fitted_rows = 0
         self.stats: dict[str, list[float]] | None = None
         if self.params.get("model"):  # use the statistics the model was trained with: never refit on new data
             from .models import stored_scaler
@@ -48,41 +54,40 @@ class _FittingScaler(AbstractProgress):
     def process(self, batch: pd.DataFrame) -> pd.DataFrame | None:
         if self.stats is not None:
             return self.transform(batch)
-        self.buffer.append(batch)
-        self.buffered += len(batch)
         fit_rows = self.params.get("fit_rows")
-        if fit_rows is not None and self.buffered >= int(fit_rows):
-            released = list(self._fit_and_release(int(fit_rows)))
+        self._fold(batch if fit_rows is None else batch.iloc[: max(0, int(fit_rows) - self.fitted_rows)])
+        self.buffer.append(batch)
+        if fit_rows is not None and self.fitted_rows >= int(fit_rows):
+            released = list(self._release())
             return pd.concat(released) if len(released) > 1 else released[0]
         return None
 
     def finish(self) -> Iterator[pd.DataFrame] | None:
         if self.stats is None and self.buffer:
-            return self._fit_and_release(None)
+            return self._release()
         return None
 
-    def _fit_and_release(self, rows: int | None) -> Iterator[pd.DataFrame]:
-        """Fit on the first ``rows`` buffered records (all when None), then the buffered batches, scaled.
+    def _fold(self, part: pd.DataFrame) -> None:
+        if self.cols is None:
+            self.cols = list(self.params.get("cols") or numeric_columns(part))
+            missing = [c for c in self.cols if c not in part.columns]
+            if missing:
+                raise PipelineError(f"`{self.name}`: no column(s) {missing}; the records have {list(part.columns)}")
+        if not len(part):
+            return
+        for col in self.cols:
+            summary = self.summarize(part[col].to_numpy(dtype=np.float64))
+            seen = self.summaries.get(col)
+            self.summaries[col] = summary if seen is None else self.combine(seen, summary)
+        self.fitted_rows += len(part)
 
-        The batches are released one by one, not concatenated: a whole-stream fit holds every record, and
-        a copy of all of them would double the peak memory."""
+    def _release(self) -> Iterator[pd.DataFrame]:
+        """Fix the statistics, then the buffered batches, scaled. They are released one by one, not
+        concatenated: a whole-stream fit holds every record, and a copy of all of them would double the
+        peak memory."""
+        assert self.cols is not None
+        self.stats = {c: self.finalize(self.summaries[c]) for c in self.cols}
         held, self.buffer = self.buffer, []
-        first = held[0]
-        cols = self.params.get("cols") or numeric_columns(first)
-        missing = [c for c in cols if c not in first.columns]
-        if missing:
-            raise PipelineError(f"`{self.name}`: no column(s) {missing}; the records have {list(first.columns)}")
-        sample, count = [], 0
-        for batch in held:
-            if rows is not None and count >= rows:
-                break
-            part = batch if rows is None else batch.iloc[: rows - count]
-            sample.append(part[cols])
-            count += len(part)
-        self.stats = {
-            c: self.fit(np.concatenate([part[c].to_numpy(dtype=np.float64) for part in sample])) for c in cols
-        }
-        del sample
         return (self.transform(batch) for batch in held)
 
     def transform(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -93,7 +98,16 @@ class _FittingScaler(AbstractProgress):
         out.attrs[SCALER_ATTR] = {"kind": self.kind_name, "columns": self.stats}
         return out
 
-    def fit(self, values: np.ndarray) -> list[float]:
+    def summarize(self, values: np.ndarray) -> tuple[float, ...]:
+        """What the fit needs to know of some values (NaN ignored)."""
+        raise NotImplementedError
+
+    def combine(self, a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, ...]:
+        """The summary of two sets of values, from theirs."""
+        raise NotImplementedError
+
+    def finalize(self, summary: tuple[float, ...]) -> list[float]:
+        """The statistics stored with the scaler (and with a model trained on its output)."""
         raise NotImplementedError
 
     def apply(self, values: np.ndarray, stat: list[float]) -> np.ndarray:
@@ -105,13 +119,24 @@ class MinMaxScaler(_FittingScaler):
 
     kind_name = "minmax"
 
-    def fit(self, values: np.ndarray) -> list[float]:
-        return [float(np.nanmin(values)), float(np.nanmax(values))]
+    def summarize(self, values: np.ndarray) -> tuple[float, ...]:
+        finite = values[~np.isnan(values)]
+        return (float(finite.min()), float(finite.max())) if len(finite) else (np.nan, np.nan)
+
+    def combine(self, a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, ...]:
+        return (float(np.fmin(a[0], b[0])), float(np.fmax(a[1], b[1])))
+
+    def finalize(self, summary: tuple[float, ...]) -> list[float]:
+        return [summary[0], summary[1]]
 
     def apply(self, values: np.ndarray, stat: list[float]) -> np.ndarray:
         low, high = stat
         span = high - low
-        return (values - low) / span if span else np.zeros_like(values)
+        if not span:
+            return np.zeros_like(values)
+        out = np.subtract(values, low)
+        out /= span
+        return out
 
 
 class ZScoreScaler(_FittingScaler):
@@ -119,12 +144,33 @@ class ZScoreScaler(_FittingScaler):
 
     kind_name = "zscore"
 
-    def fit(self, values: np.ndarray) -> list[float]:
-        return [float(np.nanmean(values)), float(np.nanstd(values))]
+    def summarize(self, values: np.ndarray) -> tuple[float, ...]:
+        finite = values[~np.isnan(values)]
+        if not len(finite):
+            return (0.0, 0.0, 0.0)
+        mean = float(finite.mean())
+        return (float(len(finite)), mean, float(np.square(finite - mean).sum()))
+
+    def combine(self, a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, ...]:
+        # Chan et al.'s pairwise update of count, mean and sum of squared deviations: stable for long streams
+        (n_a, mean_a, m2_a), (n_b, mean_b, m2_b) = a, b
+        n = n_a + n_b
+        if not n:
+            return a
+        delta = mean_b - mean_a
+        return (n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n)
+
+    def finalize(self, summary: tuple[float, ...]) -> list[float]:
+        n, mean, m2 = summary
+        return [mean, float(np.sqrt(m2 / n))] if n else [np.nan, np.nan]
 
     def apply(self, values: np.ndarray, stat: list[float]) -> np.ndarray:
         mean, std = stat
-        return (values - mean) / std if std else np.zeros_like(values)
+        if not std:
+            return np.zeros_like(values)
+        out = np.subtract(values, mean)
+        out /= std
+        return out
 
 
 class MinMaxInverse(AbstractProgress):

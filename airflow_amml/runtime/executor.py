@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -342,17 +343,24 @@ class _MultiProcess:
         received: list[int] = []  # signals seen by the handler, even if its exception got swallowed
         previous = _install_termination_handlers(processes, received)
         try:
-            for stage in self.stages:
-                # daemon: an interpreter that exits never waits for a component (multiprocessing joins
-                # non-daemon children at exit, which hangs if one is still streaming)
-                proc = self.ctx.Process(
-                    target=_child_main,
-                    args=(stage, inboxes, events, control, self.context_args, self.by_id, channel),
-                    name=f"amml:{self.name}:{stage.name}",
-                    daemon=True,
-                )
-                processes[stage.id] = proc  # known before it exists: a signal during start() still stops it
-                proc.start()
+            # Objects that exist now are moved out of the collector's sight while the children fork: a child
+            # then never walks them in a garbage collection, and so never writes to (and copies) the pages
+            # it shares with this process (the gc.freeze recipe of the Python documentation).
+            gc.freeze()
+            try:
+                for stage in self.stages:
+                    # daemon: an interpreter that exits never waits for a component (multiprocessing joins
+                    # non-daemon children at exit, which hangs if one is still streaming)
+                    proc = self.ctx.Process(
+                        target=_child_main,
+                        args=(stage, inboxes, events, control, self.context_args, self.by_id, channel),
+                        name=f"amml:{self.name}:{stage.name}",
+                        daemon=True,
+                    )
+                    processes[stage.id] = proc  # known before it exists: a signal during start() still stops it
+                    proc.start()
+            finally:
+                gc.unfreeze()
             self._watch(processes, control, counters, received)
         finally:
             _terminate(processes.values())

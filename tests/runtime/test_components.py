@@ -73,6 +73,25 @@ def test_scaler_fit_rows_uses_only_the_first_records(tmp_path, ett_path):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fit_rows", [None, 100_000])  # the whole stream, or more than one batch of it
+def test_scalers_fit_across_batches_as_numpy_does_on_the_whole(tmp_path, mode, fit_rows):
+    """150,000 records arrive in three batches; the incremental fit must equal one fit over the records."""
+    source = "normalsource col='v', mean=5, std=3, count=150000, seed=3"
+    run(f"{source} | parquet_sink path='{tmp_path / 'raw.parquet'}'", mode)
+    values = pd.read_parquet(tmp_path / "raw.parquet")["v"].to_numpy()
+    fitted = values if fit_rows is None else values[:fit_rows]
+    option = "" if fit_rows is None else f" fit_rows={fit_rows}"
+    for scaler, expected in [
+        ("minmax_scaler", (values - fitted.min()) / (fitted.max() - fitted.min())),
+        ("zscore_scaler", (values - fitted.mean()) / fitted.std()),
+    ]:
+        out = tmp_path / f"{scaler}.parquet"
+        result = run(f"{source} | {scaler}{option} | parquet_sink path='{out}'", mode)
+        assert result.counters[result.stages[1].id].batches_in >= 3
+        assert np.allclose(pd.read_parquet(out)["v"].to_numpy(), expected, rtol=1e-12, atol=1e-12), scaler
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_stats_over_the_stream_and_a_window(tmp_path, ett_path, mode):
     whole, rolling = tmp_path / "w.csv", tmp_path / "r.csv"
     run(
