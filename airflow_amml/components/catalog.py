@@ -125,7 +125,7 @@ def _read_parquet(source_id: str, path: Path, batch_rows: int) -> Iterator[pd.Da
     try:
         batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
         for batch in batches:
-            yield batch.to_pandas()
+            yield batch.to_pandas(split_blocks=True)  # a block per column: no copy into a 2-D block
     except (pa.ArrowException, OSError) as exc:
         raise PipelineError(f"data source `{source_id}`: cannot read {path}: {exc}") from exc
 

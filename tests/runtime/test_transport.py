@@ -121,6 +121,16 @@ def test_sweep_removes_segments_of_a_dead_parent_only():
     transport.unpack(live)
 
 
+def test_a_slow_receiver_gets_every_batch_intact(tmp_path, new_processes):
+    """1.5M records in 23 batches into a CSV sink far slower than its source: the inbox stays full (the
+    source waits on it with its next segment written) and every value must arrive as it was sent."""
+    out = tmp_path / "o.csv"
+    run_pipeline(pipeline(f"normalsource col='v', count=1500000, seed=11 | csv_sink path='{out}'"))
+    assert np.array_equal(pd.read_csv(out)["v"].to_numpy(), np.random.default_rng(11).normal(0, 1, 1_500_000))
+    assert left_by_this_process() == []
+    assert new_processes() == []
+
+
 @pytest.mark.parametrize("mode", ["single", "multiprocess"])
 def test_split_pipeline_gives_the_pandas_answer_and_leaves_no_segment(tmp_path, mode, new_processes):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
