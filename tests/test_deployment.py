@@ -31,6 +31,8 @@ def test_services_and_mounts():
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"):
         assert "./dags:/opt/airflow/dags" in services[name]["volumes"]
         assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    # LocalExecutor runs the tasks, and so the pipelines' shared-memory transport, in the scheduler
+    assert services["airflow-scheduler"]["shm_size"] == "1gb"
 
 
 def test_connections_match_what_the_registry_reads():

@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -32,7 +33,7 @@ def airflow_env(tmp_path_factory):
     dags = home / "dags"
     shutil.copytree(ROOT / "dags", dags)
     (dags / "ett_retrain.amml").write_text(  # the shipped DAG, with a small training set for the test
-        (ROOT / "dags" / "ett_retrain.amml").read_text().replace("warmup=2688", "warmup=600")
+        (ROOT / "dags" / "ett_retrain.amml").read_text().replace("2688", "600")
     )
     (dags / "broken.amml").write_text('source id="ett" | fitler cond=OT > 1 | print\n')
     (dags / "hot_days.amml").write_text(HOT_DAYS)
@@ -131,8 +132,6 @@ def test_a_scheduled_run_reads_its_interval_and_reruns_are_idempotent(airflow_en
     engine = sa.create_engine(f"sqlite:///{env['AMML_HOME']}/amml.db")
     with engine.connect() as conn:
         rows = conn.execute(sa.text("select date from hot_hours order by date")).scalars().all()
-    import pandas as pd
-
     ett = pd.read_csv(ett_path)
     day = ett[(ett["date"] >= "2016-07-03") & (ett["date"] < "2016-07-04") & (ett["OT"] > 30)]
     assert rows == list(day["date"]), "exactly the day's hot hours, once each, after two runs"
@@ -161,7 +160,8 @@ def test_retraining_promotes_only_a_better_model(airflow_env, ett_path):
         r = ModelRegistry.from_settings()
         print(json.dumps({"champion": r.resolve("ett@champion").version,
                           "versions": [{"version": v.version, "metrics": v.metrics, "dag_id": v.lineage.dag_id,
-                                        "start": v.lineage.data_interval_start} for v in r.list_versions("ett")]}))
+                                        "start": v.lineage.data_interval_start, "scaler": v.scaler}
+                                       for v in r.list_versions("ett")]}))
     """
     state = run_python(env, code)
     first, second = state["versions"]
@@ -170,6 +170,13 @@ def test_retraining_promotes_only_a_better_model(airflow_env, ett_path):
     assert second["metrics"]["champion_version"] == 1
     better = second["metrics"]["holdout_mae"] < second["metrics"]["champion_holdout_mae"]
     assert state["champion"] == (2 if better else 1)
+    # the scaler saw the 600 training hours before the run's week only, never the week held out
+    ett = pd.read_csv(ett_path)
+    stamps = pd.to_datetime(ett["date"])
+    for version in state["versions"]:
+        first = int((stamps >= pd.Timestamp(version["start"]).tz_convert(None)).argmax())
+        training = ett["OT"].iloc[first - 600 : first]
+        assert version["scaler"]["columns"]["OT"] == pytest.approx([training.min(), training.max()])
 
 
 WATCH = """
@@ -189,8 +196,6 @@ def test_ett_watch_saves_snapshots_of_its_day(airflow_env, ett_path):
     with engine.connect() as conn:
         alerts = conn.execute(sa.text("select record from amml_alerts")).scalars().all()
         saved = conn.execute(sa.text("select count(distinct snapshot_id), count(*) from amml_snapshots")).one()
-    import pandas as pd
-
     ett = pd.read_csv(ett_path)
     day = ett[(ett["date"] >= "2016-07-23") & (ett["date"] < "2016-07-24")]
     hot = day[(day["OT"] > 40) & (day["HUFL"] > 10)]

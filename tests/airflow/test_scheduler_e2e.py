@@ -1,8 +1,8 @@
-"""End to end with a real Airflow (`airflow standalone`: api-server, scheduler, dag-processor, triggerer on
-SQLite, LocalExecutor), used as a person would through the REST API: the DAGs appear, a broken .amml file
-shows up as an error DAG while the others stay, a backfill runs the streaming executor inside real task
-processes, and the result table holds exactly the backfilled intervals' rows. Bounded in time; the whole
-process group is stopped at the end."""
+"""End to end with a real Airflow (`airflow standalone`: api-server, scheduler, dag-processor, triggerer,
+LocalExecutor, its metadata in a real PostgreSQL database), used as a person would through the REST API:
+the DAGs appear, a broken .amml file shows up as an error DAG while the others stay, a backfill runs the
+streaming executor inside real task processes, and the result table holds exactly the backfilled
+intervals' rows. Bounded in time; the whole process group is stopped at the end."""
 
 import json
 import os
@@ -64,7 +64,7 @@ def wait_for(what, check, timeout, log):
 
 
 @pytest.fixture
-def airflow_standalone(tmp_path, ett_path):
+def airflow_standalone(tmp_path, ett_path, postgres_url):
     home = tmp_path / "airflow"
     dags = home / "dags"
     dags.mkdir(parents=True)
@@ -84,6 +84,9 @@ def airflow_standalone(tmp_path, ett_path):
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        # PostgreSQL, as deployed (docker-compose.yaml): on SQLite, creating a backfill while the scheduler
+        # loops can crash the scheduler (StaleDataError on dag_run), and standalone does not restart it
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url,
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
