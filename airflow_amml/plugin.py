@@ -3,7 +3,10 @@
     GET /amml/models            every registered version (name, version, definition, aliases, metrics)
     GET /amml/models/{ref}      one version: `ett`, `ett@champion` or `ett/3`
 
-Airflow does not authenticate plugin endpoints (research §4), so they only read, and never show secrets.
+Airflow does not authenticate plugin endpoints (a plugin app is mounted, and inherits none of the core API's
+router dependencies), so this app asks for the caller itself: the same JWT as the REST API (a bearer token, or
+the UI's cookie, so the page works inside Airflow's UI) and the permission to view plugins. Read-only, and it
+never shows secrets.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from airflow.plugins_manager import AirflowPlugin
 def create_app() -> Any:
     import dataclasses
 
-    from fastapi import FastAPI, HTTPException
+    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+    from airflow.api_fastapi.core_api.security import requires_access_view
+    from fastapi import Depends, FastAPI, HTTPException
 
     from airflow_amml.registry import ModelRegistry, RegistryError
 
-    app = FastAPI(title="AMML models")
+    app = FastAPI(title="AMML models", dependencies=[Depends(requires_access_view(AccessView.PLUGINS))])
 
     def entry(version: Any) -> dict[str, Any]:
         data = dataclasses.asdict(version)

@@ -38,7 +38,11 @@ def test_models_endpoint_reads_the_registry(tmp_path, monkeypatch):
     registry.register_definition("ett", "0.1", "name: ett\n")
     registry.register_version("ett", "ett:0.1", model, metrics={"mae": 0.01})
     registry.set_alias("ett", "champion", 1)
-    client = TestClient(create_app())
+    app = create_app()
+    client = TestClient(app)
+    assert client.get("/models").status_code == 401, "no token, no models"
+    [authorized] = app.router.dependencies  # the api-server checks the caller's JWT: stand in for a viewer
+    app.dependency_overrides[authorized.dependency] = lambda: None
     listing = client.get("/models").json()
     assert [(m["name"], m["version"], m["aliases"]) for m in listing] == [("ett", 1, ["champion"])]
     assert client.get("/models/ett@champion").json()["metrics"] == {"mae": 0.01}

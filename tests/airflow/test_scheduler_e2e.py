@@ -213,6 +213,10 @@ def test_real_scheduler_runs_a_backfill_and_shows_a_broken_file(airflow_standalo
     amml = [str(Path(sys.executable).parent / "amml"), "model", "alias", "champion", "ett/1"]
     promoted = subprocess.run(amml, env=af["env"], capture_output=True, text=True, timeout=120)
     assert promoted.returncode == 0, promoted.stderr
+    # the plugin's models page, on the real api-server: only for a caller with a token
+    assert requests.get(f"{url}/amml/models", timeout=30).status_code == 401
+    models = requests.get(f"{url}/amml/models/ett@champion", headers=headers, timeout=30)
+    assert models.status_code == 200 and models.json()["version"] == 1, models.text
 
     patch("/dags/ett_predict", {"is_paused": False})
     post(
