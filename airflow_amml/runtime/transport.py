@@ -10,16 +10,17 @@
 
 * Small batches (raw buffers below ``INBAND_BYTES``) and batches whose data pickles in-band anyway (object
   columns, non-contiguous views) travel as plain pickled bytes: no shared memory.
-* Lifetime: the receiver owns a segment and unlinks it as soon as it has opened it, so a segment only lives
-  while its message is in a queue. Segments left behind by a process killed mid-send or mid-receive, or by
-  messages still queued when a pipeline fails, all carry the run's prefix; the executor's parent removes them
-  (:func:`cleanup`) after its children are gone. Segments of a parent that was itself killed are removed by
-  the next run on this host (:func:`sweep_stale`).
+* Lifetime: the receiver owns a segment and unlinks it as soon as it has opened it, so a segment's name only
+  lives while its message is in a queue; its memory lives until the receiver drops the last array that views
+  it (the kernel frees an unlinked file's pages with its last mapping). Segments left behind by a process
+  killed mid-send or mid-receive, or by messages still queued when a pipeline fails, all carry the run's
+  prefix; the executor's parent removes them (:func:`cleanup`) after its children are gone. Segments of a
+  parent that was itself killed are removed by the next run on this host (:func:`sweep_stale`).
 * ``AMML_SHM_TRANSPORT=0`` in the environment turns it off: batches are put on the queues as they are.
 * No ``multiprocessing.shared_memory`` / resource_tracker: segments are plain files on the ``/dev/shm`` tmpfs
-  (what ``shm_open`` does on Linux), written and read with ``pwrite``/``preadv``, so a full tmpfs is an
-  ``OSError`` (and the batch falls back to in-band) rather than a SIGBUS on a mapped page. The receiver maps
-  a segment only once it is complete, and checks its size first.
+  (what ``shm_open`` does on Linux). The sender writes with ``pwrite``, so a full tmpfs is an ``OSError`` (and
+  the batch falls back to in-band) rather than a SIGBUS on a mapped page; the receiver maps a segment only
+  once it is complete, and checks its size first.
 * A receiver that keeps a batch (a scaler fitting on the whole stream) keeps its segment: size ``/dev/shm``
   for the data a pipeline holds (Docker's default of 64 MB is small; see ``shm_size`` in docker-compose).
 """
