@@ -108,8 +108,14 @@ def iter_source(
     path = Path(entry["path"]) if entry.get("path") else _ett_path()
     if not path.is_file():
         raise PipelineError(f"data source `{source_id}`: file {path} does not exist")
-    frames = _read_parquet(source_id, path, batch_rows) if path.suffix == ".parquet" else _read_csv(source_id, path)
     time_column = entry.get("time_column")
+    windowed = bool(time_column) and (start is not None or end is not None)
+    if path.suffix == ".parquet":
+        # read only the columns asked for (and the time column, to cut the window): Parquet stores by column
+        wanted = None if not cols else list(dict.fromkeys([*cols, *([time_column] if windowed else [])]))
+        frames = _read_parquet(source_id, path, batch_rows, wanted)
+    else:
+        frames = _read_csv(source_id, path)
     for frame in _window(frames, time_column, start, end, warmup):
         if cols:
             missing = [c for c in cols if c not in frame.columns]
@@ -121,10 +127,15 @@ def iter_source(
         yield from _slices(frame, batch_rows)
 
 
-def _read_parquet(source_id: str, path: Path, batch_rows: int) -> Iterator[pd.DataFrame]:
+def _read_parquet(source_id: str, path: Path, batch_rows: int, columns: list[str] | None) -> Iterator[pd.DataFrame]:
     try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
-        for batch in batches:
+        file = pq.ParquetFile(path)
+        if columns:
+            names = file.schema_arrow.names
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise PipelineError(f"data source `{source_id}` has no column(s) {missing}; it has {names}")
+        for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
             yield batch.to_pandas(split_blocks=True)  # a block per column: no copy into a 2-D block
     except (pa.ArrowException, OSError) as exc:
         raise PipelineError(f"data source `{source_id}`: cannot read {path}: {exc}") from exc
@@ -176,8 +187,8 @@ def _window(
                 if len(context):
                     yield context.iloc[-warmup:]
         elif not started and warmup:
-            before = frame if before is None else pd.concat([before, frame])
-            before = before.iloc[-warmup:]
+            tail = frame.iloc[-warmup:]
+            before = tail if before is None else pd.concat([before, tail]).iloc[-warmup:]
         if keep.any():
             yield frame[keep]
 

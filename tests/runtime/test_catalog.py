@@ -67,6 +67,23 @@ def test_unreadable_parquet_names_the_source_and_file(tmp_path):
         read(bad, 100)
 
 
-def test_missing_column_names_what_the_source_has(ett_parquet):
+@pytest.mark.parametrize("window", [{}, {"start": "2017-01-01"}])
+def test_missing_column_names_what_the_source_has(ett_parquet, window):
     with pytest.raises(PipelineError, match=r"no column\(s\) \['nope'\]; it has \['date', 'HUFL'"):
-        read(ett_parquet, 100, cols=["date", "nope"])
+        read(ett_parquet, 100, cols=["date", "nope"], **window)
+
+
+def test_parquet_reads_only_the_columns_asked_for(ett_parquet, monkeypatch):
+    asked = []
+    real = pq.ParquetFile.iter_batches
+
+    def spying(self, *args, **kwargs):
+        asked.append(kwargs.get("columns"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spying)
+    windowed = pd.concat(read(ett_parquet, 4096, cols=["OT"], start="2017-01-01", end="2017-01-02"))
+    assert asked == [["OT", "date"]], "the time column is read to cut the window, then dropped"
+    assert list(windowed.columns) == ["OT"] and len(windowed) == 24
+    read(ett_parquet, 4096, cols=["HUFL", "OT"])
+    assert asked[-1] == ["HUFL", "OT"]
