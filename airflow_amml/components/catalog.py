@@ -6,7 +6,8 @@ it is downloaded from the ETDataset GitHub repository on first use. More sources
 at a YAML file mapping ids to ``{path: file.csv|file.parquet, time_column: date}`` or to a SQL table or
 query through SQLAlchemy: ``{url: postgresql://..., table: readings | query: "select ...", time_column: ts}``.
 The time window (``start``/``end``) is pushed into the SQL as bound parameters. Parquet files are read
-as a stream of record batches; CSV files and SQL results are read whole (see :func:`iter_source`).
+as a stream of record batches, only the columns asked for, and for a window only the row groups whose
+statistics say they may hold it; CSV files and SQL results are read whole (see :func:`iter_source`).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def iter_source(
     if path.suffix == ".parquet":
         # read only the columns asked for (and the time column, to cut the window): Parquet stores by column
         wanted = None if not cols else list(dict.fromkeys([*cols, *([time_column] if windowed else [])]))
-        frames = _read_parquet(source_id, path, batch_rows, wanted)
+        groups = _row_groups_to_read(path, time_column, start, end, warmup) if windowed else None
+        frames = _read_parquet(source_id, path, batch_rows, wanted, groups)
     else:
         frames = _read_csv(source_id, path)
     for frame in _window(frames, time_column, start, end, warmup):
@@ -127,7 +129,9 @@ def iter_source(
         yield from _slices(frame, batch_rows)
 
 
-def _read_parquet(source_id: str, path: Path, batch_rows: int, columns: list[str] | None) -> Iterator[pd.DataFrame]:
+def _read_parquet(
+    source_id: str, path: Path, batch_rows: int, columns: list[str] | None, row_groups: list[int] | None
+) -> Iterator[pd.DataFrame]:
     try:
         file = pq.ParquetFile(path)
         if columns:
@@ -135,10 +139,50 @@ def _read_parquet(source_id: str, path: Path, batch_rows: int, columns: list[str
             missing = [c for c in columns if c not in names]
             if missing:
                 raise PipelineError(f"data source `{source_id}` has no column(s) {missing}; it has {names}")
-        for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
+        for batch in file.iter_batches(batch_size=batch_rows, columns=columns, row_groups=row_groups):
             yield batch.to_pandas(split_blocks=True)  # a block per column: no copy into a 2-D block
     except (pa.ArrowException, OSError) as exc:
         raise PipelineError(f"data source `{source_id}`: cannot read {path}: {exc}") from exc
+
+
+def _row_groups_to_read(path: Path, time_column: str, start: Any, end: Any, warmup: int) -> list[int] | None:
+    """The row groups a time window needs, from the file's min/max statistics of the time column: from the first
+    group that may hold a record of the window to the last, without gaps (so that the warm-up records are
+    exactly those before the first record of the window, even in an unsorted file), plus before them enough
+    groups for ``warmup`` records. A scheduled run over a long, time-ordered file then reads its interval, not
+    the whole file. None: read everything."""
+    try:
+        metadata = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError):
+        return None  # the read itself will report it
+    if not metadata.num_row_groups:
+        return None
+    first_group = metadata.row_group(0)
+    columns = [first_group.column(i).path_in_schema for i in range(first_group.num_columns)]
+    if time_column not in columns:
+        return None
+    index = columns.index(time_column)
+    overlapping: list[int] = []
+    for group in range(metadata.num_row_groups):  # that may hold a record of the window
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            overlapping.append(group)
+            continue
+        try:
+            low, high = pd.to_datetime(pd.Series([stats.min, stats.max]))
+            bounds = pd.Series([low, high])
+            if (start is not None and high < _bound(start, bounds)) or (end is not None and low >= _bound(end, bounds)):
+                continue
+        except (ValueError, TypeError):
+            pass  # statistics that do not read as times: keep the group
+        overlapping.append(group)
+    if not overlapping:
+        return []
+    first, rows = overlapping[0], 0
+    while first > 0 and rows < warmup:  # the records just before the window, for windowed models
+        first -= 1
+        rows += metadata.row_group(first).num_rows
+    return list(range(first, overlapping[-1] + 1))
 
 
 def _read_csv(source_id: str, path: Path) -> Iterator[pd.DataFrame]:

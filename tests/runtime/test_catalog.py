@@ -87,3 +87,31 @@ def test_parquet_reads_only_the_columns_asked_for(ett_parquet, monkeypatch):
     assert list(windowed.columns) == ["OT"] and len(windowed) == 24
     read(ett_parquet, 4096, cols=["HUFL", "OT"])
     assert asked[-1] == ["HUFL", "OT"]
+
+
+def test_a_window_reads_only_the_row_groups_it_needs(ett_parquet, monkeypatch):
+    """A day in 2017 with 700 records of warm-up, in a file of 18 row groups of 1,000 hours: the day lies in
+    group 4 (hours 4000-4999 since 2016-07-01), the warm-up needs group 3; the statistics rule out the rest."""
+    asked = []
+    real = pq.ParquetFile.iter_batches
+
+    def spying(self, *args, **kwargs):
+        asked.append(kwargs.get("row_groups"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spying)
+    frames = read(ett_parquet, 512, start="2017-01-01", end="2017-01-02", warmup=700)
+    assert asked == [[3, 4]]
+    assert sum(len(f) for f in frames) == 24 + 700
+    assert read(ett_parquet, 512, start="2030-01-01") == [] and asked[-1] == []
+
+
+def test_an_unsorted_file_gives_the_same_window_and_warmup(ett_path, tmp_path):
+    shuffled = pd.read_csv(ett_path).sample(frac=1.0, random_state=5).reset_index(drop=True)
+    shuffled.to_csv(tmp_path / "s.csv", index=False)
+    shuffled.to_parquet(tmp_path / "s.parquet", index=False, row_group_size=1000)
+    window = {"start": "2017-01-01", "end": "2017-03-01", "warmup": 50}
+    csv_settings = {"sources": {"c": {"path": str(tmp_path / "s.csv"), "time_column": "date"}}}
+    csv = pd.concat(iter_source("c", settings=csv_settings, **window))
+    parquet = pd.concat(read(tmp_path / "s.parquet", 700, **window))
+    pd.testing.assert_frame_equal(parquet.reset_index(drop=True), csv.reset_index(drop=True), check_dtype=False)
