@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from compiler import AmmlCompileErrors, AmmlError, build_graph, compile_file, default_registry, disassemble
+from compiler.settings import runtime_settings
 
 
 def _amml_files(paths: Sequence[str]) -> Iterator[Path]:
@@ -173,7 +174,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = {
             "model_paths": [str(folder / "models"), str(folder)],
             "lineage": {"source_hash": program.source_hash},
+            **runtime_settings(program.dag),
         }
+        if args.batch_rows is not None:
+            settings["batch_rows"] = args.batch_rows
+        if args.flush_delay is not None:
+            settings["flush_delay"] = args.flush_delay
         for pipeline in pipelines:
             result = run_pipeline(
                 pipeline,
@@ -303,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pipeline", help="only this pipeline")
     run.add_argument("--mode", choices=("multiprocess", "single"), default="multiprocess")
     run.add_argument("--param", action="append", metavar="KEY=VALUE", help="run parameter (JSON value or text)")
+    run.add_argument("--batch-rows", type=int, help="records per micro-batch (default: the dag block's, else 65536)")
+    run.add_argument(
+        "--flush-delay", type=float, help="seconds an ingress may hold records (default: the dag block's, else 0.05)"
+    )
     run.set_defaults(func=cmd_run)
 
     model = sub.add_parser("model", help="the model registry: list, show, register, alias, gc")

@@ -29,7 +29,13 @@ DAG_SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "registry_conn": ((str,), "Airflow connection id of the model registry database"),
     "artifact_conn": ((str,), "Airflow connection id of the artifact store (webhdfs)"),
     "timezone": ((str,), "time zone of the schedule"),
+    "batch_rows": ((int,), "records per micro-batch between components (default 65536)"),
+    "flush_delay": ((int, float), "seconds an ingress may hold records before it sends a smaller batch (default 0.05)"),
 }
+# Settings for the streaming executor rather than for the DAG: passed to every run of the file's pipelines.
+RUNTIME_SETTINGS = ("batch_rows", "flush_delay")
+# The least value a numeric setting may take.
+MINIMUM = {"batch_rows": 1, "flush_delay": 0, "retries": 0, "max_active_runs": 1}
 
 
 def check_dag_settings(block: ast.DagBlock) -> tuple[dict[str, Any], set[str], list[AmmlError]]:
@@ -57,9 +63,19 @@ def check_dag_settings(block: ast.DagBlock) -> tuple[dict[str, Any], set[str], l
                 f"dag setting `{setting.name}` must be {doc}; got {type_name(value)} {value!r}",
                 line=setting.value.pos.line, column=setting.value.pos.column))
             continue
+        if setting.name in MINIMUM and value < MINIMUM[setting.name]:
+            errors.append(AmmlTypeError(
+                f"dag setting `{setting.name}` must be at least {MINIMUM[setting.name]}; got {value!r}",
+                line=setting.value.pos.line, column=setting.value.pos.column))
+            continue
         settings[setting.name] = value
     params = settings.get("params", {})
     return settings, set(params), errors
+
+
+def runtime_settings(dag: dict[str, Any] | None) -> dict[str, Any]:
+    """The executor's settings given in a file's `dag` block (for `run_pipeline(settings=...)`)."""
+    return {name: value for name, value in (dag or {}).items() if name in RUNTIME_SETTINGS}
 
 
 def _constant(node: ast.Expr) -> Any:

@@ -52,6 +52,7 @@ class AmmlPipelineOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_amml.runtime.executor import run_pipeline
         from compiler import compile_file
+        from compiler.settings import runtime_settings
 
         program = compile_file(self.amml_file)
         pipeline = program.pipeline(self.pipeline)
@@ -59,7 +60,7 @@ class AmmlPipelineOperator(BaseOperator):
         result = run_pipeline(
             pipeline,
             run_params=params,
-            settings=self._settings(context, program.source_hash),
+            settings={**self._settings(context, program.source_hash), **runtime_settings(program.dag)},
             mode=self.mode,
             filename=self.amml_file,
         )

@@ -59,7 +59,8 @@ class CatalogSource(AbstractIngress):
             warmup=int(p["warmup"]),
             cols=p["cols"],
             settings=self.context.settings,
-            batch_rows=BATCH_ROWS,  # the executor's batch size: rebatch passes these frames through as they are
+            # the executor's batch size: rebatch passes these frames through as they are
+            batch_rows=self.context.settings.get("batch_rows", BATCH_ROWS),
         )
         left = None if p["limit"] is None else int(p["limit"])
         for frame in frames:

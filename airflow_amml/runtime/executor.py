@@ -64,6 +64,26 @@ PROGRESS_EVERY = 10.0
 EVENTS_END = "__events_end__"
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How an ingress groups records: ``rows`` per batch at most, and no record held longer than ``delay``
+    seconds (a slow stream still delivers promptly). Set per DAG with ``batch_rows``/``flush_delay`` in the
+    `dag` block, or in ``settings`` of :func:`run_pipeline`."""
+
+    rows: int = BATCH_ROWS
+    delay: float = FLUSH_DELAY
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any] | None) -> Batching:
+        settings = settings or {}
+        rows, delay = settings.get("batch_rows", BATCH_ROWS), settings.get("flush_delay", FLUSH_DELAY)
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise PipelineError(f"batch_rows must be a whole number of records ≥ 1, got {rows!r}")
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
+            raise PipelineError(f"flush_delay must be a number of seconds ≥ 0, got {delay!r}")
+        return cls(rows, float(delay))
+
+
 @dataclass
 class Counters:
     records_in: int = 0
@@ -122,11 +142,12 @@ def run_pipeline(
 ) -> RunResult:
     """Run one compiled pipeline to the end; raise :class:`PipelineError` if any component fails."""
     stages = make_plan(pipeline, registry)
+    batching = Batching.from_settings(settings)
     context_args = {"run_params": run_params, "settings": settings}
     if mode == "single":
-        return _SingleProcess(pipeline.name, stages, context_args, filename).run()
+        return _SingleProcess(pipeline.name, stages, context_args, filename, batching).run()
     if mode == "multiprocess":
-        return _MultiProcess(pipeline.name, stages, context_args, filename).run()
+        return _MultiProcess(pipeline.name, stages, context_args, filename, batching).run()
     raise ValueError(f"mode must be 'multiprocess' or 'single', got {mode!r}")
 
 
@@ -198,8 +219,9 @@ def _coalesce(frames: Iterator[pd.DataFrame], rows: int, delay: float) -> Iterat
 
 
 class _SingleProcess:
-    def __init__(self, name: str, stages: list[Stage], context_args: dict, filename: str) -> None:
+    def __init__(self, name: str, stages: list[Stage], context_args: dict, filename: str, batching: Batching) -> None:
         self.name = name
+        self.batching = batching
         self.stages = {s.id: s for s in stages}
         self.filename = filename
         self.counters = {s.id: Counters() for s in stages}
@@ -218,7 +240,7 @@ class _SingleProcess:
                 if stage.spec.kind is Kind.INGRESS:
                     # one batch at a time: a source that never ends (count=0) or paces itself (rate=...)
                     # must deliver as it goes, and memory must stay flat
-                    batches = rebatch(self.components[stage.id].batches())
+                    batches = rebatch(self.components[stage.id].batches(), self.batching.rows, self.batching.delay)
                     while (batch := self._guard(stage, next, batches, None)) is not None:
                         self._emit(stage, batch)
                     self._end(stage)
@@ -315,8 +337,9 @@ def _emitted_event(stage: Stage) -> set[str]:
 
 
 class _MultiProcess:
-    def __init__(self, name: str, stages: list[Stage], context_args: dict, filename: str) -> None:
+    def __init__(self, name: str, stages: list[Stage], context_args: dict, filename: str, batching: Batching) -> None:
         self.name = name
+        self.batching = batching
         self.stages = stages
         self.by_id = {s.id: s for s in stages}
         self.context_args = context_args
@@ -353,7 +376,7 @@ class _MultiProcess:
                     # non-daemon children at exit, which hangs if one is still streaming)
                     proc = self.ctx.Process(
                         target=_child_main,
-                        args=(stage, inboxes, events, control, self.context_args, self.by_id, channel),
+                        args=(stage, inboxes, events, control, self.context_args, self.by_id, channel, self.batching),
                         name=f"amml:{self.name}:{stage.name}",
                         daemon=True,
                     )
@@ -503,6 +526,7 @@ def _child_main(
     context_args: dict,
     stages: dict[int, Stage],
     channel: transport.Transport,
+    batching: Batching,
 ) -> None:
     # Forked from a parent that may have its own handlers (Airflow's task runner ignores SIGTERM in its
     # children): SIGTERM must kill us; SIGINT is the parent's to handle.
@@ -523,7 +547,7 @@ def _child_main(
         component.open()
         outboxes = [inboxes[d] for d in stage.downstream]
         if stage.spec.kind is Kind.INGRESS:
-            _run_ingress(component, outboxes, counters, channel)
+            _run_ingress(component, outboxes, counters, channel, batching)
         else:
             emitters = sum(1 for s in stages.values() if _emitted_event(s) & _accepted_events(stage))
             _run_consumer(
@@ -536,6 +560,7 @@ def _child_main(
                 counters,
                 control,
                 channel,
+                batching.rows,
             )
         for box in outboxes:
             box.put(None)
@@ -557,11 +582,13 @@ def _child_main(
         os._exit(0)
 
 
-def _send(outboxes: list, batch: pd.DataFrame, counters: Counters, channel: transport.Transport) -> None:
+def _send(
+    outboxes: list, batch: pd.DataFrame, counters: Counters, channel: transport.Transport, batch_rows: int
+) -> None:
     # A component may return far more than a batch (a whole-stream scaler releases everything at the end):
     # one huge pickle blocks the next stage until it is all through the pipe and doubles the memory.
-    for start in range(0, len(batch), BATCH_ROWS):
-        piece = batch.iloc[start : start + BATCH_ROWS] if len(batch) > BATCH_ROWS else batch
+    for start in range(0, len(batch), batch_rows):
+        piece = batch.iloc[start : start + batch_rows] if len(batch) > batch_rows else batch
         counters.records_out += len(piece)
         counters.batches_out += 1
         # one message per receiver: each owns (and unlinks) its own shared-memory segment
@@ -570,12 +597,12 @@ def _send(outboxes: list, batch: pd.DataFrame, counters: Counters, channel: tran
 
 
 def _run_ingress(
-    component: AbstractComponent, outboxes: list, counters: Counters, channel: transport.Transport
+    component: AbstractComponent, outboxes: list, counters: Counters, channel: transport.Transport, batching: Batching
 ) -> None:
     t = time.monotonic()
-    for batch in rebatch(component.batches()):
+    for batch in rebatch(component.batches(), batching.rows, batching.delay):
         counters.busy_seconds += time.monotonic() - t
-        _send(outboxes, batch, counters, channel)
+        _send(outboxes, batch, counters, channel, batching.rows)
         t = time.monotonic()
 
 
@@ -589,6 +616,7 @@ def _run_consumer(
     counters: Counters,
     control: Any,
     channel: transport.Transport,
+    batch_rows: int,
 ) -> None:
     ends = 0
     events_ended = [0]
@@ -612,7 +640,7 @@ def _run_consumer(
             out = component.process(batch)
             counters.busy_seconds += time.monotonic() - t
             if out is not None and len(out):
-                _send(outboxes, out, counters, channel)
+                _send(outboxes, out, counters, channel, batch_rows)
         if time.monotonic() - last_progress > PROGRESS_EVERY:
             last_progress = time.monotonic()
             control.put(_Progress(stage.id, counters))
@@ -626,7 +654,7 @@ def _run_consumer(
     counters.busy_seconds += time.monotonic() - t
     if stage.spec.kind is not Kind.EGRESS:
         for frame in _frames(out):  # e.g. train_lstm yields one record per epoch as training goes
-            _send(outboxes, frame, counters, channel)
+            _send(outboxes, frame, counters, channel, batch_rows)
 
 
 def _drain_events(component: AbstractComponent, event_box: Any, ended: list[int], block: bool = False) -> None:

@@ -52,6 +52,8 @@ CASES = [
     ("dag d { shedule = '@daily' }\nnormalsource | print", AmmlNameError, 1, 9, ["`schedule`"]),
     ("dag d { catchup = 'no' }\nnormalsource | print", AmmlTypeError, 1, 19, ["catchup"]),
     ("dag d { params = {a: 1} }\nsource id=params.b | print", AmmlNameError, 2, 11, ["not declared"]),
+    ("dag d { batch_rows = 0 }\nnormalsource | print", AmmlTypeError, 1, 22, ["batch_rows", "at least 1", "got 0"]),
+    ("dag d { flush_delay = '1s' }\nnormalsource | print", AmmlTypeError, 1, 23, ["flush_delay", "seconds"]),
     ("source id='x' | filter cond=x.__class__ | print", AmmlSafetyError, 1, 31, ["double underscore"]),
     ("source id='x' | filter cond=x.upper | print", AmmlSafetyError, 1, 31, ["attribute access"]),
     ("source id='x' | filter cond=x.format() | print", AmmlSafetyError, 1, 31, ["not allowed"]),

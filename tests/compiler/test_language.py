@@ -89,6 +89,14 @@ def test_dag_block_settings_and_params():
     assert train.callback.static_end == len(train.callback.instructions), "run params are static"
 
 
+def test_dag_block_sets_the_executors_batching():
+    from compiler.settings import runtime_settings
+
+    program = compile_fresh("dag d { schedule = null; batch_rows = 1000; flush_delay = 0.01 }\nnormalsource | print")
+    assert runtime_settings(program.dag) == {"batch_rows": 1000, "flush_delay": 0.01}
+    assert runtime_settings(None) == {}
+
+
 def test_constant_folding_leaves_only_constants():
     program = compile_fresh("source id='e' + 't', limit=2 * 3 + 1 | filter cond=OT > 10 * 2 | print")
     nodes = build_graph(program.pipelines[0]).nodes

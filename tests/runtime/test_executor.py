@@ -140,3 +140,50 @@ def test_amml_run_cli(tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(pd.read_csv(out)) == 100
     assert os.path.exists(out)
+
+
+@pytest.mark.parametrize("mode", ["single", "multiprocess"])
+def test_batch_rows_and_flush_delay_are_settings(mode):
+    """Records per batch and how long an ingress may hold them: Logstash's batch.size and batch.delay."""
+    counted = pipeline("normalsource col='v', count=5000 | filter cond=v > -100 | print limit=0")
+    result = run_pipeline(counted, mode=mode, settings={"batch_rows": 1000})
+    assert [result.counters[s.id].batches_in for s in result.stages[1:]] == [5, 5]
+    # 200 records paced over about half a second: held up to 1 s they go as one batch; up to 10 ms, as many
+    paced = pipeline("normalsource col='v', count=200, rate=400 | print limit=0")
+    held = run_pipeline(paced, mode=mode, settings={"flush_delay": 1.0})
+    prompt = run_pipeline(paced, mode=mode, settings={"flush_delay": 0.01})
+    assert held.counters[held.stages[-1].id].batches_in == 1
+    assert prompt.counters[prompt.stages[-1].id].batches_in >= 10
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"batch_rows": 0}, "batch_rows must be a whole number of records ≥ 1, got 0"),
+        ({"flush_delay": "fast"}, "flush_delay must be a number of seconds ≥ 0, got 'fast'"),
+    ],
+)
+def test_bad_batching_settings_are_refused_before_anything_runs(settings, words, new_processes):
+    with pytest.raises(PipelineError, match=words):
+        run_pipeline(pipeline("normalsource count=10 | print"), settings=settings)
+    assert new_processes() == []
+
+
+def test_amml_run_takes_batching_from_the_dag_block_and_the_command_line(tmp_path):
+    src = tmp_path / "p.amml"
+    src.write_text("dag d { batch_rows = 500 }\nnormalsource col='v', count=2000 | print limit=0\n")
+
+    def batches(*flags):
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow_amml.cli", "run", str(src), *flags],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        line = next(x for x in result.stderr.splitlines() if x.strip().startswith("print"))
+        return int(line.split("batches")[1].split("/")[0])
+
+    assert batches() == 4
+    assert batches("--batch-rows", "1000") == 2
