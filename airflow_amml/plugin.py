@@ -11,6 +11,7 @@ never shows secrets.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
@@ -46,9 +47,23 @@ def create_app() -> Any:
     return app
 
 
+class _BuiltOnFirstRead:
+    """`fastapi_apps`, built when Airflow first reads it: only the api-server (and `airflow plugins`) do. Every
+    task process loads the plugins too (for their macros), and building the app there would import FastAPI,
+    the registry and Airflow's API security: about a second added to the start of every task."""
+
+    def __get__(self, obj: object, owner: type) -> list[dict[str, Any]]:
+        return [_models_app()]
+
+
+@functools.cache
+def _models_app() -> dict[str, Any]:
+    return {"app": create_app(), "url_prefix": "/amml", "name": "AMML models"}
+
+
 class AmmlPlugin(AirflowPlugin):
     name = "amml"
-    fastapi_apps: ClassVar[list[dict[str, Any]]] = [{"app": create_app(), "url_prefix": "/amml", "name": "AMML models"}]
+    fastapi_apps = _BuiltOnFirstRead()
     external_views: ClassVar[list[dict[str, Any]]] = [
         {"name": "ML Models", "href": "amml/models", "destination": "nav", "url_route": "amml-models"},
     ]

@@ -48,3 +48,18 @@ def test_models_endpoint_reads_the_registry(tmp_path, monkeypatch):
     assert client.get("/models/ett@champion").json()["metrics"] == {"mae": 0.01}
     missing = client.get("/models/nope")
     assert missing.status_code == 404 and "no model named 'nope'" in missing.json()["detail"]
+
+
+def test_loading_the_plugin_builds_nothing_until_the_api_server_asks():
+    """Every task process loads the plugins (for their macros): the models app, with FastAPI, the registry and
+    Airflow's API security, is built only when `fastapi_apps` is read."""
+    code = (
+        "import sys; import airflow_amml.plugin as p; "
+        "print(sorted(m for m in ('fastapi', 'airflow.api_fastapi.core_api.security', 'airflow_amml.registry') "
+        "if m in sys.modules)); "
+        "[entry] = p.AmmlPlugin.fastapi_apps; print(entry['url_prefix'], type(entry['app']).__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()  # Airflow's log lines may come in between
+    assert lines[0] == "[]" and lines[-1] == "/amml FastAPI", result.stdout
