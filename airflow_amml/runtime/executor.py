@@ -62,6 +62,7 @@ FLUSH_DELAY = 0.05
 TERMINATE_GRACE = 3.0
 PROGRESS_EVERY = 10.0
 EVENTS_END = "__events_end__"
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,11 @@ class _MultiProcess:
             # then never walks them in a garbage collection, and so never writes to (and copies) the pages
             # it shares with this process (the gc.freeze recipe of the Python documentation).
             gc.freeze()
+            # SIGTERM/SIGINT wait while we fork. A child starts with this process's Python handlers; one
+            # signalled a moment after fork (say, stopped at once because a sibling has already failed) would
+            # run them before multiprocessing's try/os._exit, raise here, and go on running the caller's code
+            # (under pytest: a second test session). The child unblocks them once its own handlers are set.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             try:
                 for stage in self.stages:
                     # daemon: an interpreter that exits never waits for a component (multiprocessing joins
@@ -383,6 +389,7 @@ class _MultiProcess:
                     processes[stage.id] = proc  # known before it exists: a signal during start() still stops it
                     proc.start()
             finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
                 gc.unfreeze()
             self._watch(processes, control, counters, received)
         finally:
@@ -532,6 +539,7 @@ def _child_main(
     # children): SIGTERM must kill us; SIGINT is the parent's to handle.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent while it forked
     _die_with_parent(stage.name)
     counters = Counters()
     emitted = _emitted_event(stage)

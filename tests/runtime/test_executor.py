@@ -187,3 +187,37 @@ def test_amml_run_takes_batching_from_the_dag_block_and_the_command_line(tmp_pat
 
     assert batches() == 4
     assert batches("--batch-rows", "1000") == 2
+
+
+def test_a_child_stopped_right_after_fork_never_runs_the_callers_code(tmp_path):
+    """The first component fails at once, so the executor stops the others while it may still be forking
+    them. A child signalled before multiprocessing's try/os._exit used to run the parent's handler there,
+    raise, and go on running the caller's code: under pytest, a second test session (seen in CI). Run in a
+    subprocess, so that such a runaway could not run this test session; 300 runs had 3 runaways before."""
+    bad = tmp_path / "bad.log"
+    bad.write_text("not json\n")
+    script = textwrap.dedent(f"""
+        import os
+        from compiler import compile_source
+        from airflow_amml.runtime.errors import PipelineError
+        from airflow_amml.runtime.executor import run_pipeline
+
+        me = os.getpid()
+        text = "logsource path='{bad}' | filter cond=a > 1 | filter cond=a > 2 | filter cond=a > 3 | print"
+        pipe = compile_source(text).pipelines[0]
+        for _ in range(300):
+            try:
+                run_pipeline(pipe)
+            except BaseException as exc:
+                if os.getpid() != me:
+                    print("RUNAWAY", os.getpid(), type(exc).__name__, exc, flush=True)
+                    os._exit(3)
+                if not isinstance(exc, PipelineError):
+                    raise
+        print("done")
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert "RUNAWAY" not in result.stdout, result.stdout
+    assert result.returncode == 0 and result.stdout.strip().endswith("done"), result.stderr[-3000:]
