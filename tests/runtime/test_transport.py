@@ -115,8 +115,9 @@ def test_sweep_removes_segments_of_a_dead_parent_only():
     mine = transport.Transport()
     [old] = stale.pack(frame(20_000))
     [live] = mine.pack(frame(20_000))
-    assert transport.sweep_stale(older_than=3600) == []  # too young
-    assert transport.sweep_stale(older_than=0) == [old.name]
+    assert old.name not in transport.sweep_stale(older_than=3600)  # too young
+    # (other dead parents' segments may be swept too: a run killed earlier on this machine leaves some)
+    assert old.name in transport.sweep_stale(older_than=0)
     assert transport.segments(mine.prefix) == [live.name]
     transport.unpack(live)
 
