@@ -114,8 +114,8 @@ def iter_source(
     if path.suffix == ".parquet":
         # read only the columns asked for (and the time column, to cut the window): Parquet stores by column
         wanted = None if not cols else list(dict.fromkeys([*cols, *([time_column] if windowed else [])]))
-        groups = _row_groups_to_read(path, time_column, start, end, warmup) if windowed else None
-        frames = _read_parquet(source_id, path, batch_rows, wanted, groups)
+        window = (time_column, start, end, warmup) if windowed else None
+        frames = _read_parquet(source_id, path, batch_rows, wanted, window)
     else:
         frames = _read_csv(source_id, path)
     for frame in _window(frames, time_column, start, end, warmup):
@@ -130,10 +130,11 @@ def iter_source(
 
 
 def _read_parquet(
-    source_id: str, path: Path, batch_rows: int, columns: list[str] | None, row_groups: list[int] | None
+    source_id: str, path: Path, batch_rows: int, columns: list[str] | None, window: tuple[Any, ...] | None
 ) -> Iterator[pd.DataFrame]:
     try:
         file = pq.ParquetFile(path)
+        row_groups = _row_groups_to_read(file.metadata, *window) if window else None
         if columns:
             names = file.schema_arrow.names
             missing = [c for c in columns if c not in names]
@@ -145,16 +146,14 @@ def _read_parquet(
         raise PipelineError(f"data source `{source_id}`: cannot read {path}: {exc}") from exc
 
 
-def _row_groups_to_read(path: Path, time_column: str, start: Any, end: Any, warmup: int) -> list[int] | None:
+def _row_groups_to_read(
+    metadata: pq.FileMetaData, time_column: str, start: Any, end: Any, warmup: int
+) -> list[int] | None:
     """The row groups a time window needs, from the file's min/max statistics of the time column: from the first
     group that may hold a record of the window to the last, without gaps (so that the warm-up records are
     exactly those before the first record of the window, even in an unsorted file), plus before them enough
     groups for ``warmup`` records. A scheduled run over a long, time-ordered file then reads its interval, not
     the whole file. None: read everything."""
-    try:
-        metadata = pq.ParquetFile(path).metadata
-    except (pa.ArrowException, OSError):
-        return None  # the read itself will report it
     if not metadata.num_row_groups:
         return None
     first_group = metadata.row_group(0)

@@ -18,6 +18,16 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, ax: Any, path: Path) -> Path:
+    """The finish both figures share: grid, legend, PNG at 100 dpi, the figure closed (workers draw many)."""
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_loss(history: list[dict[str, Any]], path: Path, title: str) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -26,12 +36,7 @@ def plot_loss(history: list[dict[str, Any]], path: Path, title: str) -> Path:
     if any(h.get("val_loss") is not None for h in history):
         ax.plot(epochs, [h.get("val_loss") for h in history], marker="o", label="val_loss")
     ax.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss per epoch")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path)
 
 
 def plot_prediction(frame: pd.DataFrame, predicted: np.ndarray, spec: Any, path: Path) -> Path:
@@ -48,9 +53,4 @@ def plot_prediction(frame: pd.DataFrame, predicted: np.ndarray, spec: Any, path:
         ylabel=t.target,
         title=f"{spec.ref}: one-step prediction vs label",
     )
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path)

@@ -168,15 +168,20 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _failure(stage: Stage, exc: BaseException, tb: str, filename: str) -> PipelineError:
+def _stage_error(stage: Stage, what: str, filename: str, tb: str | None = None) -> PipelineError:
+    """An error that names the component, its place in the pipe and its line in the file."""
     return PipelineError(
-        f"component {stage.where} failed: {_describe(exc)}",
+        f"component {stage.where} {what}",
         component=stage.name,
         traceback=tb,
         line=stage.line,
         column=stage.column,
         filename=filename,
     )
+
+
+def _failure(stage: Stage, exc: BaseException, tb: str, filename: str) -> PipelineError:
+    return _stage_error(stage, f"failed: {_describe(exc)}", filename, tb)
 
 
 def rebatch(
@@ -413,15 +418,7 @@ class _MultiProcess:
 
         def handle(msg: Any) -> None:
             if isinstance(msg, _Failure):
-                stage = self.by_id[msg.stage]
-                raise PipelineError(
-                    f"component {stage.where} failed: {msg.error}",
-                    component=stage.name,
-                    traceback=msg.traceback,
-                    line=stage.line,
-                    column=stage.column,
-                    filename=self.filename,
-                )
+                raise _stage_error(self.by_id[msg.stage], f"failed: {msg.error}", self.filename, msg.traceback)
             if isinstance(msg, (_Done, _Progress)):
                 counters[msg.stage] = msg.counters
             if isinstance(msg, _Done):
@@ -452,14 +449,8 @@ class _MultiProcess:
                         except queue.Empty:
                             break
                     if stage_id not in done or proc.exitcode != 0:
-                        stage = self.by_id[stage_id]
-                        raise PipelineError(
-                            f"component {stage.where} died unexpectedly (exit code {proc.exitcode})",
-                            component=stage.name,
-                            line=stage.line,
-                            column=stage.column,
-                            filename=self.filename,
-                        )
+                        what = f"died unexpectedly (exit code {proc.exitcode})"
+                        raise _stage_error(self.by_id[stage_id], what, self.filename)
                     del running[stage_id]
             if time.monotonic() - last_progress > PROGRESS_EVERY:
                 last_progress = time.monotonic()
