@@ -16,6 +16,24 @@ def ett_parquet(tmp_path_factory, ett_path):
     return path
 
 
+@pytest.fixture
+def parquet_reads(monkeypatch):
+    """What the catalog asks of pyarrow: per `iter_batches` call, its keyword arguments and the sizes of the
+    record batches taken from it so far."""
+    calls = []
+    real = pq.ParquetFile.iter_batches
+
+    def spying(self, *args, **kwargs):
+        call = {**kwargs, "batches": []}
+        calls.append(call)
+        for batch in real(self, *args, **kwargs):
+            call["batches"].append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spying)
+    return calls
+
+
 def read(path, batch_rows, **kwargs):
     settings = {"sources": {"e": {"path": str(path), "time_column": "date"}}}
     return list(iter_source("e", settings=settings, batch_rows=batch_rows, **kwargs))
@@ -44,20 +62,11 @@ def test_parquet_streams_the_same_records_as_a_whole_csv_read(ett_path, ett_parq
         assert before.sum() == min(window["warmup"], int((pd.to_datetime(whole["date"]) < first).sum()))
 
 
-def test_parquet_is_read_lazily(ett_parquet, monkeypatch):
+def test_parquet_is_read_lazily(ett_parquet, parquet_reads):
     """Memory does not grow with the file: frames come one record batch at a time, not after a whole read."""
-    read_batches = []
-    real = pq.ParquetFile.iter_batches
-
-    def counting(self, *args, **kwargs):
-        for batch in real(self, *args, **kwargs):
-            read_batches.append(batch.num_rows)
-            yield batch
-
-    monkeypatch.setattr(pq.ParquetFile, "iter_batches", counting)
     frames = iter_source("e", settings={"sources": {"e": {"path": str(ett_parquet)}}}, batch_rows=256)
     first = next(frames)
-    assert len(first) == 256 and read_batches == [256]
+    assert len(first) == 256 and [c["batches"] for c in parquet_reads] == [[256]]
 
 
 def test_unreadable_parquet_names_the_source_and_file(tmp_path):
@@ -73,37 +82,22 @@ def test_missing_column_names_what_the_source_has(ett_parquet, window):
         read(ett_parquet, 100, cols=["date", "nope"], **window)
 
 
-def test_parquet_reads_only_the_columns_asked_for(ett_parquet, monkeypatch):
-    asked = []
-    real = pq.ParquetFile.iter_batches
-
-    def spying(self, *args, **kwargs):
-        asked.append(kwargs.get("columns"))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spying)
+def test_parquet_reads_only_the_columns_asked_for(ett_parquet, parquet_reads):
     windowed = pd.concat(read(ett_parquet, 4096, cols=["OT"], start="2017-01-01", end="2017-01-02"))
+    asked = [c["columns"] for c in parquet_reads]
     assert asked == [["OT", "date"]], "the time column is read to cut the window, then dropped"
     assert list(windowed.columns) == ["OT"] and len(windowed) == 24
     read(ett_parquet, 4096, cols=["HUFL", "OT"])
-    assert asked[-1] == ["HUFL", "OT"]
+    assert parquet_reads[-1]["columns"] == ["HUFL", "OT"]
 
 
-def test_a_window_reads_only_the_row_groups_it_needs(ett_parquet, monkeypatch):
+def test_a_window_reads_only_the_row_groups_it_needs(ett_parquet, parquet_reads):
     """A day in 2017 with 700 records of warm-up, in a file of 18 row groups of 1,000 hours: the day lies in
     group 4 (hours 4000-4999 since 2016-07-01), the warm-up needs group 3; the statistics rule out the rest."""
-    asked = []
-    real = pq.ParquetFile.iter_batches
-
-    def spying(self, *args, **kwargs):
-        asked.append(kwargs.get("row_groups"))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spying)
     frames = read(ett_parquet, 512, start="2017-01-01", end="2017-01-02", warmup=700)
-    assert asked == [[3, 4]]
+    assert [c["row_groups"] for c in parquet_reads] == [[3, 4]]
     assert sum(len(f) for f in frames) == 24 + 700
-    assert read(ett_parquet, 512, start="2030-01-01") == [] and asked[-1] == []
+    assert read(ett_parquet, 512, start="2030-01-01") == [] and parquet_reads[-1]["row_groups"] == []
 
 
 def test_an_unsorted_file_gives_the_same_window_and_warmup(ett_path, tmp_path):
