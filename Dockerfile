@@ -8,5 +8,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 USER airflow
 
+# A regular (non-editable) install, held to the versions Airflow 3.3.2 was released and tested with:
+# the constraints file keeps pip from moving Airflow's own dependencies while it adds ours.
+ARG AIRFLOW_CONSTRAINTS=https://raw.githubusercontent.com/apache/airflow/constraints-3.3.2/constraints-3.11.txt
 COPY --chown=airflow:root . /opt/amml
-RUN pip install --no-cache-dir "apache-airflow==3.3.2" -e /opt/amml
+RUN pip install --no-cache-dir --constraint "${AIRFLOW_CONSTRAINTS}" "apache-airflow==3.3.2" /opt/amml

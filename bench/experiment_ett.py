@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 from airflow_amml.models import keras_builder  # noqa: E402
 from airflow_amml.models.spec import load_model_spec  # noqa: E402
 
-ETT = ROOT.parent / "shared" / "data" / "ett" / "ETTh1.csv"
+# the copy `source id="ett"` reads: $AMML_ETT_PATH, else the one shipped in the package
+ETT = Path(os.environ.get("AMML_ETT_PATH") or ROOT / "airflow_amml" / "data" / "ett" / "ETTh1.csv")
 COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
 TRAIN, VALID, TEST = 8640, 11520, 14400
 

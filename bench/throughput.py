@@ -9,9 +9,10 @@ script fails only when a result is wrong, e.g. a record count differs, which wou
 
 What is measured
 ----------------
-Data: ETTh1 (``../shared/data/ett/ETTh1.csv``, 17,420 rows × 8 columns: ``date`` as text, 7 floats) repeated
-to ``--rows`` rows (default 2,000,000) and written once to a Parquet file in a temporary folder. The date
-stays a string column, as in the CSV and in the built-in ``ett`` source. Every contender reads that file.
+Data: ETTh1 (``$AMML_ETT_PATH``, else ``airflow_amml/data/ett/ETTh1.csv``; 17,420 rows × 8 columns: ``date`` as
+text, 7 floats) repeated to ``--rows`` rows (default 2,000,000) and written once to a Parquet file in a temporary
+folder. The date stays a string column, as in the CSV and in the built-in ``ett`` source.
+Every contender reads that file.
 
 1. AMML: ``source id="ett2m" | filter cond=OT > 10 | <scaler> | print limit=0`` compiled with
    ``compile_source`` and run with ``run_pipeline(..., settings={"sources": {"ett2m": ...}})``; the file is
@@ -126,7 +127,8 @@ from airflow_amml.runtime.executor import run_pipeline  # noqa: E402
 from compiler import ComponentRegistry, ComponentSpec, Kind, compile_source, default_registry, param  # noqa: E402
 from compiler.bytecode import PipelineCode  # noqa: E402
 
-ETT_CSV = ROOT.parent / "shared" / "data" / "ett" / "ETTh1.csv"
+# the copy `source id="ett"` reads: $AMML_ETT_PATH, else the one shipped in the package
+ETT_CSV = Path(os.environ.get("AMML_ETT_PATH") or ROOT / "airflow_amml" / "data" / "ett" / "ETTh1.csv")
 BENCH_VENV = ROOT / ".venv-bench"
 BYTEWAX_REQUIREMENTS = ["bytewax==0.21.1", "pandas", "pyarrow"]  # pyarrow: pandas needs it for Parquet
 FIT_ROWS = 8640

@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ETT = ROOT.parent / "shared" / "data" / "ett" / "ETTh1.csv"
+# the copy `source id="ett"` reads: $AMML_ETT_PATH, else the one shipped in the package
+ETT = Path(os.environ.get("AMML_ETT_PATH") or ROOT / "airflow_amml" / "data" / "ett" / "ETTh1.csv")
 
 PLAIN_KERAS = textwrap.dedent(
     """

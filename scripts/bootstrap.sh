@@ -34,3 +34,8 @@ if [ ! -f "$stamp" ]; then
   rm -f "$VENV"/.amml-installed-*
   touch "$stamp"
 fi
+
+# The editable install leaves setuptools' build metadata (airflow_amml.egg-info) in the checkout; its real
+# metadata is in the virtualenv. With the checkout on PYTHONPATH that folder is a second distribution of
+# airflow-amml, and Airflow loads the plugin twice ("Plugin 'amml' already registered" import error).
+rm -rf ./*.egg-info

@@ -9,10 +9,8 @@ cd "$(dirname "$0")/.."
 AMML=${AMML_VENV:-.venv}/bin/amml
 EPOCHS=${DEMO_EPOCHS:-5}
 
-# ETTh1 is downloaded on first use; a local copy (e.g. the team's shared data folder) saves the download.
-if [ -z "${AMML_ETT_PATH:-}" ] && [ -f ../shared/data/ett/ETTh1.csv ]; then
-  export AMML_ETT_PATH=$(cd ../shared/data/ett && pwd)/ETTh1.csv
-fi
+# ETTh1 comes with the package (airflow_amml/data/ett, CC BY-ND 4.0): the demo runs offline.
+# $AMML_ETT_PATH, when set, names another copy.
 
 echo "== 1. amml lint dags/"
 "$AMML" lint dags

@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated AMML home (embedded SQLite, caches) and the ETTh1 copy from shared/data."""
+"""Shared fixtures: an isolated AMML home (embedded SQLite, caches) and the ETTh1 copy shipped in the package."""
 
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import pytest
 pytest_plugins = ["tests.services.fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
-ETT = ROOT.parent / "shared" / "data" / "ett" / "ETTh1.csv"
+ETT = ROOT / "airflow_amml" / "data" / "ett" / "ETTh1.csv"
 
 
 @pytest.fixture(autouse=True)
@@ -17,13 +17,14 @@ def amml_home(tmp_path, monkeypatch):
     home = tmp_path / "amml-home"
     monkeypatch.setenv("AMML_HOME", str(home))
     monkeypatch.delenv("AMML_DB_URL", raising=False)
+    monkeypatch.setenv("AMML_CACHE", str(tmp_path / "amml-cache"))  # never the user's own cache
     monkeypatch.setenv("AMML_ETT_PATH", str(ETT))
     return home
 
 
 @pytest.fixture(scope="session")
 def ett_path():
-    assert ETT.is_file(), f"the tests read ETTh1 from {ETT}"
+    assert ETT.is_file(), f"the tests read ETTh1 from the copy shipped in the package, {ETT}"
     return ETT
 
 

@@ -19,8 +19,9 @@ class PipelineError(AmmlError):
         line: int | None = None,
         column: int | None = None,
         filename: str = "<pipeline>",
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message, filename=filename, line=line, column=column)
+        super().__init__(message, filename=filename, line=line, column=column, hint=hint)
         self.component = component
         self.remote_traceback = traceback
 

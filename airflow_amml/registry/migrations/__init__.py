@@ -1,0 +1,1 @@
+"""Alembic migrations of the registry tables (run by `ModelRegistry`, never imported as code)."""
