@@ -42,6 +42,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 import pandas as pd
+import psutil
 
 from compiler.bytecode import PipelineCode
 from compiler.components import ComponentRegistry, Kind
@@ -61,6 +62,9 @@ FLUSH_DELAY = 0.05
 # How long children get to exit after SIGTERM before SIGKILL.
 TERMINATE_GRACE = 3.0
 PROGRESS_EVERY = 10.0
+# A component that has reported nothing for this long (a child reports every PROGRESS_EVERY, idle or not,
+# whenever its loop gets control) is named in the log with its process state: stopped, or stuck in one call.
+STALL_AFTER = 3 * PROGRESS_EVERY
 EVENTS_END = "__events_end__"
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
@@ -415,12 +419,14 @@ class _MultiProcess:
         running = dict(processes)
         done: set[int] = set()
         last_progress = time.monotonic()
+        stalls = _StallWatch(time.monotonic())
 
         def handle(msg: Any) -> None:
             if isinstance(msg, _Failure):
                 raise _stage_error(self.by_id[msg.stage], f"failed: {msg.error}", self.filename, msg.traceback)
             if isinstance(msg, (_Done, _Progress)):
                 counters[msg.stage] = msg.counters
+                stalls.reported(msg.stage, time.monotonic())
             if isinstance(msg, _Done):
                 done.add(msg.stage)
 
@@ -457,6 +463,43 @@ class _MultiProcess:
                 for stage in self.stages:
                     if stage.id in counters:
                         log.info("progress  %s", counters[stage.id].line(stage))
+                for stage_id in stalls.stalled(running, last_progress):
+                    log.warning("progress  %s", _stall_message(self.by_id[stage_id], running[stage_id].pid,
+                                                               last_progress - stalls.last[stage_id]))
+
+
+class _StallWatch:
+    """When each component last reported; which running ones have been silent for STALL_AFTER seconds
+    (each named once per silence, not at every tick)."""
+
+    def __init__(self, now: float) -> None:
+        self.start = now
+        self.last: dict[int, float] = {}
+        self.warned: set[int] = set()
+
+    def reported(self, stage_id: int, now: float) -> None:
+        self.last[stage_id] = now
+        self.warned.discard(stage_id)
+
+    def stalled(self, running: Mapping[int, Any], now: float) -> list[int]:
+        silent = []
+        for stage_id in running:
+            self.last.setdefault(stage_id, self.start)
+            if now - self.last[stage_id] >= STALL_AFTER and stage_id not in self.warned:
+                self.warned.add(stage_id)
+                silent.append(stage_id)
+        return silent
+
+
+def _stall_message(stage: Stage, pid: int, seconds: float) -> str:
+    try:
+        state = psutil.Process(pid).status()
+    except psutil.Error:
+        state = "gone"
+    head = f"{stage.where}, pid {pid}, has made no progress for {seconds:.0f}s"
+    if state == psutil.STATUS_STOPPED:
+        return f"{head}: its process is stopped (SIGSTOP or a debugger); `kill -CONT {pid}` resumes it"
+    return f"{head}: its process is {state}, busy in one call or blocked by the next component"
 
 
 class _Terminated(BaseException):
@@ -546,7 +589,7 @@ def _child_main(
         component.open()
         outboxes = [inboxes[d] for d in stage.downstream]
         if stage.spec.kind is Kind.INGRESS:
-            _run_ingress(component, outboxes, counters, channel, batching)
+            _run_ingress(stage, component, outboxes, counters, control, channel, batching)
         else:
             emitters = sum(1 for s in stages.values() if _emitted_event(s) & _accepted_events(stage))
             _run_consumer(
@@ -596,13 +639,22 @@ def _send(
 
 
 def _run_ingress(
-    component: AbstractComponent, outboxes: list, counters: Counters, channel: transport.Transport, batching: Batching
+    stage: Stage,
+    component: AbstractComponent,
+    outboxes: list,
+    counters: Counters,
+    control: Any,
+    channel: transport.Transport,
+    batching: Batching,
 ) -> None:
-    t = time.monotonic()
+    t = last_progress = time.monotonic()
     for batch in rebatch(component.batches(), batching.rows, batching.delay):
         counters.busy_seconds += time.monotonic() - t
         _send(outboxes, batch, counters, channel, batching.rows)
         t = time.monotonic()
+        if t - last_progress > PROGRESS_EVERY:
+            last_progress = t
+            control.put(_Progress(stage.id, counters))
 
 
 def _run_consumer(
@@ -622,6 +674,9 @@ def _run_consumer(
     last_progress = time.monotonic()
     while ends < len(stage.upstream):
         _drain_events(component, event_box, events_ended)
+        if time.monotonic() - last_progress > PROGRESS_EVERY:  # also while idle: the parent sees we are alive
+            last_progress = time.monotonic()
+            control.put(_Progress(stage.id, counters))
         try:
             batch = transport.unpack(inbox.get(timeout=0.1 if event_box is not None else 1.0))
         except queue.Empty:
@@ -640,9 +695,6 @@ def _run_consumer(
             counters.busy_seconds += time.monotonic() - t
             if out is not None and len(out):
                 _send(outboxes, out, counters, channel, batch_rows)
-        if time.monotonic() - last_progress > PROGRESS_EVERY:
-            last_progress = time.monotonic()
-            control.put(_Progress(stage.id, counters))
     # Events may still be on their way from components running in parallel: wait until every emitter
     # has said it is done (if one dies instead, the parent stops the whole pipeline).
     while event_box is not None and events_ended[0] < emitters:

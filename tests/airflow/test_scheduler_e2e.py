@@ -139,6 +139,9 @@ def test_real_scheduler_runs_a_backfill_and_shows_a_broken_file(airflow_standalo
     )
     assert dag_ids == expected
     assert get("/importErrors")["total_entries"] == 0, "a broken .amml file must not hide the other DAGs"
+    # the checkout is on PYTHONPATH too: one distribution of airflow-amml, so the plugin loads once, cleanly
+    assert get("/plugins/importErrors") == {"import_errors": [], "total_entries": 0}
+    assert [p["name"] for p in get("/plugins")["plugins"]] == ["amml"]
     broken = get("/dags/amml_error__broken")
     assert "broken.amml:1:19: name error: unknown component `fitler`" in broken["description"]
 

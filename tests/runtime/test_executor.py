@@ -221,3 +221,40 @@ def test_a_child_stopped_right_after_fork_never_runs_the_callers_code(tmp_path):
     )
     assert "RUNAWAY" not in result.stdout, result.stdout
     assert result.returncode == 0 and result.stdout.strip().endswith("done"), result.stderr[-3000:]
+
+
+def test_the_progress_log_names_a_stopped_component(monkeypatch, caplog):
+    """A child stopped by SIGSTOP used to hang the pipeline without a word: the periodic progress log now
+    names the component that has reported nothing for a while, and says its process is stopped. Its
+    neighbours keep reporting (idle or blocked ones too), so only the stopped one is named."""
+    import threading
+
+    from airflow_amml.runtime import executor
+
+    monkeypatch.setattr(executor, "PROGRESS_EVERY", 0.2)
+    monkeypatch.setattr(executor, "STALL_AFTER", 1.0)
+    stopped: list[psutil.Process] = []
+
+    def stop_then_resume():
+        deadline = time.monotonic() + 20
+        while not stopped and time.monotonic() < deadline:
+            stopped.extend(p for p in psutil.Process().children() if p.name() == "amml:derive")
+            time.sleep(0.05)
+        stopped[0].send_signal(signal.SIGSTOP)
+        time.sleep(2.5)
+        stopped[0].send_signal(signal.SIGCONT)
+
+    thread = threading.Thread(target=stop_then_resume, daemon=True)
+    thread.start()
+    with caplog.at_level("INFO", logger="airflow_amml.runtime.executor"):
+        result = run_pipeline(
+            pipeline("normalsource col='v', count=400, rate=100 | derive w=v * 2 | filter cond=w > 0 | print limit=0")
+        )
+    thread.join(5)
+    assert stopped, "the derive process was never seen"
+    stalls = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "no progress" in r.getMessage()]
+    assert stalls, [r.getMessage() for r in caplog.records]
+    assert any("`derive`" in m and "stopped" in m and f"kill -CONT {stopped[0].pid}" in m for m in stalls), stalls
+    assert not any("`filter`" in m or "`print`" in m for m in stalls), stalls
+    derive = next(s for s in result.stages if s.name == "derive")
+    assert result.counters[derive.id].records_in == 400, "resumed, it finished the stream"
