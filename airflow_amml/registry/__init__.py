@@ -1,7 +1,7 @@
 """The model registry: definitions, immutable versions, aliases, tags, lineage; SQL metadata + file artifacts."""
 
 from .artifacts import ArtifactStore, HdfsArtifactStore, LocalArtifactStore, artifact_store_for
-from .errors import ArtifactError, ChecksumMismatchError, ModelNotFoundError, RegistryError
+from .errors import ArtifactError, ChecksumMismatchError, InvalidValueError, ModelNotFoundError, RegistryError
 from .registry import Lineage, ModelRegistry, RegisteredVersion, parse_ref
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "ArtifactStore",
     "ChecksumMismatchError",
     "HdfsArtifactStore",
+    "InvalidValueError",
     "Lineage",
     "LocalArtifactStore",
     "ModelNotFoundError",

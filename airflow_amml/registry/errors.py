@@ -16,6 +16,12 @@ class ModelNotFoundError(RegistryError):
     label = "model not found"
 
 
+class InvalidValueError(RegistryError):
+    """A name, reference, tag, metric or lineage value the registry refuses (the caller's mistake: HTTP 400)."""
+
+    label = "invalid value"
+
+
 class ArtifactError(RegistryError):
     label = "artifact store error"
 

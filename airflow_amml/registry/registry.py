@@ -7,40 +7,53 @@
   plots and lineage (dag_id, run_id, task, data interval, AMML source hash).
 * Aliases move (`ett@champion`); tags annotate.
 
-Registration is atomic: the files go to a new unique folder and are read back and verified first; only
-then is the metadata inserted, in one transaction. If the insert fails the files are removed again; if even
-that fails, `gc()` removes folders no row points at. A metadata row never points at a missing file.
+Registration is atomic: the registry first records the new unique folder it is about to write (its own
+database says "I wrote this"), writes the files there, reads them back and verifies them; only then is the
+version inserted, in one transaction that also drops the folder's record. If anything fails the files are
+removed again; if even that fails (or the process dies), `gc()` removes the recorded folders no version owns.
+A metadata row never points at a missing file, and `gc()` never touches a folder another registry wrote.
+
+Every name, reference, tag, metric and lineage value is checked first (`names.py`, `metadata.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
+import math
 import os
 import random
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .artifacts import ArtifactStore, artifact_store_for, sha256_file
-from .errors import ArtifactError, ChecksumMismatchError, ModelNotFoundError, RegistryError
-from .schema import ModelAlias, ModelDefinition, ModelTag, ModelVersion
+from .errors import ArtifactError, ChecksumMismatchError, InvalidValueError, ModelNotFoundError, RegistryError
+from .metadata import check_lineage_fields, check_metrics, check_plot_names, check_tags, scaler_json
+from .names import check_alias, check_definition_version, check_name, check_version_number, parse_definition_ref
+from .names import parse_ref as parse_ref
+from .schema import ArtifactWrite, ModelAlias, ModelDefinition, ModelTag, ModelVersion
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 VERSION_ALLOCATION_RETRIES = 60
+MAX_DEFINITION_BYTES = 1 << 20
+URL_HINT = "use e.g. postgresql+psycopg://user:password@host/db or sqlite:////absolute/path/registry.db"
 
 
 @dataclass(frozen=True)
@@ -74,25 +87,20 @@ class RegisteredVersion:
         return f"{self.name}/{self.version}"
 
 
-def parse_ref(ref: str) -> tuple[str, str, str | int | None]:
-    """`ett` → latest, `ett@champion` → alias, `ett/3` → version 3."""
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-        return name, "alias", alias
-    if "/" in ref:
-        name, number = ref.rsplit("/", 1)
-        if not number.isdigit():
-            raise RegistryError(
-                f"model reference {ref!r}: the version after `/` must be a number",
-                hint="write `ett/3`, `ett@champion` or `ett`",
-            )
-        return name, "version", int(number)
-    return ref, "latest", None
+def _home() -> Path:
+    """`$AMML_HOME`, which must be absolute: each process (worker, api-server, CLI) starts in another folder."""
+    from airflow_amml.storage import amml_home
+
+    home = amml_home()
+    if not home.is_absolute():
+        raise RegistryError(
+            f"AMML_HOME {str(home)!r} is a relative path: each process would find its registry somewhere else",
+            hint=f"set an absolute folder, e.g. AMML_HOME={home.absolute()}",
+        )
+    return home
 
 
 def default_registry_url(settings: Mapping[str, Any] | None = None) -> str:
-    from airflow_amml.storage import amml_home
-
     if settings and settings.get("registry_url"):
         return str(settings["registry_url"])
     conn_id = (settings or {}).get("registry_conn_id") or os.environ.get("AMML_REGISTRY_CONN_ID")
@@ -102,24 +110,27 @@ def default_registry_url(settings: Mapping[str, Any] | None = None) -> str:
         from airflow_amml.connections import registry_url
 
         return registry_url(conn_id)
-    home = amml_home()
-    home.mkdir(parents=True, exist_ok=True)
+    home = _home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RegistryError(
+            f"cannot create AMML_HOME {home}: {exc.strerror or exc}",
+            hint="point AMML_HOME at a writable folder, or set AMML_REGISTRY_URL",
+        ) from exc
     return f"sqlite:///{home / 'registry.db'}"
 
 
 def default_artifact_location(settings: Mapping[str, Any] | None = None) -> str:
-    from airflow_amml.storage import amml_home
-
     if settings and settings.get("artifact_location"):
         return str(settings["artifact_location"])
-    return os.environ.get("AMML_ARTIFACTS") or str(amml_home() / "artifacts")
+    return os.environ.get("AMML_ARTIFACTS") or str(_home() / "artifacts")
 
 
 class ModelRegistry:
     def __init__(self, db_url: str, artifacts: ArtifactStore, *, scratch: Path | None = None) -> None:
         self.db_url = db_url
-        connect_args = {"timeout": 30} if db_url.startswith("sqlite") else {}
-        self.engine = sa.create_engine(db_url, connect_args=connect_args)
+        self.engine = _create_engine(db_url)
         self.artifacts = artifacts
         self.scratch = scratch or Path(tempfile.gettempdir())
         self.migrate()
@@ -158,13 +169,29 @@ class ModelRegistry:
                 config = Config()
                 config.set_main_option("script_location", str(MIGRATIONS))
                 config.attributes["connection"] = conn
-                command.upgrade(config, "head")
-        except sa.exc.OperationalError as exc:
-            raise RegistryError(f"cannot reach the registry database {_safe_url(self.db_url)}: {exc.orig}") from exc
+                with _quiet_alembic():
+                    command.upgrade(config, "head")
+        except sa.exc.SQLAlchemyError as exc:
+            raise RegistryError(
+                f"cannot reach the registry database {_safe_url(self.db_url)}: {_reason(exc)}",
+                hint=self._connection_hint(),
+            ) from exc
+        except OSError as exc:  # the SQLite migration lock file
+            raise RegistryError(f"cannot migrate the registry database {_safe_url(self.db_url)}: {exc}") from exc
+
+    def _connection_hint(self) -> str:
+        database = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+            return f"check that the folder {Path(database).parent} exists and this process may write it"
+        return f"check that the database server is up and the URL is right ({URL_HINT})"
 
     # ---- definitions ----------------------------------------------------------------------------------
 
     def register_definition(self, name: str, version: str, yaml_text: str) -> str:
+        check_name(name, "definition name")
+        check_definition_version(version)
+        if not isinstance(yaml_text, str) or len(yaml_text.encode()) > MAX_DEFINITION_BYTES:
+            raise InvalidValueError(f"model definition {name}:{version} must be YAML text of at most 1 MB")
         digest = sha256(yaml_text.encode()).hexdigest()
         ref = f"{name}:{version}"
         with self._session() as session:
@@ -188,7 +215,7 @@ class ModelRegistry:
         return ref
 
     def get_definition(self, ref: str) -> str:
-        name, _, version = ref.partition(":")
+        name, version = parse_definition_ref(ref)
         with self._session() as session:
             row = session.scalar(sa.select(ModelDefinition).filter_by(name=name, version=version))
             if row is None:
@@ -218,13 +245,24 @@ class ModelRegistry:
         lineage: Lineage | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> RegisteredVersion:
-        """Store the files, verify them, then record the version in one transaction."""
+        """Check everything, record the folder about to be written, store the files, verify them, then record
+        the version in one transaction."""
+        check_name(name)
         definition_id = self._definition_id(definition)
+        check_plot_names(plots)
         plots = dict(plots or {})
-        size, digest = sha256_file(model_file)
-        uris = self.artifacts.put([Path(model_file), *plots.values()], name)
-        model_uri, plot_uris = uris[0], dict(zip(plots, uris[1:]))
+        metrics, tags = check_metrics(metrics), check_tags(tags)
+        check_lineage_fields(dataclasses.asdict(lineage or Lineage()))
+        scaler_text = scaler_json(scaler)
+        size, digest = _local_checksum(Path(model_file), "model file")
+        for plot_name, plot in plots.items():
+            _local_checksum(Path(plot), f"plot {plot_name!r}")
+        key = f"{name}/{uuid.uuid4().hex}"
+        self._record_write(key)
+        model_uri = None
         try:
+            uris = self.artifacts.put([Path(model_file), *map(Path, plots.values())], key)
+            model_uri, plot_uris = uris[0], dict(zip(plots, uris[1:]))
             stored = self.artifacts.checksum(model_uri, self.scratch)
             if stored != (size, digest):
                 raise ChecksumMismatchError(
@@ -234,24 +272,48 @@ class ModelRegistry:
             version = self._insert_version(
                 name,
                 definition_id,
+                key,
                 model_uri,
                 size,
                 digest,
-                scaler,
+                scaler_text,
                 metrics,
                 plot_uris,
                 lineage or Lineage(),
-                tags or {},
+                tags,
             )
         except BaseException:
-            with contextlib.suppress(Exception):  # gc() removes what cannot be removed now
-                self.artifacts.delete(model_uri)
+            self._abandon_write(key, model_uri)
             raise
         log.info("registered model %s/%d (%s, %d bytes)", name, version, model_uri, size)
         return self.resolve(f"{name}/{version}")
 
+    def _record_write(self, key: str) -> None:
+        """Say in this registry's own database that it is about to write folder `key` (what gc may remove)."""
+        folder_uri = self.artifacts.folder_uri(key)
+        with self._session() as session, session.begin():
+            session.add(ArtifactWrite(key=key, folder_uri=folder_uri, created_at=datetime.now(UTC)))
+
+    def _abandon_write(self, key: str, model_uri: str | None) -> None:
+        """After a failed registration: remove the folder, then its record; what fails here is left to gc()."""
+        with contextlib.suppress(Exception):
+            if model_uri is not None and self._version_owns(model_uri):
+                return  # the version was recorded after all (interrupted after the commit): keep its files
+        try:
+            self.artifacts.delete_folder(key)
+            if self.artifacts.list_folder(key):
+                return
+            with self._session() as session, session.begin():
+                session.execute(sa.delete(ArtifactWrite).filter_by(key=key))
+        except Exception as exc:
+            log.warning("could not clean up the unregistered folder %s (gc will): %s", key, exc)
+
+    def _version_owns(self, uri: str) -> bool:
+        with self._session() as session:
+            return session.scalar(sa.select(ModelVersion.id).filter_by(artifact_uri=uri).limit(1)) is not None
+
     def _definition_id(self, definition: str) -> int:
-        name, _, version = definition.partition(":")
+        name, version = parse_definition_ref(definition)
         with self._session() as session:
             found = session.scalar(sa.select(ModelDefinition.id).filter_by(name=name, version=version))
         if found is None:
@@ -262,10 +324,11 @@ class ModelRegistry:
         self,
         name: str,
         definition_id: int,
+        key: str,
         uri: str,
         size: int,
         digest: str,
-        scaler: Mapping[str, Any] | None,
+        scaler: str | None,
         metrics: Mapping[str, Any] | None,
         plots: Mapping[str, str],
         lineage: Lineage,
@@ -273,7 +336,7 @@ class ModelRegistry:
     ) -> int:
         for attempt in range(VERSION_ALLOCATION_RETRIES):
             try:
-                with self._session() as session, session.begin():
+                with Session(self.engine) as session, session.begin():  # raw errors: a lost race is retried
                     latest = session.scalar(sa.select(sa.func.max(ModelVersion.version)).filter_by(name=name))
                     version = (latest or 0) + 1
                     session.add(
@@ -284,7 +347,7 @@ class ModelRegistry:
                             artifact_uri=uri,
                             artifact_size=size,
                             artifact_sha256=digest,
-                            scaler=_json(scaler),
+                            scaler=scaler,
                             metrics=_json(metrics),
                             plots=_json(plots),
                             dag_id=lineage.dag_id,
@@ -298,8 +361,9 @@ class ModelRegistry:
                         )
                     )
                     session.flush()
-                    for key, value in tags.items():
-                        session.add(ModelTag(name=name, version=version, key=key, value=str(value)))
+                    for tag, value in tags.items():
+                        session.add(ModelTag(name=name, version=version, key=tag, value=value))
+                    session.execute(sa.delete(ArtifactWrite).filter_by(key=key))  # the version owns it now
                 return version
             except sa.exc.IntegrityError:
                 # another training took this number between our read and our insert: try the next one
@@ -308,7 +372,9 @@ class ModelRegistry:
                 if "locked" in str(exc.orig) and attempt < VERSION_ALLOCATION_RETRIES - 1:
                     time.sleep(random.uniform(0.01, 0.1))
                     continue
-                raise RegistryError(f"cannot record model {name} in {_safe_url(self.db_url)}: {exc.orig}") from exc
+                raise RegistryError(f"cannot record model {name} in {_safe_url(self.db_url)}: {_reason(exc)}") from exc
+            except sa.exc.SQLAlchemyError as exc:
+                raise RegistryError(f"cannot record model {name} in {_safe_url(self.db_url)}: {_reason(exc)}") from exc
         raise RegistryError(
             f"could not allocate a version number for {name} after {VERSION_ALLOCATION_RETRIES} attempts"
         )
@@ -345,6 +411,8 @@ class ModelRegistry:
         )
 
     def list_versions(self, name: str | None = None) -> list[RegisteredVersion]:
+        if name is not None:
+            check_name(name)
         with self._session() as session:
             query = sa.select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
             if name:
@@ -353,6 +421,8 @@ class ModelRegistry:
 
     def find_by_lineage(self, name: str, dag_id: str, run_id: str, task_id: str) -> RegisteredVersion | None:
         """The version a given task of a given run already registered (what makes a retried task safe)."""
+        check_name(name)
+        check_lineage_fields({"dag_id": dag_id, "run_id": run_id, "task_id": task_id})
         with self._session() as session:
             row = session.scalar(
                 sa.select(ModelVersion)
@@ -363,6 +433,9 @@ class ModelRegistry:
             return self._entity(session, row) if row is not None else None
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
+        check_name(name)
+        check_alias(alias)
+        version = check_version_number(version)
         self.resolve(f"{name}/{version}")  # must exist
         with self._session() as session, session.begin():
             row = session.get(ModelAlias, (name, alias))
@@ -372,6 +445,9 @@ class ModelRegistry:
                 row.version, row.updated_at = version, datetime.now(UTC)
 
     def set_tag(self, name: str, version: int, key: str, value: str) -> None:
+        check_name(name)
+        [(key, value)] = check_tags({key: value}).items()
+        version = check_version_number(version)
         self.resolve(f"{name}/{version}")
         with self._session() as session, session.begin():
             session.merge(ModelTag(name=name, version=version, key=key, value=value))
@@ -380,7 +456,7 @@ class ModelRegistry:
         """Fetch a version's model file into `folder` and verify its checksum before anyone loads it."""
         entry = self.resolve(ref)
         Path(folder).mkdir(parents=True, exist_ok=True)
-        target = Path(folder) / Path(entry.artifact_uri).name
+        target = Path(folder) / Path(unquote(entry.artifact_uri)).name
         self.artifacts.get(entry.artifact_uri, target)
         size, digest = sha256_file(target)
         if (size, digest) != (entry.artifact_size, entry.artifact_sha256):
@@ -393,23 +469,51 @@ class ModelRegistry:
         return entry, target
 
     def gc(self, *, grace_seconds: float = 3600.0, dry_run: bool = False) -> list[str]:
-        """Remove stored files no version points at (left by failed registrations), older than the grace
-        period so that registrations in progress are not touched."""
+        """Remove the folders this registry started to write but never recorded a version for (failed or
+        killed registrations), once older than the grace period so that registrations in progress are kept.
+
+        Only folders this registry's own database recorded are considered: files another registry (another
+        database) wrote into the same artifact root are never touched. Returns the URIs of the files removed
+        (with `dry_run`, that would be removed); a folder that could not be removed is not reported."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=_check_grace(grace_seconds))
         with self._session() as session:
-            referenced = {_folder(uri) for uri in session.scalars(sa.select(ModelVersion.artifact_uri))}
-        now = time.time()
-        removed = []
-        for uri, mtime in list(self.artifacts.list_uris()):
-            if _folder(uri) in referenced or now - mtime < grace_seconds:
+            pending = [
+                (w.key, w.folder_uri)
+                for w in session.scalars(sa.select(ArtifactWrite))
+                if _aware(w.created_at) < cutoff
+            ]
+            owned = {_folder(uri) for uri in session.scalars(sa.select(ModelVersion.artifact_uri))}
+        removed: list[str] = []
+        for key, folder_uri in pending:
+            if folder_uri != self.artifacts.folder_uri(key):
+                continue  # written through another artifact root: not this store's to judge
+            if folder_uri in owned:
+                self._forget_write(key, dry_run)
                 continue
-            if not dry_run:
-                try:
-                    self.artifacts.delete(uri)
-                except ArtifactError as exc:
-                    log.warning("gc: cannot remove %s: %s", uri, exc)
-                    continue
-            removed.append(uri)
+            files = self.artifacts.list_folder(key)
+            if dry_run:
+                removed.extend(files)
+            elif self._remove_folder(key):
+                self._forget_write(key, dry_run)
+                removed.extend(files)
         return removed
+
+    def _remove_folder(self, key: str) -> bool:
+        try:
+            self.artifacts.delete_folder(key)
+            left = self.artifacts.list_folder(key)
+        except ArtifactError as exc:
+            log.warning("gc: cannot remove %s: %s", key, exc)
+            return False
+        if left:
+            log.warning("gc: %s is still there after removing it; keeping its record", left[0])
+            return False
+        return True
+
+    def _forget_write(self, key: str, dry_run: bool) -> None:
+        if not dry_run:
+            with self._session() as session, session.begin():
+                session.execute(sa.delete(ArtifactWrite).filter_by(key=key))
 
     # ---- helpers --------------------------------------------------------------------------------------
 
@@ -418,8 +522,10 @@ class ModelRegistry:
         try:
             with Session(self.engine) as session:
                 yield session
-        except sa.exc.OperationalError as exc:
-            raise RegistryError(f"registry database {_safe_url(self.db_url)} failed: {exc.orig}") from exc
+        except sa.exc.IntegrityError:
+            raise  # callers handle races on unique keys themselves
+        except sa.exc.SQLAlchemyError as exc:
+            raise RegistryError(f"registry database {_safe_url(self.db_url)} failed: {_reason(exc)}") from exc
 
     def _entity(self, session: Session, row: ModelVersion) -> RegisteredVersion:
         definition = session.get(ModelDefinition, row.definition_id)
@@ -476,12 +582,67 @@ def _migration_lock(engine: sa.Engine) -> Iterator[None]:
     yield
 
 
+def _create_engine(db_url: str) -> sa.Engine:
+    """An engine for the registry database, or a RegistryError that says how to write the URL."""
+    try:
+        url = sa.engine.make_url(db_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            if not url.database.startswith(("/", "file:")):
+                raise RegistryError(
+                    f"registry database {_safe_url(db_url)} is a relative path: it would depend on the folder "
+                    "each process happens to start in",
+                    hint=f"use an absolute path, e.g. sqlite:///{Path(url.database).absolute()}",
+                )
+        connect_args = {"timeout": 30} if url.get_backend_name() == "sqlite" else {}
+        return sa.create_engine(url, connect_args=connect_args)
+    except (sa.exc.ArgumentError, ImportError, ValueError, TypeError) as exc:  # bad URL, missing driver
+        raise RegistryError(f"cannot use the registry database URL {_safe_url(db_url)}: {exc}", hint=URL_HINT) from exc
+
+
+@contextlib.contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Migrations are routine: keep alembic's INFO lines out of task logs and CLI output, unless the user
+    set a level for the `alembic` logger themselves (that choice is kept)."""
+    logger = logging.getLogger("alembic")
+    if logger.level != logging.NOTSET:
+        yield
+        return
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(logging.NOTSET)
+
+
+def _local_checksum(path: Path, what: str) -> tuple[int, str]:
+    try:
+        if not path.is_file():
+            raise InvalidValueError(f"the {what} {path} does not exist or is not a file")
+        return sha256_file(path)
+    except OSError as exc:
+        raise InvalidValueError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
+
+
+def _check_grace(seconds: float) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
+        raise InvalidValueError(f"gc grace period {seconds!r} must be a number of seconds, 0 or more")
+    return min(float(seconds), 10 * 365 * 86400.0)  # timedelta overflows on absurd values
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite hands datetimes back naive
+
+
+def _reason(exc: sa.exc.SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
 def _folder(uri: str) -> str:
     return uri.rsplit("/", 1)[0]
 
 
 def _json(value: Mapping[str, Any] | None) -> str | None:
-    return json.dumps(value, sort_keys=True, default=str) if value else None
+    return json.dumps(value, sort_keys=True, allow_nan=False) if value else None  # checked: finite, plain
 
 
 def _unjson(text: str | None) -> dict[str, Any]:
@@ -494,4 +655,7 @@ def _bump(version: str) -> str:
 
 
 def _safe_url(url: str) -> str:
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # unparseable: never echo it, it may hold a password
+        return f"{str(url).partition(':')[0][:20]}:…"

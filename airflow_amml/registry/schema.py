@@ -70,3 +70,15 @@ class ModelTag(Base):
     version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     key: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     value: Mapped[str] = mapped_column(sa.Text)
+
+
+class ArtifactWrite(Base):
+    """A folder this registry is writing (or failed to write) and that no version owns yet: what `gc()` may
+    remove. The row is deleted in the transaction that records the version, so a registry only ever collects
+    folders it created itself, even when another registry (another database) shares the artifact root."""
+
+    __tablename__ = "amml_artifact_writes"
+
+    key: Mapped[str] = mapped_column(sa.String(250), primary_key=True)  # `name/<uuid>`, relative to the root
+    folder_uri: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))

@@ -41,6 +41,8 @@ def test_models_endpoint_reads_the_registry(tmp_path, monkeypatch):
     app = create_app()
     client = TestClient(app)
     assert client.get("/models").status_code == 401, "no token, no models"
+    assert client.get("/openapi.json").status_code == 401, "nor their schema"
+    assert client.get("/docs").status_code == 404, "the HTML docs (unauthenticated, from a CDN) are off"
     [authorized] = app.router.dependencies  # the api-server checks the caller's JWT: stand in for a viewer
     app.dependency_overrides[authorized.dependency] = lambda: None
     listing = client.get("/models").json()
@@ -48,6 +50,8 @@ def test_models_endpoint_reads_the_registry(tmp_path, monkeypatch):
     assert client.get("/models/ett@champion").json()["metrics"] == {"mae": 0.01}
     missing = client.get("/models/nope")
     assert missing.status_code == 404 and "no model named 'nope'" in missing.json()["detail"]
+    assert client.get("/models/ett/" + "9" * 5000).status_code == 400
+    assert "/models/{ref}" in client.get("/openapi.json").json()["paths"]
 
 
 def test_loading_the_plugin_builds_nothing_until_the_api_server_asks():

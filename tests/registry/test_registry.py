@@ -3,11 +3,12 @@ HDFS is tested in test_registry_services.py against real servers."""
 
 import multiprocessing as mp
 import os
-import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from airflow_amml.registry import (
     ArtifactError,
@@ -17,6 +18,7 @@ from airflow_amml.registry import (
     ModelRegistry,
     RegistryError,
 )
+from airflow_amml.registry.schema import ArtifactWrite
 
 YAML = "name: ett\nversion: '0.1'\n"
 
@@ -91,7 +93,7 @@ def test_artifact_store_failure_leaves_no_metadata(tmp_path, model_file):
     blocked.write_text("")  # the artifact root is a file: every write fails
     registry = ModelRegistry(f"sqlite:///{tmp_path / 'r.db'}", LocalArtifactStore(blocked))
     registry.register_definition("ett", "0.1", YAML)
-    with pytest.raises(ArtifactError, match="cannot write the model files"):
+    with pytest.raises(ArtifactError, match="cannot create the model folder"):
         registry.register_version("ett", "ett:0.1", model_file)
     assert rows(registry, "amml_model_versions") == 0
 
@@ -124,17 +126,48 @@ def test_database_failure_after_the_artifact_removes_the_artifact(registry, mode
     assert list(registry.artifacts.list_uris()) == []
 
 
-def test_gc_removes_only_old_orphans(registry, model_file, tmp_path):
+class DiesAfterWriting(LocalArtifactStore):
+    """The process is killed right after the files are written, before any metadata: what gc is for."""
+
+    def put(self, files, key):
+        super().put(files, key)
+        os._exit(3)
+
+
+def _die_while_registering(db_url, root, model_file):
+    ModelRegistry(db_url, DiesAfterWriting(root)).register_version("ett", "ett:0.1", Path(model_file))
+
+
+def killed_registration(registry, model_file):
+    """Register in a child process that dies after writing; return the URI of the file it left behind."""
+    before = {uri for uri, _ in registry.artifacts.list_uris()}
+    ctx = mp.get_context("fork")
+    child = ctx.Process(target=_die_while_registering, args=(registry.db_url, registry.artifacts.root, model_file))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 3
+    [left] = {uri for uri, _ in registry.artifacts.list_uris()} - before
+    return left
+
+
+def age_writes(registry, seconds):
+    """Make every recorded, unfinished write look `seconds` old."""
+    with Session(registry.engine) as session, session.begin():
+        for write in session.scalars(sa.select(ArtifactWrite)):
+            write.created_at = datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+def test_gc_removes_only_old_orphans(registry, model_file):
     registry.register_definition("ett", "0.1", YAML)
     kept = registry.register_version("ett", "ett:0.1", model_file)
-    orphan = registry.artifacts.put([model_file], "ett")[0]
-    fresh = registry.artifacts.put([model_file], "ett")[0]
-    old = time.time() - 7200
-    os.utime(orphan.removeprefix("file://"), (old, old))
+    orphan = killed_registration(registry, model_file)
+    age_writes(registry, 7200)
+    fresh = killed_registration(registry, model_file)
     assert registry.gc(grace_seconds=3600, dry_run=True) == [orphan]
     assert registry.gc(grace_seconds=3600) == [orphan]
     remaining = {uri for uri, _ in registry.artifacts.list_uris()}
     assert remaining == {kept.artifact_uri, fresh}
+    assert registry.gc(grace_seconds=3600) == [], "nothing is reported twice"
 
 
 def _register_one(db_url, root, model_file, queue):
@@ -170,3 +203,22 @@ def test_cli_model_commands(tmp_path, model_file, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert "registered ett/1" in out and "@champion" in out and '"version": 1' in out
     assert "no alias 'ett@nope'" in err
+
+
+def test_a_registry_made_by_the_first_schema_is_upgraded_in_place(tmp_path, model_file):
+    from alembic import command
+    from alembic.config import Config
+
+    from airflow_amml.registry.registry import MIGRATIONS
+
+    db_url = f"sqlite:///{tmp_path / 'old.db'}"
+    with sa.create_engine(db_url).begin() as conn:  # a database as release 0001 left it
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        assert not sa.inspect(conn).has_table("amml_artifact_writes")
+    registry = ModelRegistry(db_url, LocalArtifactStore(tmp_path / "a"))
+    registry.register_definition("ett", "0.1", YAML)
+    assert registry.register_version("ett", "ett:0.1", model_file).version == 1
+    assert rows(registry, "amml_artifact_writes") == 0

@@ -16,6 +16,7 @@ from airflow_amml.registry import (
     ModelRegistry,
     RegistryError,
 )
+from tests.registry.test_registry import age_writes
 from tests.services.fixtures import airflow_conn_env
 
 YAML = "name: ett\nversion: '0.1'\n"
@@ -120,6 +121,33 @@ def test_postgres_down_after_the_artifact_was_written(
     postgres_server.start()
     assert count_versions(postgres_url) == 0, "no metadata row"
     assert hdfs_files(hdfs_cluster, hdfs_test_dir) == [], "and the written file was removed again"
+
+
+class CleanupFails(HdfsArtifactStore):
+    """A real HDFS store; what is read back differs (so the registration is rolled back) and the clean-up fails."""
+
+    def get(self, uri, local_path):
+        super().get(uri, local_path)
+        Path(local_path).write_bytes(b"bitrot")
+
+    def delete_folder(self, key):
+        raise ArtifactError("HDFS delete failed: injected")
+
+
+def test_gc_removes_what_a_failed_clean_up_left_and_only_that(
+    registry, postgres_url, hdfs_cluster, hdfs_test_dir, model_file
+):
+    kept = registry.register_version("ett", "ett:0.1", model_file)
+    broken = ModelRegistry(postgres_url, CleanupFails(hdfs_cluster.client(), hdfs_test_dir))
+    with pytest.raises(ChecksumMismatchError):
+        broken.register_version("ett", "ett:0.1", model_file)
+    assert len(hdfs_files(hdfs_cluster, hdfs_test_dir)) == 2
+    assert registry.gc(grace_seconds=60) == [], "within the grace period"
+    age_writes(registry, 7200)
+    [removed] = registry.gc(grace_seconds=60)
+    assert removed.startswith(f"hdfs://{hdfs_test_dir}/ett/") and removed != kept.artifact_uri
+    assert hdfs_files(hdfs_cluster, hdfs_test_dir) == [kept.artifact_uri.removeprefix("hdfs://")]
+    assert registry.gc(grace_seconds=60) == []
 
 
 def _register(url, namenode, root, model_file, queue):
