@@ -57,6 +57,9 @@ def compile_source(
     cache: ProgramCache | None = None,
 ) -> Program:
     """Compile AMML source text; raise an :class:`AmmlError` (with file:line:column) if it is wrong."""
+    # A byte-order mark (parser.BOM) is not text: drop it before the cache key and the error context, so
+    # columns count from the first character after it. (The parser, imported below, is not needed on a hit.)
+    text = text.removeprefix("\ufeff")
     registry = registry or default_registry()
     cache = cache if cache is not None else _default_cache
     key = cache_key(text, filename, registry.fingerprint())
@@ -69,10 +72,10 @@ def compile_source(
     module = parse(text, filename)
     try:
         program = Checker(module, registry, text).check()
-    except RecursionError:
+    except RecursionError:  # the parser's depth limits should make this unreachable; never show a traceback
         raise AmmlLimitError(
-            "expression nested too deeply", filename=filename, line=1, column=1, source=text,
-            hint="split it into several parameters or components",
+            "the file is nested too deeply to compile", filename=filename, source=text,
+            hint="split long expressions and flow chains into several parameters, components or pipelines",
         ) from None
     cache.put(key, program)
     return program

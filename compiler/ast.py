@@ -112,6 +112,25 @@ class Attribute(Expr):
     name: str
 
 
+def children(node: Expr) -> tuple[Expr, ...]:
+    """The sub-expressions of ``node`` (for walks that must not recurse: see ``parser.MAX_DEPTH``)."""
+    if isinstance(node, Unary | Not):
+        return (node.operand,)
+    if isinstance(node, Binary | Compare | BoolOp):
+        return (node.left, node.right)
+    if isinstance(node, Call):
+        return node.args
+    if isinstance(node, ListExpr):
+        return node.items
+    if isinstance(node, MethodCall):
+        return (node.obj, *node.args)
+    if isinstance(node, Attribute):
+        return (node.obj,)
+    if isinstance(node, DictExpr):
+        return tuple(value for _, value in node.items)
+    return ()
+
+
 # ---- workflow --------------------------------------------------------------------------------
 
 

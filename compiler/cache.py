@@ -72,5 +72,5 @@ class ProgramCache:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(program.to_json())
             os.replace(tmp, self.directory / f"{key}.json")
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a str json cannot write (the parser refuses them anyway)
             pass  # the cache is an optimisation; a read-only disk must not break compiling

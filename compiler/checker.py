@@ -17,6 +17,7 @@ from .errors import (
     AmmlCompileErrors,
     AmmlError,
     AmmlFlowError,
+    AmmlLimitError,
     AmmlNameError,
     AmmlTypeError,
     did_you_mean,
@@ -27,6 +28,16 @@ from .settings import check_dag_settings
 
 MAIN_PIPELINE = "main"
 MAX_REPORTED_ERRORS = 100
+# A pipeline runs one process per component, and each pipeline is an Airflow task: nothing hand-written
+# comes near these, and a generated file that does must not fork thousands of processes.
+MAX_COMPONENTS_PER_PIPELINE = 64
+MAX_COMPONENTS_PER_FILE = 256
+MAX_PIPELINES_PER_FILE = 64
+MAX_STATEMENTS_PER_PIPELINE = 256  # flow statements, also those without a component (`b = a`)
+MAX_PARAMS_PER_COMPONENT = 256  # `derive` and `rename` take any names
+SPLIT_HINT = ("a pipeline runs one process per component: split the work into pipelines that hand records "
+              "over through a sink and a source (`pipeline b after a { ... }`), or merge steps "
+              "(one `derive` computes many columns, one `filter` can test many conditions with `and`)")
 
 
 def _err(cls: type[AmmlError], msg: str, pos: ast.Pos, hint: str | None = None) -> AmmlError:
@@ -51,6 +62,7 @@ class Checker:
         self.source = source
         self.errors: list[AmmlError] = []
         self.declared_params: set[str] | None = None
+        self.unchecked_pipelines: set[str] = set()
 
     def error(self, error: AmmlError) -> None:
         self.errors.append(error)
@@ -64,7 +76,7 @@ class Checker:
             dag_settings, self.declared_params, errors = check_dag_settings(dag_block)
             self.errors.extend(errors)
         pipelines = []
-        for scope in scopes:
+        for scope in self._within_limits(scopes):
             try:
                 pipelines.append(self._pipeline(scope))
             except AmmlError as exc:  # a pipeline too broken to continue; others are still checked
@@ -99,6 +111,7 @@ class Checker:
         main = _Scope(MAIN_PIPELINE, ast.NOWHERE)
         scopes: dict[str, _Scope] = {}
         dag_block = None
+        too_many = False
         for item in self.module.items:
             if isinstance(item, ast.DagBlock):
                 if dag_block is not None:
@@ -108,6 +121,14 @@ class Checker:
             elif isinstance(item, ast.PipelineBlock):
                 if item.name in scopes:
                     self.error(_err(AmmlNameError, f"pipeline `{item.name}` is defined twice", item.pos))
+                    continue
+                if len(scopes) >= MAX_PIPELINES_PER_FILE:
+                    self.unchecked_pipelines.add(item.name)  # still a name `after` may refer to
+                    if not too_many:  # reported once, at the first one too many
+                        self.error(_err(AmmlLimitError, f"more than {MAX_PIPELINES_PER_FILE} pipelines in one "
+                                        "file", item.pos, "each pipeline is an Airflow task: put related "
+                                        "pipelines in files of their own (one DAG per file)"))
+                    too_many = True
                     continue
                 scopes[item.name] = _Scope(item.name, item.pos, item.after, list(item.statements))
             else:
@@ -126,8 +147,43 @@ class Checker:
                                      hint='write one, e.g. `source id="ett" | minmax_scaler | print`'))
         return list(scopes.values()), dag_block
 
+    def _within_limits(self, scopes: list[_Scope]) -> list[_Scope]:
+        """The pipelines whose size is within the limits; an error at the first component (or statement)
+        too many for the others, which are not checked further."""
+        kept: list[_Scope] = []
+        in_file = 0
+        for scope in scopes:
+            if len(scope.statements) > MAX_STATEMENTS_PER_PIPELINE:
+                stmt = scope.statements[MAX_STATEMENTS_PER_PIPELINE]
+                self.error(_err(AmmlLimitError, f"pipeline `{scope.name}` has more than "
+                                f"{MAX_STATEMENTS_PER_PIPELINE} statements", stmt.pos, SPLIT_HINT))
+                continue
+            stages = self._components(scope)
+            if len(stages) > MAX_COMPONENTS_PER_PIPELINE:
+                self.error(_err(AmmlLimitError, f"pipeline `{scope.name}` has more than "
+                                f"{MAX_COMPONENTS_PER_PIPELINE} components ({len(stages)})",
+                                stages[MAX_COMPONENTS_PER_PIPELINE].pos, SPLIT_HINT))
+                continue
+            if in_file + len(stages) > MAX_COMPONENTS_PER_FILE:
+                self.error(_err(AmmlLimitError, f"the file has more than {MAX_COMPONENTS_PER_FILE} components",
+                                stages[MAX_COMPONENTS_PER_FILE - in_file].pos,
+                                "put some of its pipelines in another .amml file (each file is one DAG)"))
+                continue
+            in_file += len(stages)
+            kept.append(scope)
+        return kept
+
+    def _components(self, scope: _Scope) -> list[ast.Stage]:
+        """The stages of a pipeline that make a component (a process), in the order they are written."""
+        stages: list[ast.Stage] = []
+        for stmt in scope.statements:
+            for stage in (stmt.pipe.head, *stmt.pipe.stages):
+                if isinstance(stage, ast.Stage) and stage.name in self.registry:
+                    stages.append(stage)
+        return stages
+
     def _check_pipeline_order(self, scopes: list[_Scope]) -> None:
-        names = {s.name for s in scopes}
+        names = {s.name for s in scopes} | self.unchecked_pipelines
         deps = {s.name: [n for n, _ in s.after] for s in scopes}
         for scope in scopes:
             for name, pos in scope.after:
@@ -194,20 +250,7 @@ class Checker:
             stmt = scope.statements[int(cycle[0])]
             raise _err(AmmlFlowError, "flows feed each other in a cycle: " + " → ".join(names), stmt.pos,
                        "a flow cannot read its own output; break the loop")
-        ordered: list[ast.Statement] = []
-        done: set[int] = set()
-
-        def visit(i: int) -> None:
-            if i in done:
-                return
-            done.add(i)
-            for d in deps[i]:
-                visit(d)
-            ordered.append(scope.statements[i])
-
-        for i in range(len(scope.statements)):
-            visit(i)
-        return ordered
+        return [scope.statements[i] for i in _post_order(deps)]
 
     @staticmethod
     def _stmt_name(stmt: ast.Statement) -> str:
@@ -310,6 +353,11 @@ class Checker:
     # ---- components and parameters ----------------------------------------------------------------
 
     def _component(self, stage: ast.Stage, spec: ComponentSpec, em: _Emitter) -> None:
+        if len(stage.params) > MAX_PARAMS_PER_COMPONENT:
+            self.error(_err(AmmlLimitError, f"`{stage.name}` has more than {MAX_PARAMS_PER_COMPONENT} parameters",
+                            stage.params[MAX_PARAMS_PER_COMPONENT].pos,
+                            f"split it into several `{stage.name}` components, one after the other"))
+            return
         em.wf("WF_MAKE_COMPONENT", stage.name, stage.pos)
         assignments: list[tuple[str, ast.Expr]] = []
         seen: dict[str, ast.Pos] = {}
@@ -380,14 +428,20 @@ def _check_value_type(where: str, pspec: ParamSpec, value: ast.Const) -> None:
 
         example = {"int": "20", "float": "0.5", "str": "'text'", "bool": "true", "list[str]": "['a', 'b']",
                    "list[float]": "[0.1, 0.2]"}.get(pspec.type.value, "")
-        raise _err(AmmlTypeError, f"{where} must be {pspec.type.value}; got {type_name(v)} {v!r}", value.pos,
+        raise _err(AmmlTypeError, f"{where} must be {pspec.type.value}; got {type_name(v)} {_short(v)}", value.pos,
                    f"for example {pspec.name}={example}" if example else None)
     values = v if isinstance(v, list) else [v]
     if pspec.choices:
         for item in values:
             if item not in pspec.choices:
-                raise _err(AmmlTypeError, f"{where} must be one of {one_of(pspec.choices)}; got {item!r}",
-                           value.pos, did_you_mean(str(item), pspec.choices))
+                raise _err(AmmlTypeError, f"{where} must be one of {one_of(pspec.choices)}; got {_short(item)}",
+                           value.pos, did_you_mean(str(item)[:100], pspec.choices))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value for a message: its repr, cut (a 64K-character string constant must not fill the screen)."""
+    text = repr(value[:limit + 1] if isinstance(value, str) else value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class _Emitter:
@@ -404,28 +458,49 @@ class _Emitter:
         self.wf("WF_ADD_CALLBACK", None, pos)
 
 
+_DONE = object()
+
+
+def _post_order(deps: dict[int, list[int]]) -> list[int]:
+    """Every node after the nodes it depends on (depth first, in key order). A loop with its own stack, not
+    recursion: a chain of flows may be as long as a pipeline allows."""
+    ordered: list[int] = []
+    done: set[int] = set()
+    for root in deps:
+        if root in done:
+            continue
+        done.add(root)
+        stack = [(root, iter(deps[root]))]
+        while stack:
+            node, pending = stack[-1]
+            nxt = next(pending, _DONE)
+            if nxt is _DONE:
+                stack.pop()
+                ordered.append(node)
+            elif nxt not in done:
+                done.add(nxt)
+                stack.append((nxt, iter(deps[nxt])))
+    return ordered
+
+
 def _find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
-    """A cycle in a dependency graph as a list of nodes (first repeated at the end), or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in deps.get(node, ()):
-            if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt):], nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in deps:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
+    """A cycle in a dependency graph as a list of nodes (first repeated at the end), or None. Depth first
+    with an explicit stack, as in :func:`_post_order`."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    for root in deps:
+        if root in state:
+            continue
+        state[root] = 1
+        path, pending = [root], [iter(deps.get(root, ()))]
+        while path:
+            nxt = next(pending[-1], _DONE)
+            if nxt is _DONE:
+                state[path.pop()] = 2
+                pending.pop()
+            elif state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                pending.append(iter(deps.get(nxt, ())))
     return None

@@ -49,16 +49,22 @@ class AmmlError(Exception):
         return f"{self.filename}:{self.line}:{self.column or 1}"
 
     def context(self) -> str:
-        """The source line with a caret under the column, or '' when unknown."""
+        """The source line with a caret under the column, or '' when unknown. A long line is cut to
+        CONTEXT_WIDTH characters either side of the caret (a 1 MB line with 100 errors must not print 100 MB)."""
         if self.source is None or self.line is None:
             return ""
-        lines = self.source.split("\n")  # the parser counts only \n as a line break
-        if not 1 <= self.line <= len(lines):
+        bounds = _line_bounds(self.source, self.line)
+        if bounds is None:
             return ""
-        text = lines[self.line - 1].expandtabs(1)
-        col = max(1, min(self.column or 1, len(text) + 1))
+        line_start, line_end = bounds
+        length = line_end - line_start
+        col = max(1, min(self.column or 1, length + 1))
+        start, end = max(0, col - 1 - CONTEXT_WIDTH), min(length, col - 1 + CONTEXT_WIDTH)
+        excerpt = self.source[line_start + start:line_start + end].expandtabs(1)  # a tab keeps its column
+        shown = ("…" if start else "") + excerpt + ("…" if end < length else "")
+        caret = col - start + (1 if start else 0)
         gutter = f"{self.line:>4} | "
-        return f"{gutter}{text}\n{' ' * (len(gutter) - 2)}| {' ' * (col - 1)}^"
+        return f"{gutter}{shown}\n{' ' * (len(gutter) - 2)}| {' ' * (caret - 1)}^"
 
     def __str__(self) -> str:
         parts = [f"{self.location}: {self.label}: {self.message}"]
@@ -68,6 +74,23 @@ class AmmlError(Exception):
         if self.hint:
             parts.append(f"hint: {self.hint}")
         return "\n".join(parts)
+
+
+CONTEXT_WIDTH = 60  # characters of a long source line shown on each side of the caret
+
+
+def _line_bounds(source: str, line: int) -> tuple[int, int] | None:
+    """Where line ``line`` (1-based) of ``source`` starts and ends, found without copying the text; the
+    parser counts only \\n as a line break."""
+    if line < 1:
+        return None
+    start = 0
+    for _ in range(line - 1):
+        start = source.find("\n", start) + 1
+        if start == 0:
+            return None
+    end = source.find("\n", start)
+    return start, len(source) if end < 0 else end
 
 
 class AmmlSyntaxError(AmmlError):

@@ -17,7 +17,8 @@ from . import semantics as sem
 from .errors import AmmlError, AmmlLimitError, AmmlNameError, AmmlSafetyError, AmmlTypeError, did_you_mean, one_of
 
 MAX_POWER_DIGITS = 308  # a float constant larger than ~1e308 is infinite: refuse it
-MAX_CONST_STRING = 1_000_000
+STRING_LIMIT_HINT = (f"strings are limited to {sem.MAX_STRING} characters; build long text outside AMML "
+                     "(a catalog entry, a file) and read it as a field")
 
 
 def _err(cls: type[AmmlError], msg: str, pos: ast.Pos, hint: str | None = None) -> AmmlError:
@@ -47,6 +48,8 @@ def fold(node: ast.Expr) -> ast.Expr:
         if isinstance(node.value, float) and not math.isfinite(node.value):
             raise _err(AmmlLimitError, "number too large for a 64-bit float (the limit is about 1.8e308)",
                        node.pos)
+        if isinstance(node.value, str) and len(node.value) > sem.MAX_STRING:
+            raise _err(AmmlLimitError, f"string of {len(node.value)} characters", node.pos, STRING_LIMIT_HINT)
         return node
     if isinstance(node, ast.Field):
         _check_name(node.name, node.pos)
@@ -101,6 +104,8 @@ def fold(node: ast.Expr) -> ast.Expr:
 def _apply(pos: ast.Pos, fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
+    except sem.StringLimitError as exc:
+        raise _err(AmmlLimitError, f"constant {exc}; it was not computed", pos, STRING_LIMIT_HINT) from None
     except sem.SemanticError as exc:
         raise _err(AmmlTypeError, str(exc), pos) from None
 
@@ -130,10 +135,7 @@ def _fold_binary(node: ast.Binary) -> ast.Expr:
                 f"constant `{a!r} ** {b!r}` is too large (about 10^{magnitude:.3g}); it was not computed",
                 node.pos,
             )
-    value = _apply(node.pos, sem.BINARY[node.op], a, b)
-    if isinstance(value, str) and len(value) > MAX_CONST_STRING:
-        raise _err(AmmlLimitError, f"constant string longer than {MAX_CONST_STRING} characters", node.pos)
-    return ast.Const(node.pos, value)
+    return ast.Const(node.pos, _apply(node.pos, sem.BINARY[node.op], a, b))
 
 
 def _fold_call(node: ast.Call) -> ast.Expr:
@@ -180,29 +182,15 @@ def reads(node: ast.Expr) -> tuple[set[str], set[str]]:
     """(record fields, run parameters) read by a folded expression."""
     fields: set[str] = set()
     params: set[str] = set()
-
-    def walk(n: ast.Expr) -> None:
+    stack = [node]
+    while stack:  # a loop, not recursion: the tree may be as deep as the parser allows
+        n = stack.pop()
         if isinstance(n, ast.Field):
             fields.add(n.name)
         elif isinstance(n, ast.ParamRef):
             params.add(n.name)
-        for child in _children(n):
-            walk(child)
-
-    walk(node)
+        stack.extend(ast.children(n))
     return fields, params
-
-
-def _children(n: ast.Expr) -> tuple[ast.Expr, ...]:
-    if isinstance(n, ast.Unary | ast.Not):
-        return (n.operand,)
-    if isinstance(n, ast.Binary | ast.Compare | ast.BoolOp):
-        return (n.left, n.right)
-    if isinstance(n, ast.Call):
-        return n.args
-    if isinstance(n, ast.MethodCall):
-        return (n.obj, *n.args)
-    return ()
 
 
 # ---- code generation -------------------------------------------------------------------------------

@@ -1,10 +1,17 @@
-"""Text → AST: the lark LALR parser, a tree-to-AST transformer, and syntax errors a person can act on."""
+"""Text → AST: the lark LALR parser, a tree-to-AST transformer, and syntax errors a person can act on.
+
+The parser also enforces the size limits of a file (``MAX_SOURCE_BYTES``, ``MAX_NESTING`` brackets,
+``MAX_DEPTH`` levels of an expression, ``MAX_ITEMS`` per list): they are checked with loops, so that every
+later pass, which recurses over the tree, stays far from Python's recursion limit. A leading byte-order
+mark is dropped.
+"""
 
 from __future__ import annotations
 
 import ast as py_ast
 import functools
 import re
+from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -12,10 +19,14 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from . import ast
 from .errors import AmmlLimitError, AmmlSyntaxError
 
-# Nesting beyond this is certainly not a hand-written pipeline; refusing it keeps the (recursive)
-# later passes far from Python's recursion limit.
-MAX_NESTING = 64
+# Limits on what one file may hold. Nothing hand-written comes near them; they keep the recursive later
+# passes (folding, code generation, the AST printer) far from Python's recursion limit and the work per
+# file bounded.
+MAX_NESTING = 64  # brackets ( [ { inside one another
+MAX_DEPTH = 100  # levels of an expression tree: each operator, call, `not`, unary sign or list is one
+MAX_ITEMS = 4096  # elements of a list, entries of a mapping, arguments of a call, names after join/split/after
 MAX_SOURCE_BYTES = 1_000_000
+BOM = "\ufeff"  # a UTF-8 byte-order mark some editors write; it is not part of the text
 
 KEYWORDS = frozenset({"pipeline", "dag", "after", "join", "split", "and", "or", "not", "true", "false", "null"})
 
@@ -49,9 +60,11 @@ def _parser() -> Lark:
 
 def parse(text: str, filename: str = "<string>") -> ast.Module:
     """Parse AMML source into a :class:`~compiler.ast.Module`; raise :class:`AmmlSyntaxError`."""
+    text = text.removeprefix(BOM)
     try:
         _check_limits(text)
         items = _parser().parse(text + "\n")
+        _check_depth(items)
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text).located(filename, text) from None
     except (AmmlSyntaxError, AmmlLimitError) as exc:
@@ -79,23 +92,70 @@ def _check_limits(text: str) -> None:
             column=start - text.rfind("\n", 0, start),
             hint="read the file as UTF-8 without errors='surrogateescape'",
         )
+    _check_brackets(text)
+
+
+# Strings, quoted names and comments (exactly as the grammar's terminals, but a string may be unterminated:
+# the parser reports that) are skipped whole, so that a bracket inside them does not count.
+_BRACKET_SCAN = re.compile(r"""#[^\n]*|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?|`[^`\n]*`?|[(\[{)\]}\n]""")
+
+
+_OPENING, _CLOSING = frozenset("([{"), frozenset(")]}")
+
+
+def _check_brackets(text: str) -> None:
     depth = 0
-    line, col = 1, 0
-    for ch in text:
-        col += 1
-        if ch in "([{":
+    line, line_start = 1, 0
+    for match in _BRACKET_SCAN.finditer(text):
+        token = match.group()
+        if token == "\n":
+            line, line_start = line + 1, match.end()
+        elif token in _OPENING:
             depth += 1
             if depth > MAX_NESTING:
                 raise AmmlLimitError(
                     f"brackets nested more than {MAX_NESTING} deep",
                     line=line,
-                    column=col,
-                    hint="simplify the expression",
+                    column=match.start() - line_start + 1,
+                    hint="simplify the expression, or compute parts of it in an earlier `derive`",
                 )
-        elif ch in ")]}":
+        elif token in _CLOSING:
             depth = max(0, depth - 1)
-        elif ch == "\n":
-            line, col = line + 1, 0
+
+
+def _check_depth(items: list) -> None:
+    """Refuse expression trees deeper than MAX_DEPTH (long operator chains, `not not ...`, `- - ...`),
+    at the first node beyond the limit. A loop, not recursion: this is what protects the recursive passes."""
+    stack = [(expr, 1) for expr in _expressions(items)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise AmmlLimitError(
+                f"expression nested more than {MAX_DEPTH} levels deep (each operator, call, `not` or sign is "
+                "a level)",
+                line=node.pos.line,
+                column=node.pos.column,
+                hint="split it: compute parts in an earlier `derive` (e.g. derive part=...) and combine those",
+            )
+        stack.extend((child, depth + 1) for child in ast.children(node))
+
+
+def _expressions(items: list) -> list[ast.Expr]:
+    """Every parameter and setting value in the parsed items."""
+    exprs: list[ast.Expr] = []
+    statements: list[ast.Statement] = []
+    for item in items:
+        if isinstance(item, ast.DagBlock):
+            exprs.extend(s.value for s in item.settings)
+        elif isinstance(item, ast.PipelineBlock):
+            statements.extend(item.statements)
+        else:
+            statements.append(item)
+    for stmt in statements:
+        for stage in (stmt.pipe.head, *stmt.pipe.stages):
+            if isinstance(stage, ast.Stage):
+                exprs.extend(p.value for p in stage.params)
+    return exprs
 
 
 # ---- syntax errors -------------------------------------------------------------------------------
@@ -244,7 +304,17 @@ def _pos(token: Token) -> ast.Pos:
 
 
 def _names(tokens: list[Token]) -> tuple[tuple[str, ast.Pos], ...]:
-    return tuple((str(t), _pos(t)) for t in tokens if isinstance(t, Token) and t.type == "NAME")
+    names = tuple((str(t), _pos(t)) for t in tokens if isinstance(t, Token) and t.type == "NAME")
+    _check_items(names, lambda name: name[1], "names")
+    return names
+
+
+def _check_items(items: list | tuple, pos_of: Any, what: str) -> None:
+    """Refuse more than MAX_ITEMS, at the first one too many."""
+    if len(items) > MAX_ITEMS:
+        pos = pos_of(items[MAX_ITEMS])
+        raise AmmlLimitError(f"more than {MAX_ITEMS} {what} in one list", line=pos.line, column=pos.column,
+                             hint="read long lists from a file or a catalog entry instead")
 
 
 @v_args(inline=True)
@@ -374,10 +444,12 @@ class _ToAst(Transformer):
 
     @v_args(inline=False)
     def args(self, children: list) -> list:
+        _check_items(children, lambda expr: expr.pos, "values")
         return children
 
     @v_args(inline=False)
     def entries(self, children: list) -> list:
+        _check_items(children, lambda entry: entry[1].pos, "entries")
         return children
 
     def entry(self, key: Token, value: ast.Expr) -> tuple[str, ast.Expr]:
@@ -397,4 +469,13 @@ def _unquote(token: Token) -> str:
         ) from exc
     if not isinstance(value, str):  # literal_eval of a quoted token always gives str; keep the type honest
         raise AmmlSyntaxError(f"invalid string {text[:40]}", line=token.line, column=token.column)
+    surrogate = _SURROGATE.search(value)
+    if surrogate:  # '\\ud800': not a character; the program could not be cached, shown or sent as UTF-8
+        raise AmmlSyntaxError(
+            f"the escape {ascii(surrogate.group())[1:-1]} in string {text[:40]} is a lone surrogate, not a "
+            "character",
+            line=token.line,
+            column=token.column,
+            hint="write the character itself, or its \\U0001xxxx escape for one outside the basic plane",
+        )
     return value

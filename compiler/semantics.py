@@ -18,6 +18,8 @@ Rules, chosen so that a stream never dies on one odd record and both VMs can agr
   null. Numbers are true when non-zero. A filter keeps a record only when its condition is true.
 * Type errors (``'a' + 1``, ``len(3)``) raise :class:`SemanticError`; the runtime reports it with the
   component and the record.
+* No operation builds a string longer than :data:`MAX_STRING` characters (``+``, ``.replace()``,
+  ``lower``/``upper``): it raises :class:`StringLimitError` instead, checked before the string is built.
 
 Transcendental functions and ``**`` go through numpy's float64 routines (imported lazily), because
 numpy's vectorised loops may differ from libm in the last bit and the two VMs must agree exactly.
@@ -31,10 +33,26 @@ from typing import Any
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
+# The longest string an operation may build (`+`, `.replace()`, `lower`/`upper`): without a bound,
+# nine chained `.replace('a', 'aaaaaaaaaa')` make a 10^9-character string from a one-letter one.
+MAX_STRING = 65_536
 
 
 class SemanticError(Exception):
     """A type error while evaluating a callback; the caller adds the location."""
+
+
+class StringLimitError(SemanticError):
+    """An operation would build a string longer than :data:`MAX_STRING` characters (refused before it is
+    built)."""
+
+
+def check_string_length(length: int, what: str) -> None:
+    """Refuse a string of ``length`` characters before ``what`` builds it."""
+    if length > MAX_STRING:
+        raise StringLimitError(
+            f"{what} would make a string of {length} characters; strings are limited to {MAX_STRING}"
+        )
 
 
 def type_name(value: Any) -> str:
@@ -86,6 +104,7 @@ def add(a: Any, b: Any) -> Any:
     if a is None or b is None:
         return None
     if isinstance(a, str) and isinstance(b, str):
+        check_string_length(len(a) + len(b), "`+`")
         return a + b
     x, y = _num(a, "+", b), _num(b, "+", a)
     if isinstance(x, int) and isinstance(y, int):
@@ -339,6 +358,7 @@ def f_float(a: Any) -> Any:
 
 
 def f_str(a: Any) -> Any:
+    """A number's text (at most a few dozen characters); a string is returned as it is, nothing is built."""
     if a is None:
         return None
     if isinstance(a, bool):
@@ -346,6 +366,30 @@ def f_str(a: Any) -> Any:
     if isinstance(a, float):
         return repr(a)
     return str(a)
+
+
+def _replace(s: str, old: str, new: str) -> str:
+    """str.replace, refused when its result would be too long: the length is known from a count."""
+    count = len(s) + 1 if old == "" else s.count(old)  # '' matches before every character and at the end
+    check_string_length(len(s) + count * (len(new) - len(old)), ".replace()")
+    return s.replace(old, new)
+
+
+def _change_case(name: str, convert: Callable[[str], str]) -> Callable[[str], str]:
+    """lower/upper: a case mapping never shortens a string (and at most triples it: 'ΐ'.upper() is 3
+    characters), so the input's length is checked first and the result's after."""
+
+    def fn(s: str) -> str:
+        check_string_length(len(s), f"{name}()")
+        result = convert(s)
+        check_string_length(len(result), f"{name}()")
+        return result
+
+    return fn
+
+
+_lower = _change_case("lower", str.lower)
+_upper = _change_case("upper", str.upper)
 
 
 def _str_fn(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -383,19 +427,19 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int | None]] = {
     "float": (f_float, 1, 1),
     "str": (f_str, 1, 1),
     "len": (_str_fn("len", len), 1, 1),
-    "lower": (_str_fn("lower", str.lower), 1, 1),
-    "upper": (_str_fn("upper", str.upper), 1, 1),
+    "lower": (_str_fn("lower", _lower), 1, 1),
+    "upper": (_str_fn("upper", _upper), 1, 1),
 }
 
 # Whitelisted string methods: `name.lower()` is `lower(name)`. Nothing else is reachable.
 METHODS: dict[str, tuple[Callable[..., Any], int, int]] = {
-    "lower": (_str_fn("lower", str.lower), 0, 0),
-    "upper": (_str_fn("upper", str.upper), 0, 0),
+    "lower": (_str_fn("lower", _lower), 0, 0),
+    "upper": (_str_fn("upper", _upper), 0, 0),
     "strip": (_str_fn("strip", str.strip), 0, 0),
     "startswith": (_str_fn("startswith", str.startswith), 1, 1),
     "endswith": (_str_fn("endswith", str.endswith), 1, 1),
     "contains": (_str_fn("contains", lambda s, sub: sub in s), 1, 1),
-    "replace": (_str_fn("replace", str.replace), 2, 2),
+    "replace": (_str_fn("replace", _replace), 2, 2),
 }
 
 # Functions whose result is null only when an argument is null or a domain error occurs: all but these.

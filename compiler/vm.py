@@ -6,6 +6,9 @@
   falls back to the scalar semantics element by element, so the two can never disagree on meaning.
 * :func:`eval_static` runs only the instructions that read no record field (once per run).
 
+A failure on one record of a batch is a :class:`RecordError` naming the record (its row, and its position in
+the stream once the component has set it) and the values it read.
+
 numpy is imported here but not by the compiler front end, so DAG parsing does not pay for it.
 """
 
@@ -38,6 +41,40 @@ class MissingParamError(SemanticError):
 
         super().__init__(f"run parameter `{name}` is not set; the run has {one_of(available)}")
         self.param = name
+
+
+class RecordError(SemanticError):
+    """A callback failed on one record of a batch: says which record and the values it read.
+
+    ``row`` is the record's place in the batch; the component that evaluated the batch sets ``position``
+    (the record's place in the stream, the batch's index) with :meth:`at`.
+    """
+
+    def __init__(self, cause: SemanticError, row: int, values: Mapping[str, Any]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.row = row
+        self.position: int | None = None
+        self.values = dict(values)
+
+    def at(self, index: Any) -> RecordError:
+        """Name the record by its position in the stream, ``index[row]`` (a batch's index)."""
+        try:
+            self.position = int(index[self.row])
+        except (IndexError, TypeError, ValueError):
+            self.position = None
+        return self
+
+    def __str__(self) -> str:
+        where = f"record {self.position}" if self.position is not None else f"row {self.row} of its batch"
+        shown = ", ".join(f"{name}={_short(value)}" for name, value in list(self.values.items())[:6])
+        more = ", …" if len(self.values) > 6 else ""
+        return f"{self.cause} (at {where}" + (f": {shown}{more})" if shown else ")")
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value[: limit + 1] if isinstance(value, str) else value)  # never the repr of a huge string
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # ==== one record ===================================================================================
@@ -625,10 +662,13 @@ def eval_batch(
 def _run_rows(code: bc.Code, ev: BatchEval, out: dict[str, Value]) -> None:
     columns = {name: ev.load(name).to_pylist() for name in code.fields}
     start, stop = code.static_end, len(code.instructions)
-    results = [
-        _run_record(code, {name: values[i] for name, values in columns.items()}, ev.params, start, stop)
-        for i in range(ev.n)
-    ]
+    results = []
+    for i in range(ev.n):
+        record = {name: values[i] for name, values in columns.items()}
+        try:
+            results.append(_run_record(code, record, ev.params, start, stop))
+        except SemanticError as exc:
+            raise RecordError(exc, i, record) from None
     for name in code.per_record:
         out[name] = col_from_pylist([r[name] for r in results])
 
@@ -692,13 +732,23 @@ def as_pylist(value: Value, n: int) -> list[Any]:
     return [value] * n
 
 
+def _truths(values: list[Any]) -> list[bool | None]:
+    truths = []
+    for row, v in enumerate(values):
+        try:
+            truths.append(sem.truth(v))
+        except SemanticError as exc:
+            raise RecordError(exc, row, {"condition": v}) from None
+    return truths
+
+
 def as_mask(value: Value, n: int) -> np.ndarray:
     """A condition's result as a boolean keep-mask: true only where the value is true (null → false)."""
     if isinstance(value, Col):
         if value.kind in "iuf":
             value = Col(value.values != 0, value.mask)
         elif value.kind != "b":
-            value = col_from_pylist([sem.truth(v) for v in value.to_pylist()])
+            value = col_from_pylist(_truths(value.to_pylist()))
         keep = value.values.astype(bool)
         return keep & ~value.mask if value.mask is not None else keep
     truth = sem.truth(value)

@@ -22,8 +22,7 @@ class Filter(AbstractProgress):
     """`filter cond=...`: keep the records whose condition is true."""
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
-        keep = vm.as_mask(self.evaluate(batch)["cond"], len(batch))
-        return batch[keep]
+        return batch[self.condition(batch)]
 
 
 class Select(AbstractProgress):

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
 from compiler import vm
@@ -76,7 +77,18 @@ class AbstractComponent:
         if self.callback is None:
             return {}
         static = {k: self.params[k] for k in self.callback.assigned if k in self.params}
-        return vm.eval_batch(self.callback, batch, len(batch), self.context.run_params, static=static)
+        try:
+            return vm.eval_batch(self.callback, batch, len(batch), self.context.run_params, static=static)
+        except vm.RecordError as exc:
+            raise exc.at(batch.index) from None  # the batch's index is each record's position in the stream
+
+    def condition(self, batch: pd.DataFrame, name: str = "cond") -> np.ndarray:
+        """A per-record condition as a keep-mask (true only where it is true); a value that is no
+        condition (a string) fails naming its record."""
+        try:
+            return vm.as_mask(self.evaluate(batch)[name], len(batch))
+        except vm.RecordError as exc:
+            raise exc.at(batch.index) from None
 
     def open(self) -> None:
         """Acquire resources (files, connections, models)."""

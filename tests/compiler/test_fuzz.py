@@ -34,6 +34,7 @@ FILENAME = "fuzz.amml"
 TIME_LIMIT = 2.0
 WALL_TIME_LIMIT = 20.0
 SEED = 1234
+MAX_CONTEXT = 300  # characters of source an error may show: an excerpt around the caret, not a whole long line
 
 CORPUS = [
     "normalsource col='val1', mean=0, std=1 | filter cond=val1 > 1 | print",
@@ -215,6 +216,11 @@ def pathological_cases() -> Iterator[str]:
         "round(1.5, 99999999999)", "round(1.5, -99999999999)", "[1, [2, [3]]]", "{a: 1}", "1/0", "sqrt(-1)",
         "9223372036854775807 + 1", "9223372036854775807 * 9223372036854775807", "-9223372036854775807 - 2",
         "len(3)", "'a' + 1", "''.replace('', 'xx')", "'" + "a" * 900 + "'.replace('a', '" + "b" * 900 + "')",
+        "'a'" + ".replace('a', 'aaaaaaaaaa')" * 9, "'ß" * 40_000 + "'.upper()", "'x'" + " + 'x'" * 2000,
+        "'\\ud800'", "'\\udfff' + 'x'", "'\\U0000d800'", "\"\\ud83d\\ude00\"",
+        "'" + "(" * 5000 + "'", "`" + "[" * 5000 + "`", "abs(" * 64 + "1" + ")" * 64,
+        "- " * 99 + "1", "- " * 100 + "1", "OT" + " + OT" * 100, "not " * 100 + "OT",
+        "[" + "1, " * 5000 + "1]",
     ]
     for value in values:
         yield f"source id='ett' | derive x={value} | print"
@@ -240,6 +246,11 @@ def pathological_cases() -> Iterator[str]:
     yield "\r\n".join(CORPUS)
     yield "\r".join(CORPUS)
     yield "\ufeff" + CORPUS[0]
+    yield "\ufeff\ufeff" + CORPUS[0]
+    yield "# note (see\n" * 5000 + "source id='ett' | print"
+    yield "source id='ett' | derive " + ", ".join(f"x{i}=nosuch{i}()" for i in range(5000)) + " | print"
+    yield "source id='ett' | derive x='\\ud800' | print\n" * 300
+    yield "\n".join(f"pipeline p{i} {{ source id='ett' | print }}" for i in range(2000))
 
 
 # ---- the property --------------------------------------------------------------------------------
@@ -258,11 +269,24 @@ def problems_with(text: str) -> list[str]:
     else:
         if not isinstance(result, Program):
             problems.append(f"returned {type(result).__name__}, not a Program")
+    problems += ast_printer_problems(text)
     elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     if elapsed_cpu > TIME_LIMIT or elapsed > WALL_TIME_LIMIT:
         problems.append(f"took {elapsed_cpu:.2f} s of CPU time, {elapsed:.2f} s in all "
                         f"(limits {TIME_LIMIT} s and {WALL_TIME_LIMIT} s)")
     return problems
+
+
+def ast_printer_problems(text: str) -> list[str]:
+    """`amml compile --emit ast` prints every item of the parse: that must not recurse too deep either."""
+    try:
+        for item in compiler.parse_source(text, FILENAME).items:
+            repr(item)
+    except AmmlError:
+        return []
+    except Exception as exc:  # a RecursionError here is a traceback in the CLI
+        return [f"parse_source or the AST printer raised {type(exc).__name__}: {exc}"]
+    return []
 
 
 def error_problems(exc: AmmlError, text: str) -> list[str]:
@@ -278,6 +302,9 @@ def error_problems(exc: AmmlError, text: str) -> list[str]:
         problems.append("AmmlCompileErrors without errors")
     max_line = text.count("\n") + 2  # the parser sees the text with a newline appended
     for e in errors:
+        context = e.context()
+        if len(context) > MAX_CONTEXT:
+            problems.append(f"{type(e).__name__} shows {len(context)} characters of context")
         if e is not exc:
             problems += error_problems(e, text)
         if e.line is not None and not (isinstance(e.line, int) and 1 <= e.line <= max_line):
@@ -307,6 +334,12 @@ def _warm_parser() -> None:
 def test_corpus_compiles() -> None:
     for text in CORPUS:
         assert isinstance(compiler.compile_source(text, FILENAME, cache=compiler.ProgramCache()), Program)
+
+
+def test_corpus_compiles_after_a_byte_order_mark() -> None:
+    for text in CORPUS:
+        program = compiler.compile_source("\ufeff" + text, FILENAME, cache=compiler.ProgramCache())
+        assert program.to_json() == compiler.compile_source(text, FILENAME, cache=compiler.ProgramCache()).to_json()
 
 
 def test_mutated_programs() -> None:
