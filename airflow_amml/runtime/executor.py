@@ -127,7 +127,7 @@ class _Done:
 class _Failure:
     stage: int
     error: str
-    traceback: str
+    traceback: str | None
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,16 @@ def _stage_error(stage: Stage, what: str, filename: str, tb: str | None = None) 
 
 
 def _failure(stage: Stage, exc: BaseException, tb: str, filename: str) -> PipelineError:
-    return _stage_error(stage, f"failed: {_describe(exc)}", filename, tb)
+    return _stage_error(stage, f"failed: {_describe(exc)}", filename, _traceback_for(exc, tb))
+
+
+def _traceback_for(exc: BaseException, tb: str) -> str | None:
+    """A traceback helps to report a bug, never to fix an input: errors about the pipeline or its data (ours,
+    which name what to change) go without one; anything else keeps it."""
+    from compiler.errors import AmmlError
+    from compiler.semantics import SemanticError
+
+    return None if isinstance(exc, AmmlError | SemanticError) else tb
 
 
 def rebatch(
@@ -610,7 +619,7 @@ def _child_main(
             q.put(Event(EVENTS_END, stage.name))
         control.put(_Done(stage.id, counters))
     except BaseException as exc:
-        control.put(_Failure(stage.id, _describe(exc), traceback.format_exc()))
+        control.put(_Failure(stage.id, _describe(exc), _traceback_for(exc, traceback.format_exc())))
     finally:
         if component is not None:
             with contextlib.suppress(Exception):

@@ -61,8 +61,24 @@ def test_a_failing_component_is_named_and_no_process_is_left(tmp_path, new_proce
         run_pipeline(pipeline("normalsource col='v', count=100000 | filter cond=w > 0 | print"))
     message = str(info.value)
     assert "`filter` (position 2 in its pipe, line 1)" in message
-    assert "record has no field `w`" in message and "Original traceback" in message
+    assert "record has no field `w`" in message
+    assert "Traceback" not in message, "an error in the pipeline names what to fix; a traceback would not help"
     assert new_processes() == []
+
+
+@pytest.mark.parametrize("mode", ["single", "multiprocess"])
+def test_a_bug_in_a_component_keeps_its_traceback(mode, monkeypatch):
+    """An exception that is not about the input is a bug to report: its traceback stays in the message."""
+    from airflow_amml.components import progress
+
+    def broken(self, batch):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(progress.Derive, "process", broken)
+    with pytest.raises(PipelineError) as info:
+        run_pipeline(pipeline("normalsource col='v', count=10 | derive w=v | print limit=0"), mode=mode)
+    message = str(info.value)
+    assert "`derive`" in message and "KeyError" in message and "Original traceback" in message
 
 
 def test_a_killed_component_stops_the_whole_chain(new_processes):
