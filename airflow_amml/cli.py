@@ -1,41 +1,83 @@
 """`amml`: the command line.
 
-    amml lint PATH...                      check .amml files (and folders of them); exit 1 on any error
+    amml lint PATH...                      check .amml pipelines, .yaml model files and folders of both
     amml compile FILE --emit bytecode|ast|graph|json [--format text|mermaid|dot] [--pipeline NAME]
     amml components [NAME]                 the components the compiler knows, with their parameters
     amml run FILE [--pipeline NAME] [--mode multiprocess|single] [--param KEY=VALUE]
     amml model list|show|register|alias|gc  the model registry
 
 No Airflow, database or HDFS is needed for any of these.
+
+Exit status: 0 success; 1 an error in the input (every error is printed as file:line:column and a hint, never
+a traceback: set ``AMML_DEBUG=1`` to see one for an unexpected failure); 2 a usage error (a bad option or
+``--param``); 128 + N when stopped by signal N (143 for SIGTERM, 130 for Ctrl-C), after every component
+process has been stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
+import signal
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from compiler import AmmlCompileErrors, AmmlError, build_graph, compile_file, default_registry, disassemble
 from compiler.settings import runtime_settings
 
+MODEL_SUFFIXES = (".yaml", ".yml")
 
-def _amml_files(paths: Sequence[str]) -> Iterator[Path]:
+
+class _Stopped(BaseException):
+    """SIGTERM/SIGINT outside the executor (which stops its children on its own, then raises its own)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+class _UsageError(Exception):
+    """A command line that cannot mean anything (exit 2, like argparse's own usage errors)."""
+
+
+def _lint_targets(paths: Sequence[str]) -> tuple[list[Path], list[Path], list[str]]:
+    """(.amml files, model files, problems) named by the arguments: a folder gives both kinds."""
+    amml: list[Path] = []
+    models: list[Path] = []
+    problems: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*.amml") if p.is_file())
+            amml.extend(sorted(p for p in path.rglob("*.amml") if p.is_file()))
+        elif path.suffix == ".amml":
+            amml.append(path)  # a missing or unreadable one is reported by the compiler, with its name
+        elif path.suffix in MODEL_SUFFIXES:
+            models.append(path)
+        elif not path.exists():
+            problems.append(f"{raw}: no such file or folder")
         else:
-            yield path
+            problems.append(
+                f"{raw}: not an .amml pipeline, a .yaml/.yml model file or a folder; amml lint checks only those"
+            )
+    return amml, models, problems
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    files = list(_amml_files(args.paths))
-    model_files = _model_files(args.paths, files)
+    files, named_models, unusable = _lint_targets(args.paths)
+    files = _each_once(files)  # a folder and a file in it, both named
+    model_files = list(dict.fromkeys([*named_models, *_model_files(args.paths, files, named_models)]))
+    for problem in unusable:
+        print(f"amml lint: {problem}", file=sys.stderr)
     if not files and not model_files:
-        print(f"amml lint: no .amml or model files in {' '.join(args.paths)}", file=sys.stderr)
+        if not unusable:
+            print(f"amml lint: no .amml or model files in {' '.join(args.paths)}", file=sys.stderr)
         return 1
-    failed = errors = 0
+    failed = errors = len(unusable)
     definitions: set[str] = set()
     for path in model_files:
         from airflow_amml.models.spec import load_model_spec
@@ -56,7 +98,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
             errors += sum(_count(p) for p in problems)
             for problem in problems:
                 print(problem, end="\n\n", file=sys.stderr)
-    total = len(files) + len(model_files)
+    total = len(files) + len(model_files) + len(unusable)
     summary = f"{total} file(s) checked: {total - failed} ok, {failed} with errors ({errors} error(s))"
     print(summary, file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
@@ -66,16 +108,37 @@ def _count(exc: AmmlError) -> int:
     return len(exc.errors) if isinstance(exc, AmmlCompileErrors) else 1
 
 
-def _model_files(paths: Sequence[str], amml_files: list[Path]) -> list[Path]:
-    """Model definitions to check: YAML model files in the given folders, and next to the given .amml files."""
+def _model_files(paths: Sequence[str], amml_files: list[Path], named: list[Path]) -> list[Path]:
+    """Model definitions to check: YAML model files in the given folders, and next to the given .amml files
+    (each file once, however it is reached; those named on the command line keep the name given)."""
     from airflow_amml.models.spec import find_model_files
 
     folders = {Path(p) for p in paths if Path(p).is_dir()} | {f.parent / "models" for f in amml_files}
-    found: dict[Path, None] = {}
+    seen = {_resolved(p) for p in named}
+    found: list[Path] = []
     for folder in sorted(folders):
         for path in find_model_files(folder):
-            found[path.resolve()] = None
-    return list(found)
+            if _resolved(path) not in seen:
+                seen.add(_resolved(path))
+                found.append(path.resolve())
+    return found
+
+
+def _each_once(paths: list[Path]) -> list[Path]:
+    seen: set[Path] = set()
+    out = []
+    for path in paths:
+        if _resolved(path) not in seen:
+            seen.add(_resolved(path))
+            out.append(path)
+    return out
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:  # a symlink loop: the path itself names it
+        return path
 
 
 def _undefined_models(program: object, definitions: set[str]) -> list[AmmlError]:
@@ -107,21 +170,14 @@ def _undefined_models(program: object, definitions: set[str]) -> list[AmmlError]
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    try:
-        if args.emit == "ast":
-            from compiler import parse_source
+    if args.emit == "ast":
+        from compiler import parse_source
+        from compiler.errors import read_text
 
-            text = Path(args.file).read_text(encoding="utf-8")
-            for item in parse_source(text, args.file).items:
-                print(item)
-            return 0
-        program = compile_file(args.file)
-    except AmmlError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{args.file}: cannot read: {exc.strerror}", file=sys.stderr)
-        return 1
+        for item in parse_source(read_text(args.file), args.file).items:
+            print(item)
+        return 0
+    program = compile_file(args.file)
     pipelines = [program.pipeline(args.pipeline)] if args.pipeline else list(program.pipelines)
     if args.emit == "bytecode":
         from compiler.bytecode import disassemble_pipeline
@@ -143,7 +199,7 @@ def cmd_components(args: argparse.Namespace) -> int:
         if name not in registry:
             from compiler.errors import did_you_mean
 
-            print(f"unknown component `{name}`; {did_you_mean(name, registry) or ''}", file=sys.stderr)
+            print(f"amml: unknown component `{name}`; {did_you_mean(name, registry) or ''}", file=sys.stderr)
             return 1
         spec = registry[name]
         print(f"{spec.name} ({spec.kind.value}): {spec.doc}")
@@ -162,46 +218,80 @@ def cmd_run(args: argparse.Namespace) -> int:
     from airflow_amml.runtime.executor import run_pipeline
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    run_params = {}
-    for item in args.param or ():
-        key, _, raw = item.partition("=")
-        run_params[key] = _parse_param(raw)
-    try:
-        program = compile_file(args.file)
-        defaults = dict((program.dag or {}).get("params", {}))
-        pipelines = [program.pipeline(args.pipeline)] if args.pipeline else list(program.pipelines)
-        folder = Path(args.file).resolve().parent
-        settings = {
-            "model_paths": [str(folder / "models"), str(folder)],
-            "lineage": {"source_hash": program.source_hash},
-            **runtime_settings(program.dag),
-        }
-        if args.batch_rows is not None:
-            settings["batch_rows"] = args.batch_rows
-        if args.flush_delay is not None:
-            settings["flush_delay"] = args.flush_delay
-        for pipeline in pipelines:
-            result = run_pipeline(
-                pipeline,
-                run_params={**defaults, **run_params},
-                settings=settings,
-                mode=args.mode,
-                filename=str(args.file),
-            )
-            del result  # the executor logs the per-component summary
-    except AmmlError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    program = compile_file(args.file)
+    # a dag block declares every run parameter (the compiler refuses `params.X` it does not declare)
+    declared = dict(program.dag.get("params", {})) if program.dag is not None else None
+    defaults = dict(declared or {})
+    run_params = _run_params(args.param or (), declared)
+    pipelines = [program.pipeline(args.pipeline)] if args.pipeline else list(program.pipelines)
+    folder = Path(args.file).resolve().parent
+    settings = {
+        "model_paths": [str(folder / "models"), str(folder)],
+        "lineage": {"source_hash": program.source_hash},
+        **runtime_settings(program.dag),
+    }
+    if args.batch_rows is not None:
+        settings["batch_rows"] = args.batch_rows
+    if args.flush_delay is not None:
+        settings["flush_delay"] = args.flush_delay
+    for pipeline in pipelines:
+        result = run_pipeline(
+            pipeline,
+            run_params={**defaults, **run_params},
+            settings=settings,
+            mode=args.mode,
+            filename=str(args.file),
+        )
+        del result  # the executor logs the per-component summary
     return 0
 
 
-def _parse_param(raw: str) -> object:
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _run_params(items: Sequence[str], declared: dict[str, Any] | None) -> dict[str, Any]:
+    """`--param KEY=VALUE` options, typed like the dag block's defaults (checked here, not deep in a run)."""
+    from compiler.errors import did_you_mean, one_of
+
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not _PARAM_NAME.match(key):
+            raise _UsageError(f"--param {item!r}: expected KEY=VALUE such as --param epochs=5")
+        if declared is not None and key not in declared:
+            hint = did_you_mean(key, declared)
+            raise _UsageError(
+                f"--param {key}: the file's dag block declares no parameter `{key}`; it declares "
+                f"{one_of(declared)}" + (f"; {hint}" if hint else "")
+            )
+        params[key] = _typed_param(key, raw, (declared or {}).get(key))
+    return params
+
+
+def _typed_param(key: str, raw: str, default: Any) -> Any:
+    """The value of `--param key=raw`: text for a text parameter, else JSON of the default's type."""
     import json
 
-    try:
-        return json.loads(raw)
-    except ValueError:
+    if isinstance(default, str):
         return raw
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    kinds = [(bool, "true or false"), (int, "an integer"), (float, "a number"), (list, "a JSON list"),
+             (dict, "a JSON object")]  # fmt: skip
+    for cls, noun in kinds:
+        if isinstance(default, cls):
+            ok = isinstance(value, cls) and not (cls is not bool and isinstance(value, bool))
+            if cls is float:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok:
+                raise _UsageError(f"--param {key}={raw}: expected {noun} (the default is {json.dumps(default)})")
+            return float(value) if cls is float else value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _UsageError(f"--param {key}={raw}: expected a finite number")
+    return value
 
 
 def _registry():
@@ -211,13 +301,7 @@ def _registry():
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from airflow_amml.registry import RegistryError
-
-    try:
-        return MODEL_COMMANDS[args.model_command](args)
-    except (RegistryError, AmmlError) as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    return MODEL_COMMANDS[args.model_command](args)
 
 
 def _model_list(args: argparse.Namespace) -> int:
@@ -245,16 +329,20 @@ def _model_show(args: argparse.Namespace) -> int:
 
 
 def _model_register(args: argparse.Namespace) -> int:
-    registry = _registry()
-    if args.file.endswith((".yaml", ".yml")):
+    if args.file.endswith(MODEL_SUFFIXES):
         from airflow_amml.models.spec import load_model_spec
 
-        spec = load_model_spec(args.file)
+        spec = load_model_spec(args.file)  # checked before the registry is opened
+        registry = _registry()
         print(f"registered definition {registry.register_definition(spec.name, spec.version, spec.source)}")
         return 0
     if not args.definition:
-        print("amml model register MODEL_FILE needs --definition NAME:VERSION", file=sys.stderr)
+        raise _UsageError("amml model register MODEL_FILE needs --definition NAME:VERSION")
+    if not Path(args.file).is_file():
+        what = "is not a file" if Path(args.file).exists() else "does not exist"
+        print(f"amml: {args.file}: {what}", file=sys.stderr)
         return 1
+    registry = _registry()
     name = args.name or args.definition.partition(":")[0]
     entry = registry.register_version(name, args.definition, Path(args.file))
     print(f"registered {entry.ref} ({entry.artifact_uri})")
@@ -264,8 +352,7 @@ def _model_register(args: argparse.Namespace) -> int:
 def _model_alias(args: argparse.Namespace) -> int:
     name, _, number = args.version.rpartition("/")
     if not number.isdigit() or not name:
-        print(f"expected NAME/VERSION such as ett/3, got {args.version!r}", file=sys.stderr)
-        return 1
+        raise _UsageError(f"expected NAME/VERSION such as ett/3, got {args.version!r}")
     _registry().set_alias(name, args.alias, int(number))
     print(f"{name}@{args.alias} → {name}/{number}")
     return 0
@@ -309,9 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pipeline", help="only this pipeline")
     run.add_argument("--mode", choices=("multiprocess", "single"), default="multiprocess")
     run.add_argument("--param", action="append", metavar="KEY=VALUE", help="run parameter (JSON value or text)")
-    run.add_argument("--batch-rows", type=int, help="records per micro-batch (default: the dag block's, else 65536)")
     run.add_argument(
-        "--flush-delay", type=float, help="seconds an ingress may hold records (default: the dag block's, else 0.05)"
+        "--batch-rows", type=_positive_int, help="records per micro-batch (default: the dag block's, else 65536)"
+    )
+    run.add_argument(
+        "--flush-delay",
+        type=_seconds,
+        help="seconds an ingress may hold records (default: the dag block's, else 0.05)",
     )
     run.set_defaults(func=cmd_run)
 
@@ -329,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     malias.add_argument("alias")
     malias.add_argument("version")
     mgc = msub.add_parser("gc", help="remove artifacts that no version points at")
-    mgc.add_argument("--grace", type=float, default=3600.0, help="only files older than this many seconds")
+    mgc.add_argument("--grace", type=_seconds, default=3600.0, help="only files older than this many seconds")
     mgc.add_argument("--dry-run", action="store_true")
     model.set_defaults(func=cmd_model)
 
@@ -339,9 +430,86 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds ≥ 0, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run one command; every failure becomes a message and an exit status (see the module docstring)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # a usage error exits 2 here, with argparse's message
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
+        previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return args.func(args)
+    except AmmlError as exc:  # includes registry errors
+        print(exc, file=sys.stderr)
+        return 1
+    except _UsageError as exc:
+        print(f"amml {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `amml compile ... | head`: the reader has what it wanted
+        _silence_stdout()
+        return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"amml: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except BaseException as exc:
+        signum = _stop_signal(exc)
+        if signum is not None:
+            print(f"amml: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+            return 128 + signum
+        if not isinstance(exc, Exception) or os.environ.get("AMML_DEBUG"):
+            raise
+        print(
+            f"amml: unexpected {type(exc).__name__}: {exc} (this is a bug; AMML_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise _Stopped(signum)
+
+
+def _stop_signal(exc: BaseException) -> int | None:
+    """The signal that stopped the command: ours, Ctrl-C, or the executor's (raised once its children are gone)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.SIGINT
+    signum = getattr(exc, "signum", None)
+    if isinstance(signum, int):
+        return signum
+    match = re.fullmatch(r"received signal (SIG[A-Z]+)", str(exc))  # the executor's _Terminated
+    if match and type(exc).__name__ == "_Terminated" and match.group(1) in signal.Signals.__members__:
+        return signal.Signals[match.group(1)]
+    return None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

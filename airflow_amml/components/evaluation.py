@@ -71,8 +71,8 @@ def champion_mae(
         entry = registry.resolve(ref)
     except ModelNotFoundError:
         return None
+    spec = parse_model_spec(registry.get_definition(entry.definition), entry.definition)
     with tempfile.TemporaryDirectory(prefix="amml-champion-") as tmp:
         _, path = registry.download(ref, Path(tmp))
-        model = keras_builder.load_model(path)
-    spec = parse_model_spec(registry.get_definition(entry.definition), entry.definition)
+        model = keras_builder.load_model(path, spec)
     return entry, holdout_mae(model, spec, holdout, stream_scaler, entry.scaler or None)

@@ -24,9 +24,10 @@ from typing import Any
 
 import pandas as pd
 
-from airflow_amml.registry import Lineage, ModelRegistry, RegistryError
+from airflow_amml.registry import Lineage, ModelNotFoundError, ModelRegistry, RegistryError
 from airflow_amml.runtime.component import AbstractProgress
 from airflow_amml.runtime.errors import PipelineError
+from compiler.errors import AmmlError
 
 from .scalers import SCALER_ATTR
 
@@ -42,18 +43,40 @@ def model_paths(settings: dict[str, Any]) -> list[Path]:
 
 
 def definition_yaml(registry: ModelRegistry, ref: str, settings: dict[str, Any]) -> str:
-    """The YAML of definition `name:version`: registered from a model file if one defines it."""
-    from airflow_amml.models.spec import find_model_files, load_model_spec
+    """The YAML of definition `name:version`: registered from a model file if one defines it.
+
+    A model file that does not check stops the run only when it is the one asked for (its top-level `name`
+    and `version` say so, or nothing defines the definition elsewhere); another broken file in the folder is
+    skipped with a warning (`amml lint` reports it).
+    """
+    from airflow_amml.models.spec import declared_ref, find_model_files, load_model_spec
 
     if ":" not in ref:
         raise PipelineError(f"`train_lstm model={ref!r}`: expected a definition NAME:VERSION such as 'ett:0.1'")
+    broken: list[AmmlError] = []
     for folder in model_paths(settings):
         for path in find_model_files(folder) if folder.is_dir() else ():
-            spec = load_model_spec(path)
+            try:
+                spec = load_model_spec(path)
+            except AmmlError as exc:
+                if declared_ref(path) == ref:
+                    raise PipelineError(f"`train_lstm model={ref!r}`: its model file has errors:\n{exc}") from None
+                log.warning("train_lstm: skipping the model file %s, which has errors (amml lint shows them)", path)
+                broken.append(exc)
+                continue
             if spec.ref == ref:
                 registry.register_definition(spec.name, spec.version, spec.source)
                 return spec.source
-    return registry.get_definition(ref)
+    try:
+        return registry.get_definition(ref)
+    except ModelNotFoundError as exc:
+        if not broken:
+            raise
+        raise PipelineError(
+            f"`train_lstm model={ref!r}`: no model file defines it and none is registered; {len(broken)} model "
+            f"file(s) have errors, so it may be in one of them:\n{broken[0]}",
+            hint="fix the model file (`amml lint` lists every error)",
+        ) from exc
 
 
 def run_output_dir(settings: dict[str, Any], name: str) -> Path:
@@ -70,19 +93,45 @@ class TrainLstm(AbstractProgress):
     (epoch, loss, val_loss) as it finishes, then register the model."""
 
     def open(self) -> None:
-        from airflow_amml.models.spec import parse_model_spec
+        from airflow_amml.models.spec import MAX_BATCH_SIZE, MAX_EPOCHS, parse_model_spec
 
+        for key, top in (("epoch", MAX_EPOCHS), ("batch_size", MAX_BATCH_SIZE)):
+            value = self.params[key]
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= top):
+                raise PipelineError(f"`train_lstm {key}={value!r}`: expected a whole number from 1 to {top:,}")
+        holdout = self.params["holdout"]
+        if holdout is not None and not (isinstance(holdout, int) and not isinstance(holdout, bool) and holdout >= 0):
+            raise PipelineError(f"`train_lstm holdout={holdout!r}`: expected a number of records ≥ 0")
         self.registry = ModelRegistry.from_settings(self.context.settings)
         ref = self.params["model"]
         self.spec = parse_model_spec(definition_yaml(self.registry, ref, self.context.settings), f"model {ref}")
         self.frames: list[pd.DataFrame] = []
+        self.rows = self.frame_bytes = 0
         self.scaler: dict[str, Any] | None = None
         self.registered = None
 
     def process(self, batch: pd.DataFrame) -> None:
         self.frames.append(batch)
         self.scaler = batch.attrs.get(SCALER_ATTR, self.scaler)
+        self.rows += len(batch)
+        self.frame_bytes += int(batch.memory_usage(index=True, deep=False).sum())
+        self._check_budget()
         return None
+
+    def _check_budget(self) -> None:
+        """Stop as soon as the records so far would not fit the training budget (the stream may not end)."""
+        from airflow_amml.models.spec import TRAIN_MEMORY_ENV, training_budget_problem
+
+        # the records are held, then concatenated into one frame: twice their size at the peak
+        problem = training_budget_problem(
+            self.spec, rows=self.rows, batch_size=self.params["batch_size"], extra_bytes=2 * self.frame_bytes
+        )
+        if problem is not None:
+            raise PipelineError(
+                f"`train_lstm` stopped after {self.rows:,} records: {problem}",
+                hint="train on fewer records (`source ... limit=`, `start=`/`end=`), or with a shorter window or "
+                f"fewer features, or raise {TRAIN_MEMORY_ENV} (e.g. 8GiB) on a machine that has the memory",
+            )
 
     def finish(self) -> Iterator[pd.DataFrame]:
         if not self.frames:
@@ -244,7 +293,10 @@ class LstmPredict(AbstractProgress):
         except RegistryError as exc:
             raise PipelineError(f"`lstm model={self.params['model']!r}`: {exc.message}") from exc
         self.spec = parse_model_spec(registry.get_definition(self.entry.definition), self.entry.definition)
-        self.model = keras_builder.load_model(path)
+        try:
+            self.model = keras_builder.load_model(path, self.spec)
+        except ValueError as exc:
+            raise PipelineError(f"`lstm model={self.params['model']!r}`: {self.entry.ref}: {exc}") from None
         self.tail: pd.DataFrame | None = None
         log.info("lstm: loaded %s (%s)", self.entry.ref, self.entry.definition)
 
@@ -290,4 +342,3 @@ def stored_scaler(model_ref: str, settings: dict[str, Any]) -> dict[str, Any]:
     if not entry.scaler:
         raise PipelineError(f"model {entry.ref} was registered without scaler statistics")
     return entry.scaler
-

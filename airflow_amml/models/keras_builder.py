@@ -14,17 +14,29 @@ after it.
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import importlib.util
 import math
 import os
 import re
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from airflow_amml.models.spec import ModelSpec
+from airflow_amml.models.spec import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_PARAMETERS,
+    ModelSpec,
+    format_bytes,
+    training_budget_problem,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -33,12 +45,112 @@ __all__ = ["build_model", "load_model", "make_windows", "predict", "save_model",
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
+PREDICT_CHUNK_BYTES = 64 * 1024**2  # windows built at once for a forecast (a batch may hold 65,536 records)
+MAX_MODEL_FILE_BYTES = 2 * 1024**3  # a .keras file, unpacked: 50M parameters with optimizer state is ~800 MB
+
 
 def _keras() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    import keras
+    """Keras (and TensorFlow under it), imported once, here only, without TensorFlow's start-up noise.
 
+    On a machine without an NVIDIA GPU every run used to print TensorFlow's probing of CUDA to stderr — which
+    an Airflow task log shows as ERROR lines: the start-up INFO lines that TensorFlow writes before its own
+    logging applies ``TF_CPP_MIN_LOG_LEVEL`` (oneDNN, "Could not find cuda drivers", CPU features), then
+    "failed call to cuInit" on first use. So, unless the user set them: ``TF_CPP_MIN_LOG_LEVEL=2`` (warnings
+    and errors of TensorFlow's C++ side stay hidden, as before); the start-up lines below that level are
+    dropped from stderr while TensorFlow is imported (:func:`_tf_startup_filter`); and where there is no
+    NVIDIA device (nor a pluggable-device plugin), ``TF_ENABLED_DEVICE_TYPES=CPU``, so that CUDA is never
+    probed. A machine with a GPU keeps the CUDA platform, its messages and its GPU.
+    """
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not _has_gpu_device():
+        os.environ.setdefault("TF_ENABLED_DEVICE_TYPES", "CPU")
+    with _tf_startup_filter(_min_log_level()):
+        import keras
     return keras
+
+
+def _has_gpu_device() -> bool:
+    """An NVIDIA device (or WSL's GPU bridge), or a TensorFlow pluggable-device plugin, is present."""
+    if glob.glob("/dev/nvidia*") or os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/dxg"):
+        return True
+    spec = importlib.util.find_spec("tensorflow")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        plugins = Path(folder).parent / "tensorflow-plugins"
+        if plugins.is_dir() and any(plugins.iterdir()):
+            return True
+    return False
+
+
+def _min_log_level() -> int:
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
+
+
+# TensorFlow's C++ log lines (absl's format): a severity letter, then date, time, thread, file:line]
+_ABSL_LINE = re.compile(rb"([IWEF])\d{4} [\d:.]+ +\d+ [^ \]]+:\d+\] ")  # before init the time is since 1970
+_ABSL_PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+_SEVERITY = {b"I": 0, b"W": 1, b"E": 2, b"F": 3}
+
+
+@contextlib.contextmanager
+def _tf_startup_filter(min_level: int) -> Iterator[None]:
+    """While TensorFlow loads, drop its C++ log lines below ``min_level`` from stderr (file descriptor 2).
+
+    TensorFlow's libraries log from their static initialisers, before ``TF_CPP_MIN_LOG_LEVEL`` takes effect,
+    so the level is applied here: fd 2 is a pipe whose reader thread passes every other line on at once
+    (Python's own output, a fatal message, anything unknown); fatal lines are never dropped.
+    """
+    if min_level <= 0:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        read_end, write_end = os.pipe()
+    except (OSError, ValueError):  # no usable stderr: nothing to filter
+        yield
+        return
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    reader = threading.Thread(target=_pass_on, args=(read_end, saved, min_level), name="amml-tf-stderr", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the reader sees the end and stops
+        reader.join()
+        os.close(saved)
+
+
+def _pass_on(read_end: int, out: int, min_level: int) -> None:
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        pending = b""
+        dropping = False  # inside a dropped multi-line message (CPU features)
+        while chunk := pipe.read(65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                dropping = _drop(line, min_level, dropping)
+                if not dropping:
+                    os.write(out, line + b"\n")
+        if pending:
+            os.write(out, pending)
+
+
+def _drop(line: bytes, min_level: int, dropping: bool) -> bool:
+    """Whether a line is a TensorFlow start-up log line below the level (or the rest of one)."""
+    if line == _ABSL_PREAMBLE:
+        return True
+    match = _ABSL_LINE.match(line)
+    if match:
+        return _SEVERITY[match.group(1)] < min(min_level, 3)
+    return dropping and line.startswith(b"To enable the following instructions:")
 
 
 def build_model(spec: ModelSpec) -> keras.Model:
@@ -161,9 +273,13 @@ def train(
     t = spec.training
     epochs = t.epochs if epochs is None else epochs
     batch_size = t.batch_size if batch_size is None else batch_size
-    for label, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{label} must be an integer ≥ 1; got {v!r}")
+    for label, v, top in (("epochs", epochs, MAX_EPOCHS), ("batch_size", batch_size, MAX_BATCH_SIZE)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
+            raise ValueError(f"{label} must be an integer from 1 to {top:,}; got {v!r}")
+    rows = len(frame) + (len(validation) if validation is not None else 0)
+    problem = training_budget_problem(spec, rows=rows, batch_size=batch_size)
+    if problem is not None:  # refused before the windows are built
+        raise ValueError(problem)
     if t.seed is not None:
         keras.utils.set_random_seed(t.seed)
 
@@ -232,9 +348,14 @@ def predict(model: keras.Model, spec: ModelSpec, frame: pd.DataFrame, batch_size
     features, target = _columns(frame, spec)
     if len(frame) < t.window:
         raise ValueError(f"model {spec.ref} needs at least window = {t.window} rows to forecast; got {len(frame)}")
-    x = _input_windows(features, spec)
-    out = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
-    out = out.reshape(len(x), -1)
+    # windows are built a chunk at a time: all of a 65,536-record batch's at once could be gigabytes
+    n_windows = len(frame) - t.window + 1
+    chunk = max(1, PREDICT_CHUNK_BYTES // (t.window * len(t.features) * 4))
+    parts = []
+    for start in range(0, n_windows, chunk):
+        x = _input_windows(features[start : start + chunk + t.window - 1], spec)
+        parts.append(np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64))
+    out = np.concatenate(parts).reshape(n_windows, -1)
     if out.shape[1] != t.horizon:
         raise ValueError(
             f"model {spec.ref} outputs {out.shape[1]} value(s) per window; the spec's horizon is {t.horizon}"
@@ -257,7 +378,45 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     return path
 
 
-def load_model(path: str | Path) -> keras.Model:
-    """Load a ``.keras`` file for inference (``safe_mode=True``: no arbitrary code; not compiled)."""
+def load_model(path: str | Path, spec: ModelSpec | None = None) -> keras.Model:
+    """Load a ``.keras`` file for inference (``safe_mode=True``: no arbitrary code; not compiled).
+
+    The file's unpacked size is checked before Keras reads it, and with ``spec`` the model must be the one
+    the spec describes: its input ``[window, features]``, ``horizon`` outputs, at most MAX_PARAMETERS.
+    """
+    _check_model_file(Path(path))
     keras = _keras()
-    return keras.models.load_model(str(path), safe_mode=True, compile=False)
+    model = keras.models.load_model(str(path), safe_mode=True, compile=False)
+    if spec is not None:
+        check_model_matches(model, spec)
+    return model
+
+
+def _check_model_file(path: Path) -> None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path.name} is not a readable .keras file: {exc}") from None
+    if unpacked > MAX_MODEL_FILE_BYTES:
+        raise ValueError(
+            f"{path.name} unpacks to {format_bytes(unpacked)}; model files are limited to "
+            f"{format_bytes(MAX_MODEL_FILE_BYTES)}"
+        )
+
+
+def check_model_matches(model: keras.Model, spec: ModelSpec) -> None:
+    """A loaded model must take the spec's windows and give its horizon (a file registered by hand may not)."""
+    t = spec.training
+    expected_in = (None, *t.input_shape)
+    got_in = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
+    got_out = model.output_shape if not isinstance(model.output_shape, list) else None
+    if got_in != expected_in or got_out is None or tuple(got_out) != (None, t.horizon):
+        raise ValueError(
+            f"the model file takes {got_in} and gives {got_out}, but definition {spec.ref} needs windows "
+            f"{expected_in} and {t.horizon} forecast(s) per window: it was not built from this definition"
+        )
+    if model.count_params() > MAX_PARAMETERS:
+        raise ValueError(f"the model file has {model.count_params():,} parameters; at most {MAX_PARAMETERS:,}")

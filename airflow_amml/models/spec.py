@@ -18,11 +18,22 @@ together as :class:`~compiler.errors.AmmlCompileErrors`.
 
 This module imports neither TensorFlow nor numpy: it runs in ``amml lint`` and at DAG-parse time.
 Layer, loss, optimizer and activation names are case-insensitive and stored in their canonical spelling.
+
+Limits. A model file is written by people but read by every worker, so nothing in it may cost unbounded
+time or memory: the YAML itself is bounded before any Python object is built (:data:`MAX_FILE_BYTES`,
+:data:`MAX_YAML_DEPTH`, :data:`MAX_YAML_NODES` counting aliases expanded, so a "billion laughs" file is
+refused), every number has a maximum (:data:`MAX_UNITS`, :data:`MAX_WINDOW`, :data:`MAX_LAYERS`, ...), and
+the whole model must fit a training budget: at most :data:`MAX_PARAMETERS` parameters and an estimated
+training memory (:func:`estimate_training`: weights, gradients, optimizer state, one batch's activations and,
+once the number of records is known, the windows the training materialises) within
+``AMML_TRAIN_MEMORY_LIMIT`` (default 4 GiB; :func:`train_memory_limit`). Lint checks what it can know;
+``train_lstm`` checks again with the records it received (:func:`training_budget_problem`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,16 +41,30 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
 from yaml.constructor import SafeConstructor
+from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from compiler.errors import AmmlCompileErrors, AmmlError, did_you_mean, one_of
 
 __all__ = [
     "ACTIVATIONS",
+    "DEFAULT_TRAIN_MEMORY",
     "INPUT_MODES",
     "LAYER_TYPES",
     "LOSSES",
+    "MAX_BATCH_SIZE",
+    "MAX_EPOCHS",
+    "MAX_FEATURES",
+    "MAX_FILE_BYTES",
+    "MAX_HORIZON",
+    "MAX_LAYERS",
+    "MAX_PARAMETERS",
+    "MAX_UNITS",
+    "MAX_WINDOW",
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_NODES",
     "OPTIMIZERS",
     "PREDICT_MODES",
     "RECURRENT_LAYERS",
@@ -47,10 +72,16 @@ __all__ = [
     "EarlyStoppingSpec",
     "LayerSpec",
     "ModelSpec",
+    "TrainingEstimate",
     "TrainingSpec",
+    "declared_ref",
+    "estimate_training",
     "find_model_files",
+    "format_bytes",
     "load_model_spec",
     "parse_model_spec",
+    "train_memory_limit",
+    "training_budget_problem",
 ]
 
 
@@ -78,6 +109,27 @@ INPUT_MODES = ("level", "relative")
 MONITORS = ("loss", "val_loss")
 RECURRENT_LAYERS = ("LSTM", "GRU")
 
+# ---- limits (README "Models": keep the two in step) ---------------------------------------------------------
+
+MAX_FILE_BYTES = 256 * 1024  # the shipped model files are under 2 KiB
+MAX_YAML_DEPTH = 32  # nesting levels, aliases expanded; a model file needs 7
+MAX_YAML_NODES = 10_000  # values (keys, items, scalars), aliases expanded; a model file needs ~100
+MAX_LAYERS = 32
+MAX_UNITS = 4096
+MAX_WINDOW = 2048
+MAX_HORIZON = 1024
+MAX_FEATURES = 1024
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 65_536
+MAX_PATIENCE = 10_000
+MAX_LEARNING_RATE = 10.0
+MAX_PARAMETERS = 50_000_000
+MAX_STRING_CHARS = 256  # names: target, features, layer types, choices, keys
+MAX_DESCRIPTION_CHARS = 10_000
+MAX_NUMBER_CHARS = 100  # a longer literal is not a number anyone meant (and `int()` of 5000 digits raises)
+DEFAULT_TRAIN_MEMORY = 4 * 1024**3
+TRAIN_MEMORY_ENV = "AMML_TRAIN_MEMORY_LIMIT"
+
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}\Z")
 _VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
 
@@ -95,7 +147,7 @@ class _Arg:
     choices: tuple[str, ...] = ()
 
 
-_UNITS = _Arg("int", "the number of units (outputs)", required=True, minimum=1, maximum=65536)
+_UNITS = _Arg("int", "the number of units (outputs)", required=True, minimum=1, maximum=MAX_UNITS)
 _ACTIVATION = _Arg("choice", "activation function", choices=ACTIVATIONS)
 _BOOL = _Arg("bool", "true or false")
 _FRACTION = _Arg("float", "fraction in [0, 1)", minimum=0, below=1)
@@ -273,21 +325,21 @@ class ModelSpec:
 
 def load_model_spec(path: str | Path) -> ModelSpec:
     """Read and check a model file; raise :class:`AmmlModelError` (or several as AmmlCompileErrors)."""
-    from compiler.errors import read_text
-
-    return parse_model_spec(read_text(path, AmmlModelError), str(path))
+    return parse_model_spec(_read_model_file(path), str(path))
 
 
 def parse_model_spec(text: str, filename: str = "<string>") -> ModelSpec:
     """Check model YAML text; raise :class:`AmmlModelError` (or several as AmmlCompileErrors)."""
+    if len(text) > MAX_FILE_BYTES:
+        raise _too_large(filename, len(text))
     return _Parser(text, filename).parse()
 
 
 def find_model_files(folder: str | Path) -> list[Path]:
     """The ``*.yaml``/``*.yml`` files under ``folder`` whose top level has ``model:`` and ``training:``.
 
-    Other YAML files are skipped. A model file too broken to parse is still listed (recognised by its
-    top-level keys in the text) so that loading it reports its errors instead of hiding it.
+    Other YAML files are skipped. A model file too broken to parse (or too large or deep to) is still listed
+    (recognised by its top-level keys in the text) so that loading it reports its errors instead of hiding it.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -297,10 +349,12 @@ def find_model_files(folder: str | Path) -> list[Path]:
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             continue
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as f:
+                head = f.read(MAX_FILE_BYTES + 1)
+            text = head.decode("utf-8", errors="replace" if len(head) > MAX_FILE_BYTES else "strict")
         except (OSError, UnicodeDecodeError):
             continue
-        if _looks_like_model(text):
+        if _looks_like_model(text, whole=len(head) <= MAX_FILE_BYTES):
             found.append(path)
     return found
 
@@ -308,15 +362,264 @@ def find_model_files(folder: str | Path) -> list[Path]:
 _TOP_KEY_RE = re.compile(r"^['\"]?(model|training)['\"]?\s*:", re.MULTILINE)
 
 
-def _looks_like_model(text: str) -> bool:
+def _looks_like_model(text: str, whole: bool = True) -> bool:
+    if not whole:  # too large to be one: listed when it says it is one, so that loading it says why not
+        return bool(_TOP_KEY_RE.search(text))
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_BoundedLoader)
     except yaml.YAMLError:
         return {m.group(1) for m in _TOP_KEY_RE.finditer(text)} == {"model", "training"}
     if not isinstance(node, MappingNode):
         return False
     keys = {k.value for k, _ in node.value if isinstance(k, ScalarNode)}
     return {"model", "training"} <= keys
+
+
+def declared_ref(path: str | Path) -> str | None:
+    """``name:version`` as a model file's top level writes them, even when the rest of it is wrong (or too
+    large to compose: then read from the top-level lines); None when the file does not say. So one broken
+    file is an error only when it is the one asked for."""
+    try:
+        text = _read_model_file(path)
+    except AmmlModelError:
+        return None
+    try:
+        root = yaml.compose(text, Loader=_BoundedLoader)
+    except yaml.YAMLError:
+        found = dict(_TOP_SCALAR_RE.findall(text))
+        return f"{found['name']}:{found['version']}" if {"name", "version"} <= found.keys() else None
+    if not isinstance(root, MappingNode):
+        return None
+    top = {k.value: v for k, v in root.value if isinstance(k, ScalarNode) and isinstance(v, ScalarNode)}
+    if "name" not in top or "version" not in top:
+        return None
+    return f"{top['name'].value}:{top['version'].value.strip()}"
+
+
+_TOP_SCALAR_RE = re.compile(r"""^(name|version)\s*:\s*['"]?([^'"\s#]+)""", re.MULTILINE)
+
+
+def _read_model_file(path: str | Path) -> str:
+    """The text of a model file, read no further than the size limit (a device or a huge file is refused)."""
+    try:
+        with Path(path).open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise AmmlModelError(f"cannot read the file: {exc.strerror or exc}", filename=str(path)) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise _too_large(str(path), None)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AmmlModelError(f"file is not UTF-8 text ({exc.reason} at byte {exc.start})", filename=str(path)) from None
+
+
+def _too_large(filename: str, size: int | None) -> AmmlModelError:
+    what = f"is {size:,} characters long" if size is not None else f"is larger than {format_bytes(MAX_FILE_BYTES)}"
+    return AmmlModelError(
+        f"the model file {what}; model files are limited to {format_bytes(MAX_FILE_BYTES)}",
+        filename=filename,
+        hint="a model file holds a few layers and training settings (the shipped ones are under 2 KiB); "
+        "is this the right file?",
+    )
+
+
+# ---- bounded YAML ----------------------------------------------------------------------------------------
+
+
+class _YamlLimitError(ComposerError):
+    """A document nested too deep or too large (aliases expanded): refused while composing, before any walk."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader whose composer refuses, at the offending node, documents nested deeper than
+    :data:`MAX_YAML_DEPTH` or holding more than :data:`MAX_YAML_NODES` values once aliases are expanded.
+
+    The composer recurses per nesting level (a 1,000-deep list raised ``RecursionError``), and an alias is
+    the node it names, shared, so a few lines of aliases of aliases stand for billions of values that merge
+    keys and any walk over the document would expand. Each node's expanded size and height are computed
+    once, from its children's, as it is composed; an alias to a node still being composed (a recursive
+    structure) is refused too.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._expanded: dict[int, tuple[int, int]] = {}  # id(node) → (values, height), aliases expanded
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        event = self.peek_event()
+        if isinstance(event, AliasEvent):
+            node = super().compose_node(parent, index)
+            expanded = self._expanded.get(id(node))
+            if expanded is None:
+                raise _YamlLimitError(
+                    None,
+                    None,
+                    f"the YAML alias *{event.anchor} refers to the value that contains it (a loop)",
+                    event.start_mark,
+                )
+            self._check_depth(self._depth + expanded[1], event)
+            return node
+        self._check_depth(self._depth + 1, event)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        children = _children(node)
+        size = 1 + sum(self._expanded[id(c)][0] for c in children)
+        height = 1 + max((self._expanded[id(c)][1] for c in children), default=0)
+        if size > MAX_YAML_NODES:
+            raise _YamlLimitError(
+                None,
+                None,
+                f"the YAML value here holds more than {MAX_YAML_NODES:,} values (aliases expanded); a model file needs "
+                "about a hundred",
+                event.start_mark,
+            )
+        self._expanded[id(node)] = (size, height)
+        return node
+
+    @staticmethod
+    def _check_depth(depth: int, event: Any) -> None:
+        if depth > MAX_YAML_DEPTH:
+            raise _YamlLimitError(
+                None,
+                None,
+                f"the YAML nests values deeper than {MAX_YAML_DEPTH} levels (aliases expanded); a model file needs 7",
+                event.start_mark,
+            )
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+# ---- the training budget ---------------------------------------------------------------------------------
+
+# Floats kept per time step and unit for the backward pass (gate inputs and outputs, cell and hidden states)
+_STEP_FLOATS = {"LSTM": 12, "GRU": 9}
+_OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "rmsprop": 1, "adagrad": 1, "sgd": 0}  # state per parameter
+
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """What training a spec costs, roughly (float32 everywhere): an order of magnitude, not a promise."""
+
+    parameters: int
+    parameter_bytes: int  # weights, their gradients and the optimizer's state
+    activation_bytes: int  # one batch's activations and their gradients
+    data_bytes: int  # windows and labels training materialises (0 when the number of records is unknown)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.parameter_bytes + self.activation_bytes + self.data_bytes
+
+
+def layer_parameters(spec: ModelSpec) -> list[int]:
+    """The number of trainable parameters of each layer of ``spec.layers`` (Keras's count; Input: 0)."""
+    window, features = spec.input_shape
+    recurrent = any(layer.is_recurrent for layer in spec.layers)
+    width = features if recurrent else window * features  # without recurrent layers the window is flattened
+    counts = []
+    for layer in spec.layers:
+        units = layer.get("units", 0)
+        bias = layer.get("use_bias", True)
+        if layer.type == "LSTM":
+            counts.append(4 * (units * (width + units) + (units if bias else 0)))
+        elif layer.type == "GRU":  # Keras's reset_after=True: two bias vectors
+            counts.append(3 * (units * (width + units) + (2 * units if bias else 0)))
+        elif layer.type == "Dense":
+            counts.append(width * units + (units if bias else 0))
+        else:
+            counts.append(0)
+        width = units or width
+    return counts
+
+
+def estimate_training(spec: ModelSpec, rows: int | None = None, batch_size: int | None = None) -> TrainingEstimate:
+    """The memory training ``spec`` takes: with ``rows`` records, also the windows built from them."""
+    t = spec.training
+    batch = batch_size or t.batch_size
+    parameters = sum(layer_parameters(spec))
+    state = 2 + _OPTIMIZER_SLOTS.get(t.optimizer, 2)
+    per_example = t.window * len(t.features)  # the input window
+    steps = t.window
+    for layer in spec.layers:
+        units = layer.get("units", 0)
+        if layer.is_recurrent:
+            per_example += steps * units * _STEP_FLOATS[layer.type]
+            steps = t.window if layer.get("return_sequences", False) else 1
+        elif layer.type == "Dense":
+            per_example += (steps if any(x.is_recurrent for x in spec.layers) else 1) * units * 2
+    data = 0
+    if rows is not None:
+        examples = max(0, rows - t.window - t.horizon + 1)
+        # the windows and labels as numpy arrays and again as the tensors Keras copies them into; the
+        # feature columns (float32) and the target (float64) they are cut from
+        data = 2 * examples * (t.window * len(t.features) + t.horizon) * 4 + rows * (len(t.features) * 4 + 8)
+    return TrainingEstimate(
+        parameters=parameters,
+        parameter_bytes=parameters * 4 * state,
+        activation_bytes=batch * per_example * 4 * 2,
+        data_bytes=data,
+    )
+
+
+def train_memory_limit() -> int:
+    """The training memory budget in bytes: ``AMML_TRAIN_MEMORY_LIMIT`` (``512MiB``, ``8GiB``, ``2e9``) or 4 GiB."""
+    raw = os.environ.get(TRAIN_MEMORY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TRAIN_MEMORY
+    match = re.fullmatch(r"(\d+(?:\.\d+)?(?:[eE]\d+)?)\s*([KMGT]i?B?|B)?", raw, re.IGNORECASE)
+    if match is None or float(match.group(1)) <= 0:
+        raise AmmlModelError(
+            f"{TRAIN_MEMORY_ENV}={raw!r} is not a memory size",
+            filename=TRAIN_MEMORY_ENV,
+            hint=f"write a number of bytes with an optional unit, e.g. {TRAIN_MEMORY_ENV}=8GiB",
+        )
+    unit = (match.group(2) or "B").upper().rstrip("B").rstrip("I")
+    factor = 1024 ** "KMGT".index(unit) * 1024 if unit else 1
+    return int(float(match.group(1)) * factor)
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def training_budget_problem(
+    spec: ModelSpec, rows: int | None = None, batch_size: int | None = None, extra_bytes: int = 0
+) -> str | None:
+    """Why training ``spec`` (on ``rows`` records, holding ``extra_bytes`` more) would not fit, or None."""
+    estimate = estimate_training(spec, rows, batch_size)
+    if estimate.parameters > MAX_PARAMETERS:
+        return (
+            f"model {spec.ref} has {estimate.parameters:,} parameters; at most {MAX_PARAMETERS:,} are allowed "
+            "(fewer units or layers, or a shorter window when the model has no recurrent layer)"
+        )
+    total = estimate.total_bytes + extra_bytes
+    limit = train_memory_limit()
+    if total <= limit:
+        return None
+    parts = [
+        f"parameters and optimizer state {format_bytes(estimate.parameter_bytes)}",
+        f"activations of a batch of {batch_size or spec.training.batch_size} {format_bytes(estimate.activation_bytes)}",
+    ]
+    if rows is not None:
+        parts.append(f"windows of {rows:,} records {format_bytes(estimate.data_bytes + extra_bytes)}")
+    return (
+        f"training model {spec.ref} needs about {format_bytes(total)} ({', '.join(parts)}); the limit is "
+        f"{format_bytes(limit)} ({TRAIN_MEMORY_ENV})"
+    )
 
 
 # ---- the checker -----------------------------------------------------------------------------------------
@@ -363,7 +666,17 @@ class _Parser:
 
     def parse(self) -> ModelSpec:
         try:
-            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
+            root = yaml.compose(self.text, Loader=_BoundedLoader)
+        except _YamlLimitError as exc:
+            mark = exc.problem_mark
+            raise AmmlModelError(
+                exc.problem,
+                filename=self.filename,
+                line=mark.line + 1,
+                column=mark.column + 1,
+                source=self.text,
+                hint="write the layers and settings out plainly; model files need no deep nesting or chains of aliases",
+            ) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or exc.context or "cannot parse"
@@ -396,7 +709,13 @@ class _Parser:
             version = self.version(version)
         description = ""
         if "description" in top:
-            description = self.string(top["description"][1], "`description`", allow_empty=True, allow_null=True)
+            description = self.string(
+                top["description"][1],
+                "`description`",
+                allow_empty=True,
+                allow_null=True,
+                max_chars=MAX_DESCRIPTION_CHARS,
+            )
         training = None
         if "training" in top:
             training = self.training(top["training"])
@@ -413,7 +732,7 @@ class _Parser:
         if self.errors:
             self._raise()
         assert training is not None and layers is not None
-        return ModelSpec(
+        spec = ModelSpec(
             name=name,
             version=version,
             description=description or "",
@@ -423,6 +742,46 @@ class _Parser:
             sha256=hashlib.sha256(self.text.encode("utf-8")).hexdigest(),
             filename=self.filename,
         )
+        self.budget(spec, model_node, top["training"][1])
+        if self.errors:
+            self._raise()
+        return spec
+
+    def budget(self, spec: ModelSpec, model_node: Node, training_node: Node) -> None:
+        """The model must fit the training budget before any data is seen (the data are checked at train time)."""
+        counts = layer_parameters(spec)
+        total = sum(counts)
+        if total > MAX_PARAMETERS:
+            biggest = max(range(len(counts)), key=counts.__getitem__)
+            layer = spec.layers[biggest]
+            self.errors.append(
+                AmmlModelError(
+                    f"the model has {total:,} parameters; at most {MAX_PARAMETERS:,} are allowed (layer "
+                    f"{biggest + 1}, `{layer.type}`, has {counts[biggest]:,})",
+                    filename=self.filename,
+                    line=layer.line,
+                    column=layer.column,
+                    source=self.text,
+                    hint="use fewer units or layers"
+                    + ("" if any(x.is_recurrent for x in spec.layers) else ", or a shorter window or fewer features"),
+                )
+            )
+            return
+        try:
+            problem = training_budget_problem(spec)
+        except AmmlModelError as exc:  # AMML_TRAIN_MEMORY_LIMIT is not a size
+            self.errors.append(exc)
+            return
+        if problem is not None:
+            batch_size = [
+                v for k, v in getattr(training_node, "value", ()) if getattr(k, "value", None) == "batch_size"
+            ]
+            self.error(
+                problem,
+                batch_size[0] if batch_size else training_node,
+                hint=f"use a smaller `batch_size`, fewer units or a shorter window, or raise {TRAIN_MEMORY_ENV} "
+                "(e.g. 8GiB) on a machine that has the memory",
+            )
 
     # -- node helpers --
 
@@ -432,6 +791,8 @@ class _Parser:
         if isinstance(node, SequenceNode):
             return "a list"
         tag = node.tag
+        if len(node.value) > 60:  # an error message quotes the value, not a whole huge one
+            return f"a {'string' if tag == _TAG + 'str' else 'value'} of {len(node.value):,} characters"
         if tag == _TAG + "null":
             return "null (nothing)"
         if tag == _TAG + "bool":
@@ -466,6 +827,9 @@ class _Parser:
         out: dict[str, tuple[ScalarNode, Node]] = {}
         for i, (knode, vnode) in enumerate(node.value):
             if not (isinstance(knode, ScalarNode) and knode.tag == _TAG + "str"):
+                self.error(f"keys of {what} must be names; got {self.describe(knode)}", knode)
+                continue
+            if len(knode.value) > MAX_STRING_CHARS:
                 self.error(f"keys of {what} must be names; got {self.describe(knode)}", knode)
                 continue
             if i < n_merged or (knode.value in out and out[knode.value] in node.value[:n_merged]):
@@ -510,6 +874,8 @@ class _Parser:
     # -- typed values --
 
     def integer(self, node: Node, what: str, minimum: float | None = None, maximum: float | None = None) -> Any:
+        if self.too_long_number(node, what):
+            return _BAD
         if not self.scalar_ok(node, what):
             if not isinstance(node, ScalarNode):
                 self.error(f"{what} must be an integer; got {self.describe(node)}", node)
@@ -536,17 +902,21 @@ class _Parser:
         below: float | None = None,
         above: float | None = None,
     ) -> Any:
+        if self.too_long_number(node, what):
+            return _BAD
         if not self.scalar_ok(node, what):
             if not isinstance(node, ScalarNode):
                 self.error(f"{what} must be a number; got {self.describe(node)}", node)
             return _BAD
-        if node.tag not in (_TAG + "int", _TAG + "float"):
-            hint = None
-            if node.tag == _TAG + "str" and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", node.value.strip()):
-                hint = f"remove the quotes: write {node.value.strip()}"
+        numeric = re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", node.value.strip())
+        if node.tag == _TAG + "str" and node.style is None and numeric:
+            v = float(node.value)  # `1e-3` unquoted: YAML 1.1 reads a string (it wants `1.0e-3`); people mean 0.001
+        elif node.tag not in (_TAG + "int", _TAG + "float"):
+            hint = f"remove the quotes: write {node.value.strip()}" if node.tag == _TAG + "str" and numeric else None
             self.error(f"{what} must be a number; got {self.describe(node)}", node, hint=hint)
             return _BAD
-        v = float(self.value(node))
+        else:
+            v = float(self.value(node))
         if v != v or v in (float("inf"), float("-inf")):
             self.error(f"{what} must be a finite number; got {node.value}", node)
             return _BAD
@@ -554,6 +924,12 @@ class _Parser:
             self.error(f"{what} must be > {_fmt(above)}; got {node.value}", node)
             return _BAD
         return self.in_range(node, what, v, minimum, maximum, below)
+
+    def too_long_number(self, node: Node, what: str) -> bool:
+        if isinstance(node, ScalarNode) and len(node.value) > MAX_NUMBER_CHARS:
+            self.error(f"{what} must be a number; got {self.describe(node)}", node)
+            return True
+        return False
 
     def in_range(
         self, node: Node, what: str, v: float, minimum: float | None, maximum: float | None, below: float | None
@@ -582,7 +958,15 @@ class _Parser:
             self.error(f"{what} must be true or false; got {self.describe(node)}", node, hint=hint)
         return _BAD
 
-    def string(self, node: Node, what: str, *, allow_empty: bool = False, allow_null: bool = False) -> Any:
+    def string(
+        self,
+        node: Node,
+        what: str,
+        *,
+        allow_empty: bool = False,
+        allow_null: bool = False,
+        max_chars: int = MAX_STRING_CHARS,
+    ) -> Any:
         if isinstance(node, ScalarNode) and node.tag == _TAG + "null" and allow_null:
             return ""
         if not (isinstance(node, ScalarNode) and node.tag == _TAG + "str"):
@@ -594,6 +978,13 @@ class _Parser:
             return _BAD
         if not allow_empty and not node.value.strip():
             self.error(f"{what} must not be empty", node)
+            return _BAD
+        if len(node.value) > max_chars:
+            self.error(
+                f"{what} is {len(node.value):,} characters long; at most {max_chars:,} are allowed",
+                node,
+                hint="is this the right value?",
+            )
             return _BAD
         return node.value
 
@@ -672,6 +1063,13 @@ class _Parser:
         if not layers_node.value:
             self.error("`model.layers` is empty", layers_node, hint="add at least `- {type: Dense, units: 1}`")
             return None
+        if len(layers_node.value) > MAX_LAYERS:
+            self.error(
+                f"`model.layers` has {len(layers_node.value)} layers; at most {MAX_LAYERS} are allowed",
+                layers_node.value[MAX_LAYERS],
+                hint="a forecasting model needs a few layers; merge or remove some",
+            )
+            return None
         before = len(self.errors)
         parsed = [self.layer(item, i) for i, item in enumerate(layers_node.value, 1)]
         if any(p is None for p in parsed):
@@ -748,7 +1146,7 @@ class _Parser:
                     hint="omit `shape`: it is inferred from `training.window` and `training.features`",
                 )
                 return _BAD
-            dims = [self.integer(d, what, 1) for d in node.value]
+            dims = [self.integer(d, what, 1, top) for d, top in zip(node.value, (MAX_WINDOW, MAX_FEATURES))]
             return _BAD if _BAD in dims else tuple(int(d) for d in dims)
         raise AssertionError(arg.kind)
 
@@ -846,11 +1244,11 @@ class _Parser:
                 ok = False
             else:
                 values.update(opt)
-        take("epochs", lambda n, w: self.integer(n, w, 1, 1_000_000))
-        take("batch_size", lambda n, w: self.integer(n, w, 1, 1_000_000))
+        take("epochs", lambda n, w: self.integer(n, w, 1, MAX_EPOCHS))
+        take("batch_size", lambda n, w: self.integer(n, w, 1, MAX_BATCH_SIZE))
         take("validation_split", lambda n, w: self.number(n, w, 0, below=1))
-        take("window", lambda n, w: self.integer(n, w, 1, 1_000_000))
-        take("horizon", lambda n, w: self.integer(n, w, 1, 100_000))
+        take("window", lambda n, w: self.integer(n, w, 1, MAX_WINDOW))
+        take("horizon", lambda n, w: self.integer(n, w, 1, MAX_HORIZON))
         take("features", self.features)
         take("predict", lambda n, w: self.choice(n, w, PREDICT_MODES, noun="prediction mode"))
         take("inputs", lambda n, w: self.choice(n, w, INPUT_MODES, noun="input mode"))
@@ -897,9 +1295,9 @@ class _Parser:
             bad = name_node is None
             if name_node is not None:
                 out["optimizer"] = self.choice(name_node, "`training.optimizer.name`", OPTIMIZERS, noun="optimizer")
-            for key in ("learning_rate", "clipnorm"):
+            for key, top in (("learning_rate", MAX_LEARNING_RATE), ("clipnorm", 1e6)):
                 if key in pairs:
-                    out[key] = self.number(pairs[key][1], f"`training.optimizer.{key}`", maximum=1e6, above=0)
+                    out[key] = self.number(pairs[key][1], f"`training.optimizer.{key}`", maximum=top, above=0)
             if bad or _BAD in out.values():
                 return _BAD
             return out
@@ -913,6 +1311,9 @@ class _Parser:
             return _BAD
         if not node.value:
             self.error(f"{what} is empty", node, hint="omit it to use the target column alone")
+            return _BAD
+        if len(node.value) > MAX_FEATURES:
+            self.error(f"{what} lists {len(node.value):,} columns; at most {MAX_FEATURES} are allowed", node)
             return _BAD
         out: list[str] = []
         for item in node.value:
@@ -941,13 +1342,13 @@ class _Parser:
             return _BAD
         values: dict[str, Any] = {}
         if "patience" in pairs:
-            v = self.integer(pairs["patience"][1], f"{what[:-1]}.patience`", 0, 100_000)
+            v = self.integer(pairs["patience"][1], f"{what[:-1]}.patience`", 0, MAX_PATIENCE)
             values["patience"] = v if v is _BAD else int(v)
         if "monitor" in pairs:
             self.monitor_node = pairs["monitor"][1]
             values["monitor"] = self.choice(pairs["monitor"][1], f"{what[:-1]}.monitor`", MONITORS, noun="value")
         if "min_delta" in pairs:
-            values["min_delta"] = self.number(pairs["min_delta"][1], f"{what[:-1]}.min_delta`", 0)
+            values["min_delta"] = self.number(pairs["min_delta"][1], f"{what[:-1]}.min_delta`", 0, 1e6)
         if "restore_best_weights" in pairs:
             values["restore_best_weights"] = self.boolean(
                 pairs["restore_best_weights"][1], f"{what[:-1]}.restore_best_weights`"

@@ -52,6 +52,7 @@ def test_train_then_predict_with_the_stored_scaler(tmp_path, models_dir):
     settings = {
         "model_paths": [str(models_dir)],
         "output_dir": str(tmp_path / "runs"),
+        "output_root": str(tmp_path),  # the sinks below write here
         "lineage": {"dag_id": "ett_train", "run_id": "manual__1", "source_hash": "abc"},
     }
     epochs = tmp_path / "epochs.csv"
