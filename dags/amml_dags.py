@@ -1,5 +1,6 @@
 # The airflow dag loader for AMML: every .amml file in this folder becomes a DAG (see operators/dag_builder.py).
-# Broken files become `amml_error__<file>` DAGs that show the error; the other DAGs are not affected.
+# A file that does not load becomes an `amml_error__<file>_<hash>` DAG (tag `amml-error`) that shows the error
+# and fails its one run; the other DAGs are not affected. The loader never raises.
 from pathlib import Path
 
 from operators.dag_builder import load_dags

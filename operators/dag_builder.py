@@ -3,19 +3,28 @@
 * Each pipeline becomes an `AmmlPipelineOperator` task; `pipeline b after a` becomes `a >> b`.
 * The `dag { ... }` block gives the DAG's settings. Cron and preset schedules use
   `CronDataIntervalTimetable` and durations `DeltaDataIntervalTimetable`, so that a scheduled or backfilled
-  run has a real data interval and its sources read exactly that window.
+  run has a real data interval and its sources read exactly that window. Dates and durations are converted by
+  `compiler.settings`, the same code that `amml lint` checks them with.
 * No database or HDFS I/O: compiling is pure and cached by content hash.
-* A broken file does not raise (in Airflow 3.3 a loader that raises hides all of its DAGs): it becomes a
-  placeholder DAG `amml_error__<file>` tagged `amml-error`, whose description and docs carry the error with
-  file:line:column, and whose only task fails with the same message.
+* Files are found the way Airflow finds DAG files: `.airflowignore` in every folder, with the syntax of
+  `[core] dag_ignore_file_syntax` (glob by default, `dir/` ignores a folder), using Airflow's own matcher.
+* **The loader never raises** (in Airflow 3.3 a loader that raises hides all of its DAGs, and a DAG that fails
+  Airflow's validation or serialization marks every DAG of the loader stale). Whatever goes wrong with one
+  file (a compile error, a DAG id that two files declare, an exception from Airflow or from the compile
+  cache) becomes that file's placeholder DAG `amml_error__<file>_<hash>` (see `compiler.settings.error_dag_id`),
+  tagged `amml-error`, whose description starts with "AMML ERROR:", whose docs carry the error (capped at
+  `MAX_DOC_CHARS`), and which runs once, unpaused, with a single task that fails with the message: so the
+  file counts among the failed DAGs on Airflow's Home page.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import json
+import logging
 import os
 import re
-from datetime import timedelta
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,59 +33,186 @@ from airflow.sdk import DAG, BaseOperator, CronDataIntervalTimetable, DeltaDataI
 
 from compiler import AmmlError, ProgramCache, build_graph, compile_file
 from compiler.bytecode import Program
+from compiler.errors import AmmlNameError
+from compiler.settings import (
+    DEFAULT_START,
+    DEFAULT_TIMEZONE,
+    MAX_TEXT,
+    check_file_dag_id,
+    dag_id_for,
+    duplicate_dag_ids,
+    error_dag_id,
+    is_duration,
+    parse_date,
+    parse_duration,
+)
 from compiler.workflow import render_mermaid
 
 from .pipeline import AmmlPipelineOperator
 
-DEFAULT_START = "2024-01-01"
-_DURATION = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+log = logging.getLogger(__name__)
+
+ERROR_TAG = "amml-error"
+ERROR_PREFIX = "AMML ERROR: "
+# What one file may put into its DAG's docs and description (they are stored with every DAG version and
+# sent to every browser that opens the DAG); the full error is one `amml lint FILE` away.
+MAX_DOC_CHARS = 20_000
+MAX_DESCRIPTION_CHARS = MAX_TEXT["description"]  # what `amml lint` allows in `description = ...`
+DEFAULT_MAX_ACTIVE_RUNS = 16
+
+
+@dataclass
+class _File:
+    """One .amml file: its compiled program, or the error that stands in for its DAG."""
+
+    path: Path
+    relative: str  # to the dags folder, POSIX: names the error DAG
+    program: Program | None = None
+    error: str | None = None
+
+    @property
+    def dag_id(self) -> str:
+        if self.program is None:
+            return error_dag_id(self.relative)
+        return dag_id_for(self.program.dag_name, self.path.name)
 
 
 def load_dags(namespace: dict[str, Any], folder: str | os.PathLike[str]) -> list[DAG]:
-    """Build a DAG for every .amml file under `folder` (honouring .airflowignore) into `namespace`."""
+    """Build a DAG for every .amml file under `folder` (honouring .airflowignore) into `namespace`.
+    Never raises: see the module docstring."""
+    try:
+        return _load(namespace, Path(folder))
+    except Exception as exc:  # the folder itself failed (unreadable, a symlink loop, a bad ignore syntax)
+        log.exception("AMML: loading %s failed", folder)
+        message = f"{folder}: error: the AMML loader could not list the .amml files: {_describe(exc)}"
+        dag = _error_dag_or_none(".", message)
+        if dag is None:
+            return []
+        _register(namespace, dag)
+        return [dag]
+
+
+def _load(namespace: dict[str, Any], folder: Path) -> list[DAG]:
     from airflow.sdk import get_parsing_context
 
-    folder = Path(folder)
     cache = ProgramCache(_cache_dir())
     wanted = get_parsing_context().dag_id  # inside a task: build only the DAG being run
+    files = [_compile(path, folder, cache) for path in amml_files(folder)]
+    _refuse_duplicates(files)
     dags = []
-    for path in amml_files(folder):
-        try:
-            program = compile_file(path, cache=cache)
-        except AmmlError as exc:
-            # decide before building: a DAG made inside `with dag:` registers itself with the DagBag
-            if wanted and error_dag_id(path) != wanted:
-                continue
-            dag = error_dag(path, exc)
-        else:
-            if wanted and (program.dag_name or path.stem) != wanted:
-                continue
-            dag = build_dag(program, path)
-        namespace[dag.dag_id] = dag
-        dags.append(dag)
+    for file in files:
+        # decide before building: building costs time, and a task needs only its own DAG
+        if wanted and file.dag_id != wanted:
+            continue
+        dag = _build_or_error(file, check_serializable=not wanted)
+        if dag is not None:
+            _register(namespace, dag)
+            dags.append(dag)
     if not wanted:  # a full parse knows every current program: forget old ones (edited or deleted files)
-        cache.prune(keep=cache.used)
+        try:
+            cache.prune(keep=cache.used)
+        except Exception:  # an optimisation only
+            log.exception("AMML: pruning the compile cache failed")
     return dags
 
 
+def _register(namespace: dict[str, Any], dag: DAG) -> None:
+    # Not `namespace[dag_id]`: a DAG named `__file__` or `load_dags` would replace the loader module's own names.
+    # The DagBag takes every DAG among the module's values, whatever its key.
+    namespace[f"amml:{dag.dag_id}"] = dag
+
+
+def _compile(path: Path, folder: Path, cache: ProgramCache) -> _File:
+    file = _File(path, path.relative_to(folder).as_posix())
+    try:
+        file.program = compile_file(path, cache=cache)
+        if file.program.dag_name is None:  # the id comes from the file name (the compiler checks it too)
+            problems = check_file_dag_id(str(path))
+            if problems:
+                raise problems[0]
+    except AmmlError as exc:
+        file.program, file.error = None, _describe(exc)
+    except Exception as exc:  # a compiler or cache failure must not take the other files down
+        log.exception("AMML: compiling %s failed", path)
+        file.program, file.error = None, _internal_error(path, exc)
+    return file
+
+
+def _refuse_duplicates(files: list[_File]) -> None:
+    """Files declaring the same DAG id all become errors naming each other: which one would win depends on
+    the order Airflow sees them in, and a new file could silently replace a running DAG."""
+    compiled = {file.relative: file for file in files if file.program is not None}
+    duplicates = duplicate_dag_ids({relative: file.dag_id for relative, file in compiled.items()})
+    for relative, others in duplicates.items():
+        file = compiled[relative]
+        error = AmmlNameError(
+            f"the DAG id `{file.dag_id}` is also declared by {', '.join(others)}; none of these files gets a DAG",
+            filename=str(file.path),
+            hint="give each file its own name: `dag another_name { ... }` (or rename the file)",
+        )
+        file.program, file.error = None, str(error)
+
+
+def _build_or_error(file: _File, *, check_serializable: bool) -> DAG | None:
+    if file.program is not None:
+        try:
+            dag = build_dag(file.program, file.path)
+            _validate(dag, serialize=check_serializable)
+            return dag
+        except Exception as exc:  # Airflow refused something the compiler let through
+            log.exception("AMML: building the DAG of %s failed", file.path)
+            file.error = _internal_error(file.path, exc)
+    return _error_dag_or_none(file.relative, file.error or f"{file.path}: error: unknown failure")
+
+
+def _validate(dag: DAG, *, serialize: bool) -> None:
+    """What the DagBag and the dag processor do to a DAG after the loader returns: failing there would mark
+    every AMML DAG stale, failing here costs only this file's DAG."""
+    dag.validate()
+    dag.check_cycle()
+    if not serialize:
+        return
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization
+    except ImportError:  # a worker with the task SDK only: it does not serialize DAGs
+        return
+    json.dumps(DagSerialization.to_dict(dag)).encode("utf-8")
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return _printable(str(exc))
+    except Exception:
+        return type(exc).__name__
+
+
+def _internal_error(path: Path, exc: Exception) -> str:
+    return (f"{path}: error: the AMML loader could not make this file's DAG: {_describe(exc)} "
+            f"({type(exc).__name__})\nhint: run `amml lint {path.name}`; if it says ok, please report this")
+
+
+def _printable(text: str) -> str:
+    """Text that encodes as UTF-8 (a lone surrogate from a string escape would break Airflow's serialization)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def amml_files(folder: Path) -> list[Path]:
-    patterns = _ignore_patterns(folder)
-    found = []
-    for path in sorted(folder.rglob("*.amml")):
-        relative = path.relative_to(folder).as_posix()
-        if any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(path.name, p) for p in patterns):
-            continue
-        found.append(path)
-    return found
+    """The .amml files under `folder` that Airflow's own `.airflowignore` rules do not exclude."""
+    try:
+        from airflow._shared.module_loading import find_path_from_directory
+    except ImportError:  # task-SDK-only worker
+        from airflow.sdk._shared.module_loading import find_path_from_directory
+    with warnings.catch_warnings():  # pathspec's deprecation notice, once per parse, helps nobody here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        found = list(find_path_from_directory(folder, ".airflowignore", _ignore_syntax()))
+    return sorted(path for path in map(Path, found) if path.suffix == ".amml" and path.is_file())
 
 
-def _ignore_patterns(folder: Path) -> list[str]:
-    ignore = folder / ".airflowignore"
-    if not ignore.is_file():
-        return []
-    lines = (line.split("#", 1)[0].strip() for line in ignore.read_text().splitlines())
-    return [line for line in lines if line]
+def _ignore_syntax() -> str:
+    from airflow.sdk import conf
+
+    return conf.get("core", "dag_ignore_file_syntax", fallback="glob") or "glob"
 
 
 def _cache_dir() -> Path:
@@ -86,23 +222,26 @@ def _cache_dir() -> Path:
 
 def build_dag(program: Program, path: Path) -> DAG:
     settings = program.dag or {}
-    dag_id = program.dag_name or path.stem
+    timezone = settings.get("timezone", DEFAULT_TIMEZONE)
     params = {name: _param(default) for name, default in settings.get("params", {}).items()}
     default_args = {"owner": settings.get("owner", "amml"), "retries": settings.get("retries", 0)}
     if "retry_delay" in settings:
-        default_args["retry_delay"] = _duration(settings["retry_delay"])
+        default_args["retry_delay"] = parse_duration(settings["retry_delay"])
+    schedule = settings.get("schedule")
+    end_date = settings.get("end_date")
     dag = DAG(
-        dag_id=dag_id,
-        schedule=_schedule(settings.get("schedule"), settings.get("timezone", "UTC")),
-        start_date=pendulum.parse(settings.get("start_date", DEFAULT_START), tz=settings.get("timezone", "UTC")),
-        end_date=pendulum.parse(settings["end_date"]) if settings.get("end_date") else None,
+        dag_id=dag_id_for(program.dag_name, path.name),
+        schedule=_schedule(schedule, timezone),
+        start_date=pendulum.instance(parse_date(settings.get("start_date", DEFAULT_START), timezone)),
+        end_date=pendulum.instance(parse_date(end_date, timezone)) if end_date else None,
         catchup=settings.get("catchup", False),
         tags=["amml", *settings.get("tags", [])],
         params=params,
         default_args=default_args,
-        description=settings.get("description", f"AMML pipelines from {path.name}"),
+        description=_cap(settings.get("description", f"AMML pipelines from {path.name}"), MAX_DESCRIPTION_CHARS),
         doc_md=_docs(program, path),
-        max_active_runs=settings.get("max_active_runs", 16),
+        max_active_runs=settings.get("max_active_runs", 1 if schedule == "@continuous" else DEFAULT_MAX_ACTIVE_RUNS),
+        auto_register=False,  # registered by `_register` only once it is complete and valid
     )
     with dag:
         tasks = {
@@ -137,50 +276,77 @@ def _schedule(value: Any, timezone: str) -> Any:
         return [Asset(uri) for uri in value]
     if value in ("@once", "@continuous"):
         return value
-    match = _DURATION.match(str(value))
-    if match:
-        return DeltaDataIntervalTimetable(_duration(value))
+    if is_duration(value):
+        return DeltaDataIntervalTimetable(parse_duration(value))
     return CronDataIntervalTimetable(str(value), timezone=timezone)
 
 
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, int):
-        return timedelta(seconds=value)
-    number, unit = _DURATION.match(str(value)).groups()
-    return timedelta(**{_UNITS[unit]: int(number)})
-
-
 def _docs(program: Program, path: Path) -> str:
-    graphs = "\n\n".join(f"```mermaid\n{render_mermaid(build_graph(p))}\n```" for p in program.pipelines)
-    return f"### AMML: `{path.name}`\n\n```\n{program.source.rstrip()}\n```\n\n#### Pipelines\n\n{graphs}\n"
+    graphs = "\n\n".join(_fenced(render_mermaid(build_graph(p)), "mermaid") for p in program.pipelines)
+    source = _cap(program.source.rstrip(), MAX_DOC_CHARS // 2)
+    docs = f"### AMML: `{path.name}`\n\n{_fenced(source)}\n\n#### Pipelines\n\n{graphs}\n"
+    if len(docs) > MAX_DOC_CHARS:  # too many graphs to show: the source alone says it all
+        docs = f"### AMML: `{path.name}`\n\n{_fenced(source)}\n\n(the pipeline graphs are too large to show)\n"
+    return docs
+
+
+def _fenced(text: str, language: str = "") -> str:
+    """A Markdown code block that the text cannot close early (its fence is longer than any run of backticks in
+    it), so nothing in an AMML file is rendered as Markdown."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… ({len(text) - limit} more characters)"
 
 
 class _FailWithError(BaseOperator):
-    """The task of a placeholder DAG: fails with the compile error, so the problem shows in the task log."""
+    """The task of a placeholder DAG: fails with the compile error, so the problem shows in the task log and
+    the DAG's run is failed (Home counts it among the failed DAGs)."""
 
     def __init__(self, *, message: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.message = message
 
     def execute(self, context: Any) -> None:
-        raise RuntimeError(self.message)
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(self.message)  # no retries: the file is not going to fix itself
 
 
-def error_dag_id(path: Path) -> str:
-    return f"amml_error__{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}"
+def _error_dag_or_none(relative: str, message: str) -> DAG | None:
+    try:
+        return error_dag(relative, message)
+    except Exception:  # never raise: losing one placeholder is better than losing every DAG
+        log.exception("AMML: building the error DAG of %s failed", relative)
+        return None
 
 
-def error_dag(path: Path, error: AmmlError) -> DAG:
-    message = str(error)
-    first = message.splitlines()[0]
+def error_dag(relative: str, message: str) -> DAG:
+    """The placeholder DAG of the file at `relative` (to the dags folder) that does not load."""
+    message = _cap(_printable(message), MAX_DOC_CHARS)
+    first = message.splitlines()[0] if message.strip() else "the file does not load"
     dag = DAG(
-        dag_id=error_dag_id(path),
-        schedule=None,
-        start_date=pendulum.parse(DEFAULT_START),
-        tags=["amml", "amml-error"],
-        description=first[:200],
-        doc_md=f"### `{path.name}` does not compile\n\n```\n{message}\n```\n\nFix the file: its DAG comes back "
-        "on the next parse.",
+        dag_id=error_dag_id(relative),
+        # one run, right away and not paused: its failure puts the file among the failed DAGs on Home
+        schedule="@once",
+        start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+        catchup=False,
+        is_paused_upon_creation=False,
+        max_active_runs=1,
+        tags=["amml", ERROR_TAG],
+        description=_cap(ERROR_PREFIX + first, MAX_DESCRIPTION_CHARS),
+        doc_md=f"### AMML ERROR: `{_printable(relative)}` does not load\n\n"
+        "Its DAG is not made until the file is fixed; this placeholder stands in for it, and its single run "
+        "fails with the same message.\n\n"
+        f"{_fenced(message)}\n\nFix the file (`amml lint` shows every error): its DAG comes back on the next parse, "
+        "and this placeholder goes away.",
+        default_args={"owner": "amml", "retries": 0},
+        auto_register=False,
     )
     with dag:
         _FailWithError(task_id="compile_error", message=message)

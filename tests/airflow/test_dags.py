@@ -15,7 +15,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from compiler.settings import error_dag_id
+
 ROOT = Path(__file__).resolve().parents[2]
+BROKEN = error_dag_id("broken.amml")  # amml_error__broken_<hash of the path>
 
 HOT_DAYS = """
 dag hot_days {
@@ -86,17 +89,17 @@ LOAD = """
                                for k in ("epochs", "model")}},
         "watch_tags": sorted(bag.dags["ett_watch"].tags),
         "watch_doc": bag.dags["ett_watch"].doc_md,
-        "error_description": bag.dags["amml_error__broken"].description,
-        "error_doc": bag.dags["amml_error__broken"].doc_md,
+        "error_description": bag.dags["{broken}"].description,
+        "error_doc": bag.dags["{broken}"].doc_md,
     }}))
 """
 
 
 def test_every_amml_file_becomes_a_dag_and_a_broken_one_is_shown_not_hidden(airflow_env):
     env, dags = airflow_env
-    result = run_python(env, LOAD.format(dags=dags))
+    result = run_python(env, LOAD.format(dags=dags, broken=BROKEN))
     assert result["dag_ids"] == [
-        "amml_error__broken",
+        BROKEN,
         "ett_predict",
         "ett_retrain",
         "ett_train",
@@ -112,6 +115,22 @@ def test_every_amml_file_becomes_a_dag_and_a_broken_one_is_shown_not_hidden(airf
     assert "snapshot size=48" in result["watch_doc"] and "flowchart LR" in result["watch_doc"]
     assert "broken.amml:1:19: name error: unknown component `fitler`" in result["error_description"]
     assert "did you mean `filter`?" in result["error_doc"]
+
+
+ERROR_RUN = """
+    import json
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
+    run = bag.dags["{broken}"].test()
+    print(json.dumps({{"state": str(run.state)}}))
+"""
+
+
+def test_the_error_dag_of_a_broken_file_fails_its_run(airflow_env):
+    """So that Home counts the file among the failed DAGs (its latest run failed), not as a healthy DAG."""
+    env, dags = airflow_env
+    env = {**env, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": BROKEN}  # as on a worker: only this DAG is built
+    assert run_python(env, ERROR_RUN.format(dags=dags, broken=BROKEN))["state"] == "failed"
 
 
 RUN = """
@@ -220,7 +239,7 @@ def test_task_parsing_builds_only_its_dag_and_airflowignore_is_honoured(airflow_
     shutil.copytree(dags, ignoring)
     (ignoring / ".airflowignore").write_text("# keep the broken one out\nbroken.amml\nett_w*\n")
     visible = run_python(env, IDS.format(dags=ignoring))
-    assert "ett_watch" not in visible and "amml_error__broken" not in visible and "ett_train" in visible
+    assert "ett_watch" not in visible and BROKEN not in visible and "ett_train" in visible
 
 
 TRAIN_THEN_PREDICT = """
