@@ -87,12 +87,16 @@ def cmd_lint(args: argparse.Namespace) -> int:
         except AmmlError as exc:
             failed, errors = failed + 1, errors + _count(exc)
             print(exc, end="\n\n", file=sys.stderr)
+    compiled: dict[Path, Any] = {}
     for path in files:
         try:
-            program = compile_file(path)
-            problems = _undefined_models(program, definitions)
+            compiled[path] = compile_file(path)
         except AmmlError as exc:
-            problems = [exc]
+            compiled[path] = exc
+    duplicates = _duplicate_dag_ids({p: c for p, c in compiled.items() if not isinstance(c, AmmlError)})
+    for path, result in compiled.items():
+        problems = [result] if isinstance(result, AmmlError) else _undefined_models(result, definitions)
+        problems += duplicates.get(path, [])  # the loader would make each of them an error DAG
         if problems:
             failed += 1
             errors += sum(_count(p) for p in problems)
@@ -102,6 +106,24 @@ def cmd_lint(args: argparse.Namespace) -> int:
     summary = f"{total} file(s) checked: {total - failed} ok, {failed} with errors ({errors} error(s))"
     print(summary, file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0
+
+
+def _duplicate_dag_ids(programs: dict[Path, Any]) -> dict[Path, list[AmmlError]]:
+    """An error for each file whose DAG id another of the checked files declares too."""
+    from compiler.errors import AmmlNameError
+    from compiler.settings import dag_id_for, duplicate_dag_ids
+
+    ids = {str(path): dag_id_for(program.dag_name, path.name) for path, program in programs.items()}
+    return {
+        Path(file): [
+            AmmlNameError(
+                f"the DAG id `{ids[file]}` is also declared by {', '.join(others)}",
+                filename=file,
+                hint="give each file its own `dag NAME`: in Airflow, none of these files would get a DAG",
+            )
+        ]
+        for file, others in duplicate_dag_ids(ids).items()
+    }
 
 
 def _count(exc: AmmlError) -> int:
@@ -350,10 +372,12 @@ def _model_register(args: argparse.Namespace) -> int:
 
 
 def _model_alias(args: argparse.Namespace) -> int:
-    name, _, number = args.version.rpartition("/")
-    if not number.isdigit() or not name:
+    from airflow_amml.registry import parse_ref
+
+    name, kind, number = parse_ref(args.version)  # a malformed one is a registry error, with the pattern
+    if kind != "version":
         raise _UsageError(f"expected NAME/VERSION such as ett/3, got {args.version!r}")
-    _registry().set_alias(name, args.alias, int(number))
+    _registry().set_alias(name, args.alias, number)
     print(f"{name}@{args.alias} → {name}/{number}")
     return 0
 
@@ -497,12 +521,11 @@ def _stop_signal(exc: BaseException) -> int | None:
     """The signal that stopped the command: ours, Ctrl-C, or the executor's (raised once its children are gone)."""
     if isinstance(exc, KeyboardInterrupt):
         return signal.SIGINT
-    signum = getattr(exc, "signum", None)
-    if isinstance(signum, int):
-        return signum
-    match = re.fullmatch(r"received signal (SIG[A-Z]+)", str(exc))  # the executor's _Terminated
-    if match and type(exc).__name__ == "_Terminated" and match.group(1) in signal.Signals.__members__:
-        return signal.Signals[match.group(1)]
+    if isinstance(exc, _Stopped):
+        return exc.signum
+    executor = sys.modules.get("airflow_amml.runtime.executor")  # not imported: it did not raise this
+    if executor is not None and isinstance(exc, executor.Terminated):
+        return exc.signum
     return None
 
 

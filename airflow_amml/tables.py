@@ -1,10 +1,19 @@
-"""Tables the runtime writes: alerts and snapshots (Fig. 7). Created on first use."""
+"""Tables the runtime writes: alerts and snapshots (Fig. 7). Created on first use.
+
+Table names given in a pipeline (`snapshot table=`, `sql_sink table=`) are untrusted: they must be plain
+identifiers, and never one of AMML's own tables (alerts, snapshots of another shape, the model registry,
+Alembic's version table), which a pipeline could otherwise overwrite. Every statement is built with
+SQLAlchemy Core on :class:`sqlalchemy.Table` objects, so names are quoted by the dialect, never spliced.
+"""
 
 from __future__ import annotations
 
 import functools
+import re
 
 import sqlalchemy as sa
+
+from airflow_amml.runtime.errors import PipelineError
 
 metadata = sa.MetaData()
 
@@ -21,6 +30,28 @@ alerts = sa.Table(
     sa.Column("record", sa.Text, nullable=False),  # the triggering record, as JSON
 )
 
+# 63: PostgreSQL's limit for an identifier (longer names are silently cut there, and could then collide)
+TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# AMML's own tables (alerts, snapshots, the registry's amml_model_*), Alembic's and SQLite's internal ones
+RESERVED_PREFIXES = ("amml_", "alembic_", "sqlite_")
+SNAPSHOT_DEFAULT = "amml_snapshots"
+
+
+def check_table_name(component: str, name: object, *, allowed: tuple[str, ...] = ()) -> str:
+    """``name`` if a pipeline may write to a table of that name; else an error naming the component."""
+    if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
+        raise PipelineError(
+            f"`{component} table={name!r}`: a table name is a letter or `_` followed by letters, digits or `_` "
+            "(at most 63)",
+            hint="e.g. table='ett_predictions'",
+        )
+    if name.lower().startswith(RESERVED_PREFIXES) and name not in allowed:
+        raise PipelineError(
+            f"`{component} table={name!r}`: names starting with {', '.join(RESERVED_PREFIXES)} are AMML's own tables",
+            hint=f"choose another name, e.g. table='{name.lower().removeprefix('amml_') or 'my_table'}_out'",
+        )
+    return name
+
 
 @functools.cache
 def snapshot_table(name: str) -> sa.Table:
@@ -35,6 +66,24 @@ def snapshot_table(name: str) -> sa.Table:
         sa.Column("row_position", sa.BigInteger, nullable=False),
         sa.Column("record", sa.Text, nullable=False),
     )
+
+
+def ensure_snapshot_table(component: str, engine: sa.Engine, name: object) -> sa.Table:
+    """The snapshot table ``name``, created if missing; an existing table of another shape is refused (a
+    pipeline must not append snapshot rows to, say, another pipeline's sink table)."""
+    table = snapshot_table(check_table_name(component, name, allowed=(SNAPSHOT_DEFAULT,)))
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        if inspector.has_table(table.name):
+            found = {c["name"] for c in inspector.get_columns(table.name)}
+            if found != set(table.c.keys()):
+                raise PipelineError(
+                    f"`{component} table={table.name!r}`: the table exists and is not a snapshot table "
+                    f"(its columns: {sorted(found)})",
+                    hint=f"name a new table, or leave `table` out for `{SNAPSHOT_DEFAULT}`",
+                )
+    ensure(engine, table)
+    return table
 
 
 def ensure(engine: sa.Engine, table: sa.Table) -> None:

@@ -410,7 +410,7 @@ def section_amml(path: Path, rows: int, kept: int, repeat: int, tmp: Path) -> di
         out_path = shm / f"amml-bench-{os.getpid()}-{label.replace('=', '')}.parquet"
         try:
             pipeline = compile_source(amml_chain(scaler, f'parquet_sink path="{out_path}"')).pipelines[0]
-            run = timed_pipeline(pipeline, settings=settings)
+            run = timed_pipeline(pipeline, settings={**settings, "output_root": str(shm)})  # sinks' sandbox
             got = pd.read_parquet(out_path)
         finally:
             out_path.unlink(missing_ok=True)

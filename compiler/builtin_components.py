@@ -58,7 +58,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         Kind.INGRESS,
         "Turn the lines of a log file into records, by regex named groups or as JSON lines.",
         (
-            param("path", "str", "path of the log file"),
+            param("path", "str", "log file to read, under the input root (`$AMML_INPUT_ROOT`)"),
             param("format", "str", "how lines are parsed", "jsonl", choices=("jsonl", "regex")),
             param("pattern", "str", "regular expression with named groups (format='regex')", None),
         ),
@@ -219,9 +219,9 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         Kind.EGRESS,
         "Keep the last `size` records; save them to the database when the `on` event arrives.",
         (
-            param("size", "int", "number of recent records kept", 100),
+            param("size", "int", "number of recent records kept (1 to 1,000,000)", 100),
             param("on", "str", "event that triggers a save", "alert"),
-            param("table", "str", "table the snapshot rows are written to", "amml_snapshots"),
+            param("table", "str", "table the snapshot rows go to (a plain name)", "amml_snapshots"),
         ),
         impl=f"{_EVENTS}:Snapshot",
         accepts_events=("alert",),
@@ -231,7 +231,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         Kind.EGRESS,
         "Write records to a CSV file.",
         (
-            param("path", "str", "file to write"),
+            param("path", "str", "file to write, under the output root (`$AMML_OUTPUT_ROOT`)"),
             param("mode", "str", "replace the file or append to it", "replace", choices=("replace", "append")),
         ),
         impl=f"{_EGRESS}:CsvSink",
@@ -240,7 +240,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         "parquet_sink",
         Kind.EGRESS,
         "Write records to a Parquet file.",
-        (param("path", "str", "file to write"),),
+        (param("path", "str", "file to write, under the output root (`$AMML_OUTPUT_ROOT`)"),),
         impl=f"{_SINKS}:ParquetSink",
     ),
     ComponentSpec(
@@ -248,9 +248,9 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         Kind.EGRESS,
         "Write records to a SQL table; with `key`, rows of the same key are replaced (idempotent re-runs).",
         (
-            param("table", "str", "table to write"),
+            param("table", "str", "table to write (a plain name of at most 63 characters; not `amml_…`)"),
             param("key", "list[str]", "columns identifying a row; rows with these keys are replaced", None),
-            param("db", "str", "database URL or Airflow connection id; default: the registry's database", None),
+            param("db", "str", "a database the deployment names (`$AMML_DATABASES`); default: AMML's own", None),
         ),
         impl=f"{_SINKS}:SqlSink",
     ),

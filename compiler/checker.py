@@ -24,7 +24,7 @@ from .errors import (
     one_of,
 )
 from .expressions import compile_callback, fold, reads
-from .settings import check_dag_settings
+from .settings import check_dag_settings, check_file_dag_id, task_id_problem
 
 MAIN_PIPELINE = "main"
 MAX_REPORTED_ERRORS = 100
@@ -75,6 +75,8 @@ class Checker:
         if dag_block is not None:
             dag_settings, self.declared_params, errors = check_dag_settings(dag_block)
             self.errors.extend(errors)
+        if dag_block is None or dag_block.name is None:  # the file name is the DAG id: Airflow must accept it
+            self.errors.extend(check_file_dag_id(self.module.filename))
         pipelines = []
         for scope in self._within_limits(scopes):
             try:
@@ -122,6 +124,10 @@ class Checker:
                 if item.name in scopes:
                     self.error(_err(AmmlNameError, f"pipeline `{item.name}` is defined twice", item.pos))
                     continue
+                problem = task_id_problem(item.name)
+                if problem is not None:  # each pipeline is a task, named after it
+                    self.error(_err(AmmlNameError, f"the pipeline name {problem}", item.pos,
+                                    "use a shorter name: it becomes the Airflow task id"))
                 if len(scopes) >= MAX_PIPELINES_PER_FILE:
                     self.unchecked_pipelines.add(item.name)  # still a name `after` may refer to
                     if not too_many:  # reported once, at the first one too many

@@ -87,6 +87,8 @@ class AmmlPipelineOperator(BaseOperator):
                 "source_hash": source_hash,
             },
         }
+        # File sinks never write into the dags folder (a file there is code Airflow runs), wherever it is
+        settings["dags_folder"] = _dags_folder()
         # A run without a logical date (asset-triggered, REST with null) has no interval: sources read all.
         if start is not None and end is not None and start < end:
             settings["data_interval"] = (start.isoformat(), end.isoformat())
@@ -99,3 +101,9 @@ class AmmlPipelineOperator(BaseOperator):
 
             settings["db_url"] = BaseHook.get_connection(self.db_conn_id).get_uri()
         return settings
+
+
+def _dags_folder() -> str:
+    from airflow.sdk import conf
+
+    return conf.get("core", "dags_folder")

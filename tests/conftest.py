@@ -18,6 +18,11 @@ def amml_home(tmp_path, monkeypatch):
     monkeypatch.setenv("AMML_HOME", str(home))
     monkeypatch.delenv("AMML_DB_URL", raising=False)
     monkeypatch.setenv("AMML_CACHE", str(tmp_path / "amml-cache"))  # never the user's own cache
+    # file sinks write, and logsource reads, only under these roots: a test's own folder
+    monkeypatch.setenv("AMML_OUTPUT_ROOT", str(tmp_path))
+    monkeypatch.setenv("AMML_INPUT_ROOT", str(tmp_path))
+    monkeypatch.delenv("AMML_DATABASES", raising=False)
+    monkeypatch.delenv("AIRFLOW__CORE__DAGS_FOLDER", raising=False)
     monkeypatch.setenv("AMML_ETT_PATH", str(ETT))
     return home
 

@@ -1,8 +1,9 @@
 """The data catalog behind `source id=...`: named data sets, read into DataFrames.
 
-Built in: `ett` (ETTh1, hourly, 2016-07 to 2018-06). The project does not ship the CSV: it is read from
-``$AMML_ETT_PATH`` when set, else from the cache folder (``$AMML_CACHE``, default ``~/.cache/amml``), where
-it is downloaded from the ETDataset GitHub repository on first use. More sources: ``$AMML_CATALOG`` points
+Built in: `ett` (ETTh1, hourly, 2016-07 to 2018-06), read from the first of: ``$AMML_ETT_PATH``; the
+cache folder (``$AMML_CACHE``, default ``~/.cache/amml``); the verbatim copy shipped in this package
+(``airflow_amml/data/ett``, CC BY-ND 4.0); a download from the ETDataset GitHub repository into the cache,
+when an install left the shipped copy out. More sources: ``$AMML_CATALOG`` points
 at a YAML file mapping ids to ``{path: file.csv|file.parquet, time_column: date}`` or to a SQL table or
 query through SQLAlchemy: ``{url: postgresql://..., table: readings | query: "select ...", time_column: ts}``.
 The time window (``start``/``end``) is pushed into the SQL as bound parameters. Parquet files are read
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq  # here, not where it is used: imported once by the
 from airflow_amml.runtime.errors import PipelineError
 
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv"
+SHIPPED_ETT = Path(__file__).resolve().parents[1] / "data" / "ett" / "ETTh1.csv"
 
 
 def cache_dir() -> Path:
@@ -37,21 +39,29 @@ def _ett_path() -> Path:
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise PipelineError(f"AMML_ETT_PATH points at {path}, which is not a file")
-        return path
-    path = cache_dir() / "ETTh1.csv"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        try:
-            urllib.request.urlretrieve(ETT_URL, tmp)
-        except OSError as exc:
             raise PipelineError(
-                f"cannot download ETTh1 from {ETT_URL}: {exc}",
+                f"AMML_ETT_PATH points at {path}, which is not a file",
                 filename="source id='ett'",
-            ) from exc
-        tmp.replace(path)
-    return path
+                hint="unset AMML_ETT_PATH to use the copy shipped with airflow-amml",
+            )
+        return path
+    cached = cache_dir() / "ETTh1.csv"
+    if cached.is_file():
+        return cached
+    if SHIPPED_ETT.is_file():
+        return SHIPPED_ETT
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".part")
+    try:
+        urllib.request.urlretrieve(ETT_URL, tmp)
+    except OSError as exc:
+        raise PipelineError(
+            f"cannot download ETTh1 from {ETT_URL}: {exc}",
+            filename="source id='ett'",
+            hint="download it by hand and set AMML_ETT_PATH to the file",
+        ) from exc
+    tmp.replace(cached)
+    return cached
 
 
 def _entries(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -102,6 +112,10 @@ def iter_source(
             + (f"; {did_you_mean(source_id, entries)}" if did_you_mean(source_id, entries) else "")
         )
     entry = entries[source_id]
+    for name, value in (("start", start), ("end", end)):
+        if value is not None:
+            _window_time(source_id, name, value)
+    cols = _column_list(source_id, cols)
     if entry.get("url"):
         frame = _read_sql(source_id, entry, start=start, end=end, cols=cols)
         yield from _slices(frame, batch_rows)
@@ -120,12 +134,7 @@ def iter_source(
         frames = _read_csv(source_id, path)
     for frame in _window(frames, time_column, start, end, warmup):
         if cols:
-            missing = [c for c in cols if c not in frame.columns]
-            if missing:
-                raise PipelineError(
-                    f"data source `{source_id}` has no column(s) {missing}; it has {list(frame.columns)}"
-                )
-            frame = frame[cols]
+            frame = frame[_known_columns(source_id, cols, list(frame.columns))]
         yield from _slices(frame, batch_rows)
 
 
@@ -136,10 +145,7 @@ def _read_parquet(
         file = pq.ParquetFile(path)
         row_groups = _row_groups_to_read(file.metadata, *window) if window else None
         if columns:
-            names = file.schema_arrow.names
-            missing = [c for c in columns if c not in names]
-            if missing:
-                raise PipelineError(f"data source `{source_id}` has no column(s) {missing}; it has {names}")
+            _known_columns(source_id, columns, file.schema_arrow.names)
         for batch in file.iter_batches(batch_size=batch_rows, columns=columns, row_groups=row_groups):
             yield batch.to_pandas(split_blocks=True)  # a block per column: no copy into a 2-D block
     except (pa.ArrowException, OSError) as exc:
@@ -239,6 +245,10 @@ def _window(
 def _read_sql(
     source_id: str, entry: Mapping[str, Any], *, start: Any, end: Any, cols: list[str] | None
 ) -> pd.DataFrame:
+    """The SQL source's records, by a statement built with SQLAlchemy Core: the table is reflected (or the
+    catalog's query wrapped as a subquery whose columns are asked of the database), the columns asked
+    for are looked up among its columns, and the window is bound as parameters. Nothing from the run
+    (`cols`, `start`, `end`) is ever part of the SQL text."""
     import sqlalchemy as sa
 
     from airflow_amml import storage
@@ -246,23 +256,99 @@ def _read_sql(
     if not (entry.get("table") or entry.get("query")):
         raise PipelineError(f"data source `{source_id}`: a SQL source needs `table` or `query`")
     engine = storage.engine(str(entry["url"]))
-    base = entry.get("query") or f'select * from "{entry["table"]}"'
-    selected = ", ".join(f'"{c}"' for c in cols) if cols else "*"
-    sql = f"select {selected} from ({base}) as amml_source"
-    conditions, bind = [], {}
-    time_column = entry.get("time_column")
-    if time_column and start is not None:
-        conditions.append(f'"{time_column}" >= :start')
-        bind["start"] = pd.Timestamp(start).to_pydatetime()
-    if time_column and end is not None:
-        conditions.append(f'"{time_column}" < :end')
-        bind["end"] = pd.Timestamp(end).to_pydatetime()
-    if conditions:
-        sql += " where " + " and ".join(conditions)
-    if time_column:
-        sql += f' order by "{time_column}"'
     try:
         with engine.connect() as conn:
-            return pd.read_sql(sa.text(sql), conn, params=bind)
+            relation = _sql_relation(conn, entry)
+            statement = _sql_select(source_id, relation, entry.get("time_column"), start, end, cols)
+            return pd.read_sql(statement, conn)
     except sa.exc.SQLAlchemyError as exc:
-        raise PipelineError(f"data source `{source_id}`: {exc.__class__.__name__}: {exc}") from exc
+        reason = getattr(exc, "orig", None) or exc
+        raise PipelineError(
+            f"data source `{source_id}`: the database refused the query: {type(reason).__name__}: {reason}",
+            hint="check the catalog entry (url, table or query) and that the database is reachable",
+        ) from exc
+
+
+def _sql_relation(conn: Any, entry: Mapping[str, Any]) -> Any:
+    """What the source selects from: its table, reflected (``schema.table`` or ``schema:`` for a table in
+    another schema), or the catalog's query as a subquery with the columns its result has."""
+    import sqlalchemy as sa
+
+    if entry.get("query"):
+        query = sa.text(str(entry["query"]))  # trusted: written by the catalog's owner
+        names = list(conn.execute(sa.select(sa.text("*")).select_from(query.columns().subquery()).limit(0)).keys())
+        return query.columns(*(sa.column(n) for n in names)).subquery("amml_source")
+    name, schema = str(entry["table"]), entry.get("schema")
+    if schema is None and "." in name:
+        schema, name = name.split(".", 1)
+    return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+
+
+def _sql_select(
+    source_id: str, relation: Any, time_column: str | None, start: Any, end: Any, cols: list[str] | None
+) -> Any:
+    import sqlalchemy as sa
+
+    available = list(relation.c.keys())
+    if cols:
+        statement = sa.select(*(relation.c[c] for c in _known_columns(source_id, cols, available)))
+    else:
+        statement = sa.select(relation)
+    if time_column:
+        stamps = relation.c[_known_columns(source_id, [time_column], available, what="time column")[0]]
+        if start is not None:
+            statement = statement.where(stamps >= _sql_bound(source_id, "start", start, stamps))
+        if end is not None:
+            statement = statement.where(stamps < _sql_bound(source_id, "end", end, stamps))
+        statement = statement.order_by(stamps)
+    return statement
+
+
+def _column_list(source_id: str, cols: Any) -> list[str] | None:
+    """`cols` as a list of names without repeats; a lone string (a trigger param) is not a list of letters."""
+    if cols is None:
+        return None
+    if isinstance(cols, str) or not isinstance(cols, list | tuple) or not all(isinstance(c, str) for c in cols):
+        raise PipelineError(
+            f"data source `{source_id}`: `cols` must be a list of column names, got {cols!r}",
+            hint="e.g. cols=['date', 'OT']",
+        )
+    return list(dict.fromkeys(cols))
+
+
+def _known_columns(source_id: str, cols: list[str], available: list[str], what: str = "column(s)") -> list[str]:
+    """``cols`` if every one is a column of the source, else an error listing them (with did-you-mean)."""
+    from compiler.errors import did_you_mean
+
+    missing = [c for c in cols if c not in available]
+    if missing:
+        hints = [h for h in (did_you_mean(c, available) for c in missing) if h]
+        raise PipelineError(
+            f"data source `{source_id}` has no {what} {missing}; it has {available}",
+            hint=" ".join(hints) or "name columns the source has",
+        )
+    return cols
+
+
+def _window_time(source_id: str, name: str, value: Any) -> pd.Timestamp:
+    """A window bound read as a time, or an error naming the source (`start` may come from a trigger param)."""
+    try:
+        bound = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        bound = pd.NaT
+    if pd.isna(bound):
+        raise PipelineError(
+            f"data source `{source_id}`: `{name}={value!r}` is not a time", hint=f"e.g. {name}='2017-01-01'"
+        )
+    return bound
+
+
+def _sql_bound(source_id: str, name: str, value: Any, column: Any) -> Any:
+    """A window bound as a bound parameter, comparable with the column: Airflow's intervals are UTC-aware,
+    a column without a time zone holds UTC (as :func:`_bound` does for files)."""
+    import sqlalchemy as sa
+
+    bound = _window_time(source_id, name, value)
+    if isinstance(column.type, sa.DateTime) and not column.type.timezone and bound.tzinfo is not None:
+        bound = bound.tz_convert("UTC").tz_localize(None)
+    return bound.to_pydatetime()

@@ -19,12 +19,17 @@ import pandas as pd
 
 from airflow_amml import storage, tables
 from airflow_amml.runtime.component import AbstractEgress, Event
+from airflow_amml.runtime.errors import PipelineError
 from compiler import vm
 
 log = logging.getLogger(__name__)
 
 # Records kept beyond `size`, so that an event arriving late still finds the records that preceded it.
 EVENT_SLACK_ROWS = 65_536
+# The most records a snapshot keeps: `size` is a pipeline's (or trigger param's) choice, memory is not
+MAX_SNAPSHOT_ROWS = 1_000_000
+# The alerts table's String(200) columns: a longer value fails on PostgreSQL only, so it is refused everywhere
+MAX_NAME_CHARS = 200
 
 
 def _json_record(row: pd.Series) -> str:
@@ -35,13 +40,22 @@ class Alert(AbstractEgress):
     """`alert cond=...`: record an alert and send an event for every record where `cond` holds."""
 
     def open(self) -> None:
+        for param in ("event", "message"):
+            if not isinstance(self.params[param], str):
+                raise PipelineError(f"`alert {param}={self.params[param]!r}`: expected a string")
+        if len(self.params["event"]) > MAX_NAME_CHARS:
+            raise PipelineError(
+                f"`alert event=...`: an event name has at most {MAX_NAME_CHARS} characters, "
+                f"got {len(self.params['event'])}",
+                hint="use a short name, e.g. event='hot_oil'",
+            )
         self.engine = storage.engine(None, self.context.settings)
         tables.ensure(self.engine, tables.alerts)
         self.quiet_until = -1  # stream position before which the alert may not fire again (cooldown)
         self.fired = 0
 
     def write(self, batch: pd.DataFrame) -> None:
-        keep = vm.as_mask(self.evaluate(batch)["cond"], len(batch))
+        keep = self.condition(batch)  # a cond that is no condition fails naming its record
         if not keep.any():
             return
         rows = []
@@ -81,15 +95,19 @@ class Snapshot(AbstractEgress):
     """`snapshot size=N, on="alert"`: keep the last N records; save them when the event arrives."""
 
     def open(self) -> None:
-        self.size = int(self.params["size"])
+        self.size = self.params["size"]
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 1 <= self.size <= MAX_SNAPSHOT_ROWS:
+            raise PipelineError(
+                f"`snapshot size={self.size!r}`: expected a number of records from 1 to {MAX_SNAPSHOT_ROWS:,}",
+                hint="keep fewer records, e.g. size=1000",
+            )
         self.buffer: deque[pd.DataFrame] = deque()
         self.held = 0
         self.seen_up_to = -1
         self.pending: list[Event] = []
         self.saved: list[str] = []
         self.engine = storage.engine(None, self.context.settings)
-        self.table = tables.snapshot_table(self.params["table"])
-        tables.ensure(self.engine, self.table)
+        self.table = tables.ensure_snapshot_table(self.name, self.engine, self.params["table"])
 
     def write(self, batch: pd.DataFrame) -> None:
         if not len(batch):

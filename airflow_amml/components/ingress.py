@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
 
+from airflow_amml import storage
 from airflow_amml.runtime.component import AbstractIngress
+from airflow_amml.runtime.errors import PipelineError
 
 from .catalog import iter_source
 
 # Rows generated per frame when no rate is set: large enough to be cheap, small enough to stream.
 GENERATE_ROWS = 8192
+# Bounds on what one log line and one batch of log records may hold (a log is untrusted input)
+MAX_LINE_CHARS = 1 << 20
+LOG_BATCH_CHARS = 16 << 20
+MAX_FIELDS = 1024
 
 
 class NormalSource(AbstractIngress):
@@ -21,6 +30,8 @@ class NormalSource(AbstractIngress):
 
     def batches(self) -> Iterator[pd.DataFrame]:
         p = self.params
+        if not float(p["std"]) >= 0:
+            raise PipelineError(f"`normalsource std={p['std']!r}`: a standard deviation is ≥ 0", hint="e.g. std=1")
         rng = np.random.default_rng(p["seed"])
         total, rate = int(p["count"]), float(p["rate"])
         produced = 0
@@ -32,7 +43,7 @@ class NormalSource(AbstractIngress):
                     time.sleep(min(0.01, 1.0 / rate))
                     yield pd.DataFrame()  # lets the batcher flush what has waited long enough
                     continue
-                size = due
+                size = min(due, GENERATE_ROWS)  # a huge rate catching up must not allocate it all at once
             else:
                 size = GENERATE_ROWS
             if total:
@@ -47,6 +58,10 @@ class CatalogSource(AbstractIngress):
 
     def batches(self) -> Iterator[pd.DataFrame]:
         p = self.params
+        for name in ("warmup", "limit"):
+            value = p[name]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise PipelineError(f"`source {name}={value!r}`: expected a whole number ≥ 0", hint=f"e.g. {name}=24")
         start, end = p["start"], p["end"]
         if start is None and end is None and self.context.settings.get("data_interval"):
             start, end = self.context.settings["data_interval"]  # a scheduled/backfilled run reads its window
@@ -75,60 +90,105 @@ class CatalogSource(AbstractIngress):
 class LogSource(AbstractIngress):
     """`logsource path=..., format='jsonl'|'regex', pattern=...`: one record per log line.
 
-    A line that cannot be parsed stops the pipeline with the file and line number (nothing is skipped
-    silently); blank lines are ignored."""
+    The file is read under the input root (:func:`airflow_amml.storage.input_file`). Patterns run on RE2,
+    whose matching time is linear in the line: a pattern such as `(a+)+$` cannot hang the run. A line longer
+    than :data:`MAX_LINE_CHARS`, or that cannot be parsed, stops the pipeline with the file and line number
+    (nothing is skipped silently); blank lines are ignored."""
 
     def open(self) -> None:
-        import re
-
-        from airflow_amml.runtime.errors import PipelineError
-
-        p = self.params
-        self.regex = None
-        if p["format"] == "regex":
-            if not p["pattern"]:
-                raise PipelineError(
-                    "`logsource format='regex'` needs `pattern` with named groups, e.g. "
-                    "pattern='(?P<ts>\\S+) (?P<level>\\w+) (?P<msg>.*)'"
-                )
-            try:
-                self.regex = re.compile(p["pattern"])
-            except re.error as exc:
-                raise PipelineError(f"`logsource`: invalid pattern: {exc}") from exc
-            if not self.regex.groupindex:
-                raise PipelineError("`logsource`: the pattern has no named groups (?P<name>...)")
+        self.path = storage.input_file(self.name, self.params["path"], self.context.settings)
+        self.regex = compile_pattern(self.params["pattern"]) if self.params["format"] == "regex" else None
 
     def batches(self) -> Iterator[pd.DataFrame]:
-        import json
-
-        from airflow_amml.runtime.errors import PipelineError
-
-        path = self.params["path"]
         rows: list[dict] = []
+        held = 0  # characters of the lines in `rows`: a batch is bounded in bytes as well as in lines
         try:
-            handle = open(path, encoding="utf-8", errors="replace")
+            handle = open(self.path, encoding="utf-8", errors="replace")
         except OSError as exc:
-            raise PipelineError(f"`logsource`: cannot open {path}: {exc.strerror}") from exc
+            raise PipelineError(f"`logsource`: cannot open {self.path}: {exc.strerror}") from exc
         with handle:
-            for number, line in enumerate(handle, start=1):
-                line = line.rstrip("\n")
+            for number, line in enumerate(_bounded_lines(handle, self.path), start=1):
                 if not line.strip():
                     continue
-                if self.regex is None:
-                    try:
-                        record = json.loads(line)
-                    except ValueError as exc:
-                        raise PipelineError(f"{path}:{number}: not a JSON line ({exc.msg}): {line[:80]!r}") from exc
-                    if not isinstance(record, dict):
-                        raise PipelineError(f"{path}:{number}: a JSON line must be an object, got {line[:80]!r}")
-                else:
-                    match = self.regex.match(line)
-                    if match is None:
-                        raise PipelineError(f"{path}:{number}: line does not match the pattern: {line[:80]!r}")
-                    record = match.groupdict()
-                rows.append(record)
-                if len(rows) >= GENERATE_ROWS:
-                    yield pd.DataFrame(rows)
-                    rows = []
+                rows.append(self._record(line, number))
+                held += len(line)
+                if len(rows) >= GENERATE_ROWS or held >= LOG_BATCH_CHARS:
+                    yield _frame(rows, self.path, number)
+                    rows, held = [], 0
         if rows:
-            yield pd.DataFrame(rows)
+            yield _frame(rows, self.path, number)
+
+    def _record(self, line: str, number: int) -> dict:
+        where = f"{self.path}:{number}"
+        if self.regex is not None:
+            match = self.regex.match(line)
+            if match is None:
+                raise PipelineError(
+                    f"{where}: line does not match the pattern: {line[:80]!r}",
+                    hint="fix the pattern (it must match from the start of the line), or the line",
+                )
+            return match.groupdict()
+        try:
+            record = json.loads(line)
+        except RecursionError:
+            raise PipelineError(f"{where}: the JSON line is nested too deeply: {line[:80]!r}") from None
+        except ValueError as exc:
+            raise PipelineError(f"{where}: not a JSON line ({getattr(exc, 'msg', exc)}): {line[:80]!r}") from exc
+        if not isinstance(record, dict):
+            raise PipelineError(f"{where}: a JSON line must be an object, got {line[:80]!r}")
+        if len(record) > MAX_FIELDS:
+            raise PipelineError(f"{where}: a record has at most {MAX_FIELDS} fields, this one {len(record)}")
+        return record
+
+
+def compile_pattern(pattern: object) -> Any:
+    """``pattern`` compiled by RE2 (linear-time matching), with at least one named group."""
+    import re2
+
+    if not isinstance(pattern, str) or not pattern:
+        raise PipelineError(
+            "`logsource format='regex'` needs `pattern` with named groups",
+            hint="e.g. pattern='(?P<ts>\\S+) (?P<level>\\w+) (?P<msg>.*)'",
+        )
+    options = re2.Options()
+    options.log_errors = False  # the error is raised below; RE2 would also print it to standard error
+    try:
+        regex = re2.compile(pattern, options=options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise PipelineError(
+            f"`logsource pattern={pattern!r}`: not a pattern RE2 accepts: {reason}",
+            hint="RE2 has no backreferences (\\1) or look-around ((?=...), (?<=...)); "
+            "use named groups (?P<name>...) and character classes",
+        ) from None
+    if not regex.groupindex:
+        raise PipelineError(
+            f"`logsource pattern={pattern!r}`: the pattern has no named groups",
+            hint="name each field: (?P<name>...)",
+        )
+    return regex
+
+
+def _bounded_lines(handle: TextIO, path: Path) -> Iterator[str]:
+    """The file's lines without their line ends, each read with a bound: a file without line breaks
+    (or /dev/zero behind a link) cannot fill memory."""
+    number = 0
+    while line := handle.readline(MAX_LINE_CHARS + 1):
+        number += 1
+        if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+            raise PipelineError(
+                f"{path}:{number}: a line has more than {MAX_LINE_CHARS:,} characters",
+                hint="split the file into lines (one record per line)",
+            )
+        yield line.rstrip("\n")
+
+
+def _frame(rows: list[dict], path: Path, number: int) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    if len(frame.columns) > MAX_FIELDS:  # records with ever new field names: the width of a batch is bounded
+        raise PipelineError(
+            f"{path}: the records up to line {number} have {len(frame.columns)} different fields, "
+            f"more than {MAX_FIELDS}",
+            hint="log a fixed set of fields per line",
+        )
+    return frame

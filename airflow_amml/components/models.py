@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from airflow_amml.registry import Lineage, ModelNotFoundError, ModelRegistry, RegistryError
+from airflow_amml.registry.names import check_alias
 from airflow_amml.runtime.component import AbstractProgress
 from airflow_amml.runtime.errors import PipelineError
 from compiler.errors import AmmlError
@@ -102,6 +103,11 @@ class TrainLstm(AbstractProgress):
         holdout = self.params["holdout"]
         if holdout is not None and not (isinstance(holdout, int) and not isinstance(holdout, bool) and holdout >= 0):
             raise PipelineError(f"`train_lstm holdout={holdout!r}`: expected a number of records ≥ 0")
+        if self.params["promote"] is not None:  # a bad alias fails now, not after the training
+            try:
+                check_alias(self.params["promote"])
+            except RegistryError as exc:
+                raise PipelineError(f"`train_lstm promote=`: {exc.message}", hint=exc.hint) from None
         self.registry = ModelRegistry.from_settings(self.context.settings)
         ref = self.params["model"]
         self.spec = parse_model_spec(definition_yaml(self.registry, ref, self.context.settings), f"model {ref}")
@@ -271,7 +277,7 @@ class TrainLstm(AbstractProgress):
             )
         except RegistryError as exc:
             raise PipelineError(
-                f"`train_lstm` trained {self.spec.ref} but could not register it: {exc.message}"
+                f"`train_lstm` trained {self.spec.ref} but could not register it: {exc.message}", hint=exc.hint
             ) from exc
         (out / "registered.json").write_text(json.dumps({"model": entry.ref, "uri": entry.artifact_uri}))
         log.info("train_lstm: registered %s (outputs in %s)", entry.ref, out)
@@ -291,7 +297,7 @@ class LstmPredict(AbstractProgress):
         try:
             self.entry, path = registry.download(self.params["model"], Path(self.scratch.name))
         except RegistryError as exc:
-            raise PipelineError(f"`lstm model={self.params['model']!r}`: {exc.message}") from exc
+            raise PipelineError(f"`lstm model={self.params['model']!r}`: {exc.message}", hint=exc.hint) from exc
         self.spec = parse_model_spec(registry.get_definition(self.entry.definition), self.entry.definition)
         try:
             self.model = keras_builder.load_model(path, self.spec)
@@ -338,7 +344,7 @@ def stored_scaler(model_ref: str, settings: dict[str, Any]) -> dict[str, Any]:
     try:
         entry = registry.resolve(model_ref)
     except RegistryError as exc:
-        raise PipelineError(f"scaler statistics of {model_ref!r}: {exc.message}") from exc
+        raise PipelineError(f"scaler statistics of {model_ref!r}: {exc.message}", hint=exc.hint) from exc
     if not entry.scaler:
         raise PipelineError(f"model {entry.ref} was registered without scaler statistics")
     return entry.scaler

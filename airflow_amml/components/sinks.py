@@ -1,15 +1,44 @@
-"""Sinks to Parquet files and SQL tables."""
+"""Sinks to Parquet files and SQL tables.
+
+A sink's `path`, `table`, `key` and `db` come from the pipeline (or a trigger param), so they are checked
+first: files only under the output root (:func:`airflow_amml.storage.output_file`), tables by plain names
+that are not AMML's own (:func:`airflow_amml.tables.check_table_name`), databases only by the names the
+deployment declared, and statements built with SQLAlchemy Core against the reflected table.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
-from airflow_amml import storage
+from airflow_amml import storage, tables
 from airflow_amml.runtime.component import AbstractEgress
 from airflow_amml.runtime.errors import PipelineError
+
+# Keys per DELETE statement: SQLite allows 32,766 bound parameters per statement (999 before 3.32)
+DELETE_KEYS_PER_STATEMENT = 400
+
+
+def temporary_beside(component: str, path: Path) -> Path:
+    """A new empty file next to ``path``, to be renamed over it at the end (so a failed run never leaves a
+    truncated file). Created exclusively: never an existing file, nor a link planted under that name."""
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise PipelineError(
+            f"`{component}`: cannot write in {path.parent}: {exc.strerror or exc}",
+            hint="choose a path in a folder this process may write",
+        ) from exc
+    return tmp
 
 
 class ParquetSink(AbstractEgress):
@@ -17,9 +46,8 @@ class ParquetSink(AbstractEgress):
     failed run never leaves a truncated file behind."""
 
     def open(self) -> None:
-        self.path = Path(self.params["path"])
-        self.tmp = self.path.with_name(self.path.name + ".part")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = storage.output_file(self.name, self.params["path"], ".parquet", self.context.settings)
+        self.tmp: Path | None = None  # made by the first write: a run failing before it leaves no file
         self.writer = None
 
     def write(self, batch: pd.DataFrame) -> None:
@@ -28,6 +56,7 @@ class ParquetSink(AbstractEgress):
 
         if self.writer is None:
             table = pa.Table.from_pandas(batch, preserve_index=False)
+            self.tmp = temporary_beside(self.name, self.path)
             self.writer = pq.ParquetWriter(self.tmp, table.schema)
         else:
             table = pa.Table.from_pandas(batch, schema=self.writer.schema, preserve_index=False)
@@ -35,6 +64,7 @@ class ParquetSink(AbstractEgress):
 
     def finish(self) -> None:
         if self.writer is None:  # an empty stream still produces a (schema-less) file
+            self.tmp = temporary_beside(self.name, self.path)
             pd.DataFrame().to_parquet(self.tmp)
         else:
             self.writer.close()
@@ -44,7 +74,27 @@ class ParquetSink(AbstractEgress):
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+
+
+def column_names(component: str, param: str, value: Any) -> list[str]:
+    """A list-of-names parameter (None: empty); a lone string (`key=params.k` with k='date') is refused
+    rather than read as a list of its letters."""
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise PipelineError(
+            f"`{component} {param}={value!r}`: expected a list of column names", hint=f"e.g. {param}=['date']"
+        )
+    return list(dict.fromkeys(value))
+
+
+def _not_found(names: Sequence[str], candidates: Sequence[str]) -> str:
+    from compiler.errors import did_you_mean
+
+    hints = [h for h in (did_you_mean(n, candidates) for n in names) if h]
+    return f"; {' '.join(hints)}" if hints else ""
 
 
 class SqlSink(AbstractEgress):
@@ -53,18 +103,92 @@ class SqlSink(AbstractEgress):
     Each batch is one transaction: what a batch wrote stays written if a later batch fails."""
 
     def open(self) -> None:
-        self.engine = storage.engine(self.params["db"], self.context.settings)
-        self.table = self.params["table"]
-        self.key = list(self.params["key"] or [])
+        self.table_name = tables.check_table_name(self.name, self.params["table"])
+        self.key = column_names(self.name, "key", self.params["key"])
+        url = storage.named_database_url(self.name, self.params["db"], self.context.settings)
+        self.engine = storage.engine_for(url)
+        self.where = f"`{self.name} table={self.table_name!r}`"
 
     def write(self, batch: pd.DataFrame) -> None:
+        self._check_key_in_records(batch)
+        try:
+            with self.engine.begin() as conn:
+                table = self._existing_table(conn)
+                if table is not None:
+                    self._check_records_fit(table, batch)
+                    self._delete_same_keys(conn, table, batch)
+                batch.to_sql(self.table_name, conn, if_exists="append", index=False)
+        except sa.exc.SQLAlchemyError as exc:
+            # the driver's own words, not the statement (its values are hidden anyway: hide_parameters)
+            reason = getattr(exc, "orig", None) or exc
+            raise PipelineError(
+                f"{self.where}: the database refused the records: {type(reason).__name__}: {reason}",
+                hint="check that the records fit the table (columns and types), and that the database is reachable",
+            ) from exc
+
+    def _existing_table(self, conn: sa.Connection) -> sa.Table | None:
+        if not sa.inspect(conn).has_table(self.table_name):
+            return None
+        return sa.Table(self.table_name, sa.MetaData(), autoload_with=conn)
+
+    def _check_key_in_records(self, batch: pd.DataFrame) -> None:
         missing = [k for k in self.key if k not in batch.columns]
         if missing:
-            raise PipelineError(f"`sql_sink`: key column(s) {missing} not in the records {list(batch.columns)}")
-        with self.engine.begin() as conn:
-            if self.key and sa.inspect(conn).has_table(self.table):
-                table = sa.Table(self.table, sa.MetaData(), autoload_with=conn)
-                keys = batch[self.key].drop_duplicates().itertuples(index=False, name=None)
-                condition = sa.tuple_(*(table.c[k] for k in self.key)).in_(list(keys))
-                conn.execute(table.delete().where(condition))
-            batch.to_sql(self.table, conn, if_exists="append", index=False)
+            raise PipelineError(
+                f"{self.where}: key column(s) {missing} are not in the records, which have "
+                f"{list(map(str, batch.columns))}{_not_found(missing, list(map(str, batch.columns)))}",
+                hint="name key columns the records have (or add them upstream, e.g. with `derive`)",
+            )
+
+    def _check_records_fit(self, table: sa.Table, batch: pd.DataFrame) -> None:
+        """Key and record columns must be columns of the existing table, with values of a type it holds."""
+        columns = list(table.c.keys())
+        for what, names in (("key", self.key), ("record", [str(c) for c in batch.columns])):
+            missing = [n for n in names if n not in table.c]
+            if missing:
+                raise PipelineError(
+                    f"{self.where}: {what} column(s) {missing} are not columns of the existing table, "
+                    f"which has {columns}{_not_found(missing, columns)}",
+                    hint="write to a new table, or select/rename the records' columns to the table's",
+                )
+        for name in batch.columns:
+            self._check_type(table.c[str(name)], batch[name])
+
+    def _check_type(self, column: sa.Column, values: pd.Series) -> None:
+        if not _holds_numbers(column.type) or pd.api.types.is_numeric_dtype(values):
+            return
+        sample = values.dropna()
+        bad = sample[pd.to_numeric(sample, errors="coerce").isna()]
+        if len(bad):
+            raise PipelineError(
+                f"{self.where}: column `{column.name}` of the table holds numbers ({column.type}), "
+                f"but the records have {bad.iloc[0]!r} (at position {bad.index[0]})",
+                hint=f"convert the column upstream, e.g. `derive {column.name} = float({column.name})`, "
+                "or write to a new table",
+            )
+
+    def _delete_same_keys(self, conn: sa.Connection, table: sa.Table, batch: pd.DataFrame) -> None:
+        if not self.key:
+            return
+        key = sa.tuple_(*(table.c[k] for k in self.key))
+        for chunk in _chunks(batch[self.key].drop_duplicates().itertuples(index=False, name=None)):
+            conn.execute(table.delete().where(key.in_(chunk)))
+
+
+def _holds_numbers(column_type: sa.types.TypeEngine) -> bool:
+    try:
+        python_type = column_type.python_type
+    except NotImplementedError:
+        return False
+    return issubclass(python_type, (int, float, Decimal)) and python_type is not bool
+
+
+def _chunks(rows: Iterator[tuple], size: int = DELETE_KEYS_PER_STATEMENT) -> Iterator[list[tuple]]:
+    chunk: list[tuple] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

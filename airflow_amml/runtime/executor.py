@@ -128,6 +128,7 @@ class _Failure:
     stage: int
     error: str
     traceback: str | None
+    hint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _stage_error(stage: Stage, what: str, filename: str, tb: str | None = None) -> PipelineError:
+def _stage_error(
+    stage: Stage, what: str, filename: str, tb: str | None = None, hint: str | None = None
+) -> PipelineError:
     """An error that names the component, its place in the pipe and its line in the file."""
     return PipelineError(
         f"component {stage.where} {what}",
@@ -181,11 +184,13 @@ def _stage_error(stage: Stage, what: str, filename: str, tb: str | None = None) 
         line=stage.line,
         column=stage.column,
         filename=filename,
+        hint=hint,
     )
 
 
 def _failure(stage: Stage, exc: BaseException, tb: str, filename: str) -> PipelineError:
-    return _stage_error(stage, f"failed: {_describe(exc)}", filename, _traceback_for(exc, tb))
+    hint = getattr(exc, "hint", None)
+    return _stage_error(stage, f"failed: {_describe(exc)}", filename, _traceback_for(exc, tb), hint)
 
 
 def _traceback_for(exc: BaseException, tb: str) -> str | None:
@@ -432,7 +437,8 @@ class _MultiProcess:
 
         def handle(msg: Any) -> None:
             if isinstance(msg, _Failure):
-                raise _stage_error(self.by_id[msg.stage], f"failed: {msg.error}", self.filename, msg.traceback)
+                stage = self.by_id[msg.stage]
+                raise _stage_error(stage, f"failed: {msg.error}", self.filename, msg.traceback, msg.hint)
             if isinstance(msg, (_Done, _Progress)):
                 counters[msg.stage] = msg.counters
                 stalls.reported(msg.stage, time.monotonic())
@@ -440,10 +446,10 @@ class _MultiProcess:
                 done.add(msg.stage)
 
         while running:
-            # The handler's _Terminated can be swallowed: raised inside an at-fork hook (logging's
+            # The handler's Terminated can be swallowed: raised inside an at-fork hook (logging's
             # _releaseLock runs after every fork), a __del__ or a weakref callback, it is only printed.
             if received:
-                raise _Terminated(f"received signal {signal.Signals(received[0]).name}")
+                raise Terminated(received[0])
             ready = wait([control._reader, *(p.sentinel for p in running.values())], timeout=1.0)
             while True:  # drain the control queue before looking at exits: a Failure explains an exit
                 try:
@@ -511,8 +517,13 @@ def _stall_message(stage: Stage, pid: int, seconds: float) -> str:
     return f"{head}: its process is {state}, busy in one call or blocked by the next component"
 
 
-class _Terminated(BaseException):
-    """Raised in the parent by SIGTERM/SIGINT so that `finally` blocks stop every child."""
+class Terminated(BaseException):
+    """Raised in the parent by SIGTERM/SIGINT so that `finally` blocks stop every child; ``signum`` says which
+    (a command line exits with 128 + signum)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"received signal {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 def _install_termination_handlers(processes: dict[int, Any], received: list[int]) -> dict[int, Any]:
@@ -527,7 +538,7 @@ def _install_termination_handlers(processes: dict[int, Any], received: list[int]
                     if proc.pid is not None:
                         os.kill(proc.pid, signal.SIGKILL)
             os._exit(128 + signum)
-        raise _Terminated(f"received signal {signal.Signals(signum).name}")
+        raise Terminated(signum)
 
     previous = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -619,7 +630,8 @@ def _child_main(
             q.put(Event(EVENTS_END, stage.name))
         control.put(_Done(stage.id, counters))
     except BaseException as exc:
-        control.put(_Failure(stage.id, _describe(exc), _traceback_for(exc, traceback.format_exc())))
+        tb = _traceback_for(exc, traceback.format_exc())
+        control.put(_Failure(stage.id, _describe(exc), tb, getattr(exc, "hint", None)))
     finally:
         if component is not None:
             with contextlib.suppress(Exception):

@@ -171,6 +171,8 @@ def odd_files(tmp_path):
         (["model", "register", "{d}/nope.keras", "--definition", "ett:0.1"], "does not exist"),
         (["model", "show", "nothing@here"], "model registry: model not found"),
         (["model", "show", "../../etc"], "model registry: invalid value"),
+        (["model", "alias", "champion", "ett/" + "9" * 5000], "model registry: invalid value"),
+        (["model", "alias", "bad alias!", "ett/1"], "model registry: invalid value"),
     ],
 )
 def test_bad_input_is_one_message_and_exit_1(odd_files, args, words):
@@ -238,3 +240,19 @@ def test_an_unexpected_failure_is_one_line_unless_debugging(monkeypatch, capsys)
     with pytest.raises(RuntimeError, match="something internal"):
         cli.main(["model", "list"])
     assert signal.getsignal(signal.SIGTERM) == before  # main() put back the handler it replaced
+
+
+def test_lint_refuses_two_files_with_one_dag_id_as_the_loader_does(tmp_path):
+    (tmp_path / "mine.amml").write_text('dag ett_train { schedule = null }\nnormalsource col="v", count=1 | print\n')
+    (tmp_path / "ett_train.amml").write_text('normalsource col="v", count=1 | print\n')  # named by its file
+    (tmp_path / "other.amml").write_text('normalsource col="v", count=1 | print\n')
+    result = amml("lint", tmp_path)
+    assert result.returncode == 1
+    assert f"mine.amml: name error: the DAG id `ett_train` is also declared by {tmp_path}/ett_train.amml" in (
+        result.stderr
+    )
+    assert f"ett_train.amml: name error: the DAG id `ett_train` is also declared by {tmp_path}/mine.amml" in (
+        result.stderr
+    )
+    assert "3 file(s) checked: 1 ok, 2 with errors (2 error(s))" in result.stderr
+    no_traceback(result)

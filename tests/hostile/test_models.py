@@ -243,6 +243,23 @@ def test_train_lstm_parameters_are_bounded(tmp_path, key, value):
         run_pipeline(program.pipelines[0], settings={"model_paths": [str(folder)]}, mode="single")
 
 
+def test_a_bad_promote_alias_fails_before_any_training(tmp_path, monkeypatch):
+    from airflow_amml.models import keras_builder as builder
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started although the alias can never be set")
+
+    monkeypatch.setattr(builder, "train", no_training)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "tiny.yaml").write_text(GOOD)
+    text = "normalsource col='OT', count=100 | train_lstm model='tiny:0.1', promote='../champion' | print"
+    program = compile_source(text, "p.amml", cache=ProgramCache())
+    with pytest.raises(PipelineError) as info:
+        run_pipeline(program.pipelines[0], settings={"model_paths": [str(folder)]}, mode="single")
+    assert "`train_lstm promote=`" in info.value.message and info.value.hint, str(info.value)
+
+
 def test_keras_train_refuses_a_frame_over_the_budget_before_windowing(monkeypatch):
     tiny = parse_model_spec(GOOD)
     monkeypatch.setenv("AMML_TRAIN_MEMORY_LIMIT", str(estimate_training(tiny).total_bytes + 1024))

@@ -1,4 +1,4 @@
-"""Built-in components on real data (ETTh1 from shared/data), in both executor modes."""
+"""Built-in components on real data (ETTh1, the copy shipped in the package), in both executor modes."""
 
 import itertools
 import json
