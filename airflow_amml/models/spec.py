@@ -130,7 +130,7 @@ MAX_NUMBER_CHARS = 100  # a longer literal is not a number anyone meant (and `in
 DEFAULT_TRAIN_MEMORY = 4 * 1024**3
 TRAIN_MEMORY_ENV = "AMML_TRAIN_MEMORY_LIMIT"
 
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}\Z")
+_NAME_RE = re.compile(r"(?!.*\.\.)[A-Za-z_][A-Za-z0-9_.-]{0,99}\Z")  # the registry's pattern (`..` never)
 _VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
 
 

@@ -20,6 +20,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from compiler.settings import error_dag_id
+
 ROOT = Path(__file__).resolve().parents[2]
 HOT_DAYS = """
 dag hot_days {
@@ -133,7 +135,8 @@ def test_real_scheduler_runs_a_backfill_and_shows_a_broken_file(airflow_standalo
         response.raise_for_status()
         return response.json()
 
-    expected = {"amml_error__broken", "endless", "ett_predict", "ett_train", "ett_watch", "hot_days"}
+    broken_id = error_dag_id("broken.amml")
+    expected = {broken_id, "endless", "ett_predict", "ett_train", "ett_watch", "hot_days"}
     dag_ids = wait_for(
         "the AMML DAGs", lambda: (ids := {d["dag_id"] for d in get("/dags")["dags"]}) >= expected and ids, 300, log
     )
@@ -142,8 +145,19 @@ def test_real_scheduler_runs_a_backfill_and_shows_a_broken_file(airflow_standalo
     # the checkout is on PYTHONPATH too: one distribution of airflow-amml, so the plugin loads once, cleanly
     assert get("/plugins/importErrors") == {"import_errors": [], "total_entries": 0}
     assert [p["name"] for p in get("/plugins")["plugins"]] == ["amml"]
-    broken = get("/dags/amml_error__broken")
+    broken = get(f"/dags/{broken_id}")
     assert "broken.amml:1:19: name error: unknown component `fitler`" in broken["description"]
+    assert broken["description"].startswith("AMML ERROR: ") and "amml-error" in {t["name"] for t in broken["tags"]}
+    # the error DAG's one run fails, so Home counts the broken file among the failed DAGs
+    stats = wait_for(
+        "the broken file's failed run",
+        lambda: (s := requests.get(f"{url}/ui/dashboard/dag_stats", headers=headers, timeout=10).json())
+        and s["failed_dag_count"] >= 1
+        and s,
+        300,
+        log,
+    )
+    assert stats["failed_dag_count"] == 1, stats
 
     requests.patch(
         f"{url}/api/v2/dags/hot_days", json={"is_paused": False}, headers=headers, timeout=10
