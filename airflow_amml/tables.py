@@ -9,11 +9,11 @@ SQLAlchemy Core on :class:`sqlalchemy.Table` objects, so names are quoted by the
 from __future__ import annotations
 
 import functools
-import re
 
 import sqlalchemy as sa
 
 from airflow_amml.runtime.errors import PipelineError
+from compiler.value_checks import table_name_problem
 
 metadata = sa.MetaData()
 
@@ -30,26 +30,15 @@ alerts = sa.Table(
     sa.Column("record", sa.Text, nullable=False),  # the triggering record, as JSON
 )
 
-# 63: PostgreSQL's limit for an identifier (longer names are silently cut there, and could then collide)
-TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-# AMML's own tables (alerts, snapshots, the registry's amml_model_*), Alembic's and SQLite's internal ones
-RESERVED_PREFIXES = ("amml_", "alembic_", "sqlite_")
 SNAPSHOT_DEFAULT = "amml_snapshots"
 
 
 def check_table_name(component: str, name: object, *, allowed: tuple[str, ...] = ()) -> str:
-    """``name`` if a pipeline may write to a table of that name; else an error naming the component."""
-    if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
-        raise PipelineError(
-            f"`{component} table={name!r}`: a table name is a letter or `_` followed by letters, digits or `_` "
-            "(at most 63)",
-            hint="e.g. table='ett_predictions'",
-        )
-    if name.lower().startswith(RESERVED_PREFIXES) and name not in allowed:
-        raise PipelineError(
-            f"`{component} table={name!r}`: names starting with {', '.join(RESERVED_PREFIXES)} are AMML's own tables",
-            hint=f"choose another name, e.g. table='{name.lower().removeprefix('amml_') or 'my_table'}_out'",
-        )
+    """``name`` if a pipeline may write to a table of that name; else an error naming the component (the rule
+    `amml lint` applies to constant names, see compiler/value_checks.py)."""
+    problem = table_name_problem(name, allowed)
+    if problem is not None:
+        raise PipelineError(f"`{component} table={name!r}`: {problem[0]}", hint=problem[1])
     return name
 
 

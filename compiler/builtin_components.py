@@ -6,6 +6,7 @@ Error messages, `amml components` and the README's component table are all gener
 from __future__ import annotations
 
 from .components import ComponentSpec, Kind, ParamType, param
+from .value_checks import file_suffix, re2_pattern, table_name
 
 _INGRESS = "airflow_amml.components.ingress"
 _PROGRESS = "airflow_amml.components.progress"
@@ -60,7 +61,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         (
             param("path", "str", "log file to read, under the input root (`$AMML_INPUT_ROOT`)"),
             param("format", "str", "how lines are parsed", "jsonl", choices=("jsonl", "regex")),
-            param("pattern", "str", "regular expression with named groups (format='regex')", None),
+            param("pattern", "str", "RE2 pattern with named groups (format='regex')", None, check=re2_pattern),
         ),
         impl=f"{_INGRESS}:LogSource",
     ),
@@ -221,7 +222,8 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         (
             param("size", "int", "number of recent records kept (1 to 1,000,000)", 100),
             param("on", "str", "event that triggers a save", "alert"),
-            param("table", "str", "table the snapshot rows go to (a plain name)", "amml_snapshots"),
+            param("table", "str", "table the snapshot rows go to (a plain name)", "amml_snapshots",
+                  check=table_name("amml_snapshots")),
         ),
         impl=f"{_EVENTS}:Snapshot",
         accepts_events=("alert",),
@@ -231,7 +233,8 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         Kind.EGRESS,
         "Write records to a CSV file.",
         (
-            param("path", "str", "file to write, under the output root (`$AMML_OUTPUT_ROOT`)"),
+            param("path", "str", "file to write, under the output root (`$AMML_OUTPUT_ROOT`)",
+                  check=file_suffix(".csv")),
             param("mode", "str", "replace the file or append to it", "replace", choices=("replace", "append")),
         ),
         impl=f"{_EGRESS}:CsvSink",
@@ -240,7 +243,10 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         "parquet_sink",
         Kind.EGRESS,
         "Write records to a Parquet file.",
-        (param("path", "str", "file to write, under the output root (`$AMML_OUTPUT_ROOT`)"),),
+        (
+            param("path", "str", "file to write, under the output root (`$AMML_OUTPUT_ROOT`)",
+                  check=file_suffix(".parquet")),
+        ),
         impl=f"{_SINKS}:ParquetSink",
     ),
     ComponentSpec(
@@ -248,7 +254,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         Kind.EGRESS,
         "Write records to a SQL table; with `key`, rows of the same key are replaced (idempotent re-runs).",
         (
-            param("table", "str", "table to write (a plain name of at most 63 characters; not `amml_…`)"),
+            param("table", "str", "table to write (a plain name, at most 63 characters)", check=table_name()),
             param("key", "list[str]", "columns identifying a row; rows with these keys are replaced", None),
             param("db", "str", "a database the deployment names (`$AMML_DATABASES`); default: AMML's own", None),
         ),

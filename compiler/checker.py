@@ -442,6 +442,9 @@ def _check_value_type(where: str, pspec: ParamSpec, value: ast.Const) -> None:
             if item not in pspec.choices:
                 raise _err(AmmlTypeError, f"{where} must be one of {one_of(pspec.choices)}; got {_short(item)}",
                            value.pos, did_you_mean(str(item)[:100], pspec.choices))
+    problem = pspec.check(v) if pspec.check is not None and v is not None else None
+    if problem is not None:  # what the run would refuse, said now
+        raise _err(AmmlTypeError, f"{where}: {problem[0]}; got {_short(v)}", value.pos, problem[1])
 
 
 def _short(value: Any, limit: int = 60) -> str:

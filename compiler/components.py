@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -61,6 +61,8 @@ class ParamSpec:
     doc: str
     default: Any = _REQUIRED
     choices: tuple[str, ...] = ()
+    # a constant value's further check: None when fine, else (problem, hint); see compiler/value_checks.py
+    check: Callable[[Any], tuple[str, str] | None] | None = None
 
     @property
     def required(self) -> bool:
@@ -68,10 +70,15 @@ class ParamSpec:
 
 
 def param(
-    name: str, type: ParamType | str, doc: str, default: Any = _REQUIRED, choices: Iterable[str] = ()
+    name: str,
+    type: ParamType | str,
+    doc: str,
+    default: Any = _REQUIRED,
+    choices: Iterable[str] = (),
+    check: Callable[[Any], tuple[str, str] | None] | None = None,
 ) -> ParamSpec:
     """Declare a parameter: ``param("epoch", "int", "number of epochs", default=20)``."""
-    return ParamSpec(name, ParamType(type), doc, default, tuple(choices))
+    return ParamSpec(name, ParamType(type), doc, default, tuple(choices), check)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pandas as pd
 from airflow_amml import storage
 from airflow_amml.runtime.component import AbstractIngress
 from airflow_amml.runtime.errors import PipelineError
+from compiler.value_checks import re2_pattern
 
 from .catalog import iter_source
 
@@ -150,22 +151,12 @@ def compile_pattern(pattern: object) -> Any:
             "`logsource format='regex'` needs `pattern` with named groups",
             hint="e.g. pattern='(?P<ts>\\S+) (?P<level>\\w+) (?P<msg>.*)'",
         )
+    problem = re2_pattern(pattern)  # the check `amml lint` makes of a constant pattern
+    if problem is not None:
+        raise PipelineError(f"`logsource pattern={pattern!r}`: {problem[0]}", hint=problem[1])
     options = re2.Options()
-    options.log_errors = False  # the error is raised below; RE2 would also print it to standard error
-    try:
-        regex = re2.compile(pattern, options=options)
-    except re2.error as exc:
-        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
-        raise PipelineError(
-            f"`logsource pattern={pattern!r}`: not a pattern RE2 accepts: {reason}",
-            hint="RE2 has no backreferences (\\1) or look-around ((?=...), (?<=...)); "
-            "use named groups (?P<name>...) and character classes",
-        ) from None
-    if not regex.groupindex:
-        raise PipelineError(
-            f"`logsource pattern={pattern!r}`: the pattern has no named groups",
-            hint="name each field: (?P<name>...)",
-        )
+    options.log_errors = False
+    regex = re2.compile(pattern, options=options)
     return regex
 
 

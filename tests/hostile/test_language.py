@@ -332,3 +332,31 @@ def test_statements_parameters_and_lists_are_limited() -> None:
 def test_the_shipped_files_fit_the_limits() -> None:
     for path in [*sorted((ROOT / "dags").glob("*.amml")), *sorted((ROOT / "tests/fixtures").rglob("*.amml"))]:
         compiler.compile_file(path, cache=compiler.ProgramCache())
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("normalsource col='v' | csv_sink path='evil.py'", "a .csv file is expected, not 'evil.py'"),
+        ("normalsource col='v' | parquet_sink path='x.csv'", "a .parquet file is expected"),
+        ("normalsource col='v' | sql_sink table='amml_model_versions'", "are AMML's own tables"),
+        ("normalsource col='v' | sql_sink table='a; drop table b'", "a table name is a letter or `_`"),
+        ("normalsource col='v' | snapshot table='x y'", "a table name is a letter"),
+        ("logsource path='a.log', format='regex', pattern='(a)\\\\1' | print", "not a pattern RE2 accepts"),
+        ("logsource path='a.log', format='regex', pattern='a+' | print", "the pattern has no named groups"),
+    ],
+)
+def test_constant_values_the_run_would_refuse_are_lint_errors(text, words):
+    """Lint says now what the run would say later: the same rules (compiler/value_checks.py) at both ends."""
+    with pytest.raises(AmmlError) as info:
+        compiler.compile_source(text, "p.amml", cache=compiler.ProgramCache())
+    assert words in str(info.value) and info.value.hint, str(info.value)
+
+
+def test_constant_values_the_run_accepts_pass_lint():
+    for text in (
+        "normalsource col='v' | csv_sink path='out/x.CSV'",
+        "normalsource col='v' | snapshot",
+        "logsource path='a.log', format='regex', pattern='(?P<level>\\\\w+) (?P<msg>.*)' | print",
+    ):
+        compiler.compile_source(text, "p.amml", cache=compiler.ProgramCache())

@@ -1,0 +1,75 @@
+"""Checks of constant parameter values that the runtime would refuse anyway, made at lint time instead.
+
+Each check takes the folded value and returns ``None`` when it is fine, or ``(problem, hint)``. The runtime
+applies the same rules (it imports them from here) to values that only a run knows (``params.NAME``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import PurePath
+from typing import Any
+
+Problem = tuple[str, str] | None
+ValueCheck = Callable[[Any], Problem]
+
+# 63: PostgreSQL's limit for an identifier (longer names are silently cut there, and could then collide)
+TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# AMML's own tables (alerts, snapshots, the registry's amml_model_*), Alembic's and SQLite's internal ones
+RESERVED_TABLE_PREFIXES = ("amml_", "alembic_", "sqlite_")
+
+
+def table_name_problem(name: object, allowed: tuple[str, ...] = ()) -> Problem:
+    if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
+        return (
+            "a table name is a letter or `_` followed by letters, digits or `_` (at most 63)",
+            "e.g. table='ett_predictions'",
+        )
+    if name.lower().startswith(RESERVED_TABLE_PREFIXES) and name not in allowed:
+        return (
+            f"names starting with {', '.join(RESERVED_TABLE_PREFIXES)} are AMML's own tables",
+            f"choose another name, e.g. table='{name.lower().removeprefix('amml_') or 'my_table'}_out'",
+        )
+    return None
+
+
+def table_name(*allowed: str) -> ValueCheck:
+    return lambda value: table_name_problem(value, allowed)
+
+
+def file_suffix(suffix: str) -> ValueCheck:
+    """A sink writes files of its own format only (a `.py` written into a dags folder would be code)."""
+
+    def check(value: Any) -> Problem:
+        if not isinstance(value, str) or PurePath(value).suffix.lower() == suffix:
+            return None
+        return (
+            f"a {suffix} file is expected, not {PurePath(value).name[:80]!r}",
+            f"name the file with the {suffix} extension, e.g. path='{PurePath(value).stem[:40] or 'out'}{suffix}'",
+        )
+
+    return check
+
+
+def re2_pattern(value: Any) -> Problem:
+    """A pattern RE2 accepts (linear-time matching), with named groups. RE2 is a small C extension, imported
+    only when a file has a constant pattern."""
+    if not isinstance(value, str):
+        return None
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would also print the error to standard error
+    try:
+        regex = re2.compile(value, options=options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+        return (
+            f"not a pattern RE2 accepts: {reason}",
+            "RE2 has no backreferences (\\1) or look-around ((?=...), (?<=...)); use named groups (?P<name>...) "
+            "and character classes",
+        )
+    if not regex.groupindex:
+        return ("the pattern has no named groups", "name each field: (?P<name>...)")
+    return None
