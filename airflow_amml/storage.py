@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from airflow_amml.runtime.errors import PipelineError
-from compiler.value_checks import file_suffix
+from compiler.value_checks import FileSuffix
 
 
 def amml_home() -> Path:
@@ -138,7 +138,7 @@ def output_file(component: str, raw: Any, suffix: str, settings: Mapping[str, An
             f"`{component} path={raw!r}`: {path} is in the Airflow dags folder {dags}, whose files Airflow runs",
             hint="write somewhere else: set AMML_OUTPUT_ROOT to a folder outside the dags folder",
         )
-    problem = file_suffix(suffix)(str(path))  # of the file really written: a link may name another
+    problem = FileSuffix(suffix)(str(path))  # of the file really written: a link may name another
     if problem is not None:
         raise PipelineError(f"`{component} path={raw!r}`: {problem[0]}", hint=problem[1])
     _regular_or_new(component, raw, path, must_exist=False, example=f"out{suffix}")

@@ -6,7 +6,7 @@ Error messages, `amml components` and the README's component table are all gener
 from __future__ import annotations
 
 from .components import ComponentSpec, Kind, ParamType, param
-from .value_checks import file_suffix, re2_pattern, table_name
+from .value_checks import FileSuffix, Re2Pattern, TableName
 
 _INGRESS = "airflow_amml.components.ingress"
 _PROGRESS = "airflow_amml.components.progress"
@@ -61,7 +61,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         (
             param("path", "str", "log file to read, under the input root (`$AMML_INPUT_ROOT`)"),
             param("format", "str", "how lines are parsed", "jsonl", choices=("jsonl", "regex")),
-            param("pattern", "str", "RE2 pattern with named groups (format='regex')", None, check=re2_pattern),
+            param("pattern", "str", "RE2 pattern with named groups (format='regex')", None, check=Re2Pattern()),
         ),
         impl=f"{_INGRESS}:LogSource",
     ),
@@ -223,7 +223,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("size", "int", "number of recent records kept (1 to 1,000,000)", 100),
             param("on", "str", "event that triggers a save", "alert"),
             param("table", "str", "table the snapshot rows go to (a plain name)", "amml_snapshots",
-                  check=table_name("amml_snapshots")),
+                  check=TableName(("amml_snapshots",))),
         ),
         impl=f"{_EVENTS}:Snapshot",
         accepts_events=("alert",),
@@ -234,7 +234,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         "Write records to a CSV file.",
         (
             param("path", "str", "file to write, under the output root (`$AMML_OUTPUT_ROOT`)",
-                  check=file_suffix(".csv")),
+                  check=FileSuffix(".csv")),
             param("mode", "str", "replace the file or append to it", "replace", choices=("replace", "append")),
         ),
         impl=f"{_EGRESS}:CsvSink",
@@ -245,7 +245,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         "Write records to a Parquet file.",
         (
             param("path", "str", "file to write, under the output root (`$AMML_OUTPUT_ROOT`)",
-                  check=file_suffix(".parquet")),
+                  check=FileSuffix(".parquet")),
         ),
         impl=f"{_SINKS}:ParquetSink",
     ),
@@ -254,7 +254,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         Kind.EGRESS,
         "Write records to a SQL table; with `key`, rows of the same key are replaced (idempotent re-runs).",
         (
-            param("table", "str", "table to write (a plain name, at most 63 characters)", check=table_name()),
+            param("table", "str", "table to write (a plain name, at most 63 characters)", check=TableName()),
             param("key", "list[str]", "columns identifying a row; rows with these keys are replaced", None),
             param("db", "str", "a database the deployment names (`$AMML_DATABASES`); default: AMML's own", None),
         ),

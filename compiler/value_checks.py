@@ -1,18 +1,19 @@
 """Checks of constant parameter values that the runtime would refuse anyway, made at lint time instead.
 
-Each check takes the folded value and returns ``None`` when it is fine, or ``(problem, hint)``. The runtime
-applies the same rules (it imports them from here) to values that only a run knows (``params.NAME``).
+Each check is called with the folded value and returns ``None`` when it is fine, or ``(problem, hint)``. The
+runtime applies the same rules (it imports them from here) to values that only a run knows (``params.NAME``).
+Checks are frozen dataclasses: their repr is part of the component registry's fingerprint, hence of the
+compile cache's key, so it must be the same in every process (a function's repr holds its address).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
 Problem = tuple[str, str] | None
-ValueCheck = Callable[[Any], Problem]
 
 # 63: PostgreSQL's limit for an identifier (longer names are silently cut there, and could then collide)
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -34,42 +35,53 @@ def table_name_problem(name: object, allowed: tuple[str, ...] = ()) -> Problem:
     return None
 
 
-def table_name(*allowed: str) -> ValueCheck:
-    return lambda value: table_name_problem(value, allowed)
+@dataclass(frozen=True)
+class TableName:
+    """A plain table name, not one of AMML's own (except those in ``allowed``)."""
+
+    allowed: tuple[str, ...] = ()
+
+    def __call__(self, value: Any) -> Problem:
+        return table_name_problem(value, self.allowed)
 
 
-def file_suffix(suffix: str) -> ValueCheck:
+@dataclass(frozen=True)
+class FileSuffix:
     """A sink writes files of its own format only (a `.py` written into a dags folder would be code)."""
 
-    def check(value: Any) -> Problem:
-        if not isinstance(value, str) or PurePath(value).suffix.lower() == suffix:
+    suffix: str
+
+    def __call__(self, value: Any) -> Problem:
+        if not isinstance(value, str) or PurePath(value).suffix.lower() == self.suffix:
             return None
+        stem = PurePath(value).stem[:40] or "out"
         return (
-            f"a {suffix} file is expected, not {PurePath(value).name[:80]!r}",
-            f"name the file with the {suffix} extension, e.g. path='{PurePath(value).stem[:40] or 'out'}{suffix}'",
+            f"a {self.suffix} file is expected, not {PurePath(value).name[:80]!r}",
+            f"name the file with the {self.suffix} extension, e.g. path='{stem}{self.suffix}'",
         )
 
-    return check
 
-
-def re2_pattern(value: Any) -> Problem:
+@dataclass(frozen=True)
+class Re2Pattern:
     """A pattern RE2 accepts (linear-time matching), with named groups. RE2 is a small C extension, imported
     only when a file has a constant pattern."""
-    if not isinstance(value, str):
-        return None
-    import re2
 
-    options = re2.Options()
-    options.log_errors = False  # RE2 would also print the error to standard error
-    try:
-        regex = re2.compile(value, options=options)
-    except re2.error as exc:
-        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
-        return (
-            f"not a pattern RE2 accepts: {reason}",
-            "RE2 has no backreferences (\\1) or look-around ((?=...), (?<=...)); use named groups (?P<name>...) "
-            "and character classes",
-        )
-    if not regex.groupindex:
-        return ("the pattern has no named groups", "name each field: (?P<name>...)")
-    return None
+    def __call__(self, value: Any) -> Problem:
+        if not isinstance(value, str):
+            return None
+        import re2
+
+        options = re2.Options()
+        options.log_errors = False  # RE2 would also print the error to standard error
+        try:
+            regex = re2.compile(value, options=options)
+        except re2.error as exc:
+            reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+            return (
+                f"not a pattern RE2 accepts: {reason}",
+                "RE2 has no backreferences (\\1) or look-around ((?=...), (?<=...)); use named groups "
+                "(?P<name>...) and character classes",
+            )
+        if not regex.groupindex:
+            return ("the pattern has no named groups", "name each field: (?P<name>...)")
+        return None

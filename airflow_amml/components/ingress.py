@@ -14,7 +14,7 @@ import pandas as pd
 from airflow_amml import storage
 from airflow_amml.runtime.component import AbstractIngress
 from airflow_amml.runtime.errors import PipelineError
-from compiler.value_checks import re2_pattern
+from compiler.value_checks import Re2Pattern
 
 from .catalog import iter_source
 
@@ -151,7 +151,7 @@ def compile_pattern(pattern: object) -> Any:
             "`logsource format='regex'` needs `pattern` with named groups",
             hint="e.g. pattern='(?P<ts>\\S+) (?P<level>\\w+) (?P<msg>.*)'",
         )
-    problem = re2_pattern(pattern)  # the check `amml lint` makes of a constant pattern
+    problem = Re2Pattern()(pattern)  # the check `amml lint` makes of a constant pattern
     if problem is not None:
         raise PipelineError(f"`logsource pattern={pattern!r}`: {problem[0]}", hint=problem[1])
     options = re2.Options()
