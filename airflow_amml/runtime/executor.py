@@ -699,7 +699,7 @@ def _run_consumer(
             last_progress = time.monotonic()
             control.put(_Progress(stage.id, counters))
         try:
-            batch = transport.unpack(inbox.get(timeout=0.1 if event_box is not None else 1.0))
+            batch = transport.unpack(inbox.get(timeout=0.1 if event_box is not None else min(1.0, PROGRESS_EVERY)))
         except queue.Empty:
             continue
         if batch is None:

@@ -248,7 +248,7 @@ def test_the_progress_log_names_a_stopped_component(monkeypatch, caplog):
     from airflow_amml.runtime import executor
 
     monkeypatch.setattr(executor, "PROGRESS_EVERY", 0.2)
-    monkeypatch.setattr(executor, "STALL_AFTER", 1.0)
+    monkeypatch.setattr(executor, "STALL_AFTER", 2.0)  # 10 reports of an idle neighbour: room for a loaded machine
     stopped: list[psutil.Process] = []
 
     def stop_then_resume():
@@ -257,7 +257,7 @@ def test_the_progress_log_names_a_stopped_component(monkeypatch, caplog):
             stopped.extend(p for p in psutil.Process().children() if p.name() == "amml:derive")
             time.sleep(0.05)
         stopped[0].send_signal(signal.SIGSTOP)
-        time.sleep(2.5)
+        time.sleep(4)
         stopped[0].send_signal(signal.SIGCONT)
 
     thread = threading.Thread(target=stop_then_resume, daemon=True)
