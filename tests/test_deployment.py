@@ -49,3 +49,7 @@ def test_connections_match_what_the_registry_reads():
 def test_image_installs_the_kerberos_headers_and_the_project():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "libkrb5-dev" in dockerfile and "pip install" in dockerfile and "FROM apache/airflow:3.3.2" in dockerfile
+    install = next(line for line in dockerfile.splitlines() if "pip install" in line)
+    # a regular install (an editable one needs the source tree beside it), held to Airflow's constraints
+    assert " -e " not in install and install.rstrip().endswith("/opt/amml")
+    assert "--constraint" in install and "constraints-3.3.2/constraints-3.11.txt" in dockerfile
