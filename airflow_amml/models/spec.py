@@ -33,7 +33,6 @@ once the number of records is known, the windows the training materialises) with
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,12 +40,24 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.composer import ComposerError
 from yaml.constructor import SafeConstructor
-from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from compiler.errors import AmmlCompileErrors, AmmlError, did_you_mean, one_of
+from compiler.errors import AmmlCompileErrors, did_you_mean, one_of
+
+from .bounded_yaml import MAX_YAML_DEPTH, MAX_YAML_NODES, BoundedLoader, YamlLimitError
+from .budget import (
+    DEFAULT_TRAIN_MEMORY,
+    MAX_PARAMETERS,
+    TRAIN_MEMORY_ENV,
+    TrainingEstimate,
+    estimate_training,
+    format_bytes,
+    layer_parameters,
+    train_memory_limit,
+    training_budget_problem,
+)
+from .errors import AmmlModelError
 
 __all__ = [
     "ACTIVATIONS",
@@ -85,11 +96,6 @@ __all__ = [
 ]
 
 
-class AmmlModelError(AmmlError):
-    """A model definition (YAML) that is not valid: syntax, unknown names, wrong types or ranges, structure."""
-
-    label = "model error"
-
 
 # ---- the language ---------------------------------------------------------------------------------------
 
@@ -112,8 +118,6 @@ RECURRENT_LAYERS = ("LSTM", "GRU")
 # ---- limits (README "Models": keep the two in step) ---------------------------------------------------------
 
 MAX_FILE_BYTES = 256 * 1024  # the shipped model files are under 2 KiB
-MAX_YAML_DEPTH = 32  # nesting levels, aliases expanded; a model file needs 7
-MAX_YAML_NODES = 10_000  # values (keys, items, scalars), aliases expanded; a model file needs ~100
 MAX_LAYERS = 32
 MAX_UNITS = 4096
 MAX_WINDOW = 2048
@@ -123,12 +127,9 @@ MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 65_536
 MAX_PATIENCE = 10_000
 MAX_LEARNING_RATE = 10.0
-MAX_PARAMETERS = 50_000_000
 MAX_STRING_CHARS = 256  # names: target, features, layer types, choices, keys
 MAX_DESCRIPTION_CHARS = 10_000
 MAX_NUMBER_CHARS = 100  # a longer literal is not a number anyone meant (and `int()` of 5000 digits raises)
-DEFAULT_TRAIN_MEMORY = 4 * 1024**3
-TRAIN_MEMORY_ENV = "AMML_TRAIN_MEMORY_LIMIT"
 
 _NAME_RE = re.compile(r"(?!.*\.\.)[A-Za-z_][A-Za-z0-9_.-]{0,99}\Z")  # the registry's pattern (`..` never)
 _VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
@@ -366,7 +367,7 @@ def _looks_like_model(text: str, whole: bool = True) -> bool:
     if not whole:  # too large to be one: listed when it says it is one, so that loading it says why not
         return bool(_TOP_KEY_RE.search(text))
     try:
-        node = yaml.compose(text, Loader=_BoundedLoader)
+        node = yaml.compose(text, Loader=BoundedLoader)
     except yaml.YAMLError:
         return {m.group(1) for m in _TOP_KEY_RE.finditer(text)} == {"model", "training"}
     if not isinstance(node, MappingNode):
@@ -384,7 +385,7 @@ def declared_ref(path: str | Path) -> str | None:
     except AmmlModelError:
         return None
     try:
-        root = yaml.compose(text, Loader=_BoundedLoader)
+        root = yaml.compose(text, Loader=BoundedLoader)
     except yaml.YAMLError:
         found = dict(_TOP_SCALAR_RE.findall(text))
         return f"{found['name']}:{found['version']}" if {"name", "version"} <= found.keys() else None
@@ -421,204 +422,6 @@ def _too_large(filename: str, size: int | None) -> AmmlModelError:
         filename=filename,
         hint="a model file holds a few layers and training settings (the shipped ones are under 2 KiB); "
         "is this the right file?",
-    )
-
-
-# ---- bounded YAML ----------------------------------------------------------------------------------------
-
-
-class _YamlLimitError(ComposerError):
-    """A document nested too deep or too large (aliases expanded): refused while composing, before any walk."""
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader whose composer refuses, at the offending node, documents nested deeper than
-    :data:`MAX_YAML_DEPTH` or holding more than :data:`MAX_YAML_NODES` values once aliases are expanded.
-
-    The composer recurses per nesting level (a 1,000-deep list raised ``RecursionError``), and an alias is
-    the node it names, shared, so a few lines of aliases of aliases stand for billions of values that merge
-    keys and any walk over the document would expand. Each node's expanded size and height are computed
-    once, from its children's, as it is composed; an alias to a node still being composed (a recursive
-    structure) is refused too.
-    """
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._expanded: dict[int, tuple[int, int]] = {}  # id(node) → (values, height), aliases expanded
-
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
-        event = self.peek_event()
-        if isinstance(event, AliasEvent):
-            node = super().compose_node(parent, index)
-            expanded = self._expanded.get(id(node))
-            if expanded is None:
-                raise _YamlLimitError(
-                    None,
-                    None,
-                    f"the YAML alias *{event.anchor} refers to the value that contains it (a loop)",
-                    event.start_mark,
-                )
-            self._check_depth(self._depth + expanded[1], event)
-            return node
-        self._check_depth(self._depth + 1, event)
-        self._depth += 1
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        children = _children(node)
-        size = 1 + sum(self._expanded[id(c)][0] for c in children)
-        height = 1 + max((self._expanded[id(c)][1] for c in children), default=0)
-        if size > MAX_YAML_NODES:
-            raise _YamlLimitError(
-                None,
-                None,
-                f"the YAML value here holds more than {MAX_YAML_NODES:,} values (aliases expanded); a model file needs "
-                "about a hundred",
-                event.start_mark,
-            )
-        self._expanded[id(node)] = (size, height)
-        return node
-
-    @staticmethod
-    def _check_depth(depth: int, event: Any) -> None:
-        if depth > MAX_YAML_DEPTH:
-            raise _YamlLimitError(
-                None,
-                None,
-                f"the YAML nests values deeper than {MAX_YAML_DEPTH} levels (aliases expanded); a model file needs 7",
-                event.start_mark,
-            )
-
-
-def _children(node: Node) -> list[Node]:
-    if isinstance(node, SequenceNode):
-        return list(node.value)
-    if isinstance(node, MappingNode):
-        return [n for pair in node.value for n in pair]
-    return []
-
-
-# ---- the training budget ---------------------------------------------------------------------------------
-
-# Floats kept per time step and unit for the backward pass (gate inputs and outputs, cell and hidden states)
-_STEP_FLOATS = {"LSTM": 12, "GRU": 9}
-_OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "rmsprop": 1, "adagrad": 1, "sgd": 0}  # state per parameter
-
-
-@dataclass(frozen=True)
-class TrainingEstimate:
-    """What training a spec costs, roughly (float32 everywhere): an order of magnitude, not a promise."""
-
-    parameters: int
-    parameter_bytes: int  # weights, their gradients and the optimizer's state
-    activation_bytes: int  # one batch's activations and their gradients
-    data_bytes: int  # windows and labels training materialises (0 when the number of records is unknown)
-
-    @property
-    def total_bytes(self) -> int:
-        return self.parameter_bytes + self.activation_bytes + self.data_bytes
-
-
-def layer_parameters(spec: ModelSpec) -> list[int]:
-    """The number of trainable parameters of each layer of ``spec.layers`` (Keras's count; Input: 0)."""
-    window, features = spec.input_shape
-    recurrent = any(layer.is_recurrent for layer in spec.layers)
-    width = features if recurrent else window * features  # without recurrent layers the window is flattened
-    counts = []
-    for layer in spec.layers:
-        units = layer.get("units", 0)
-        bias = layer.get("use_bias", True)
-        if layer.type == "LSTM":
-            counts.append(4 * (units * (width + units) + (units if bias else 0)))
-        elif layer.type == "GRU":  # Keras's reset_after=True: two bias vectors
-            counts.append(3 * (units * (width + units) + (2 * units if bias else 0)))
-        elif layer.type == "Dense":
-            counts.append(width * units + (units if bias else 0))
-        else:
-            counts.append(0)
-        width = units or width
-    return counts
-
-
-def estimate_training(spec: ModelSpec, rows: int | None = None, batch_size: int | None = None) -> TrainingEstimate:
-    """The memory training ``spec`` takes: with ``rows`` records, also the windows built from them."""
-    t = spec.training
-    batch = batch_size or t.batch_size
-    parameters = sum(layer_parameters(spec))
-    state = 2 + _OPTIMIZER_SLOTS.get(t.optimizer, 2)
-    per_example = t.window * len(t.features)  # the input window
-    steps = t.window
-    for layer in spec.layers:
-        units = layer.get("units", 0)
-        if layer.is_recurrent:
-            per_example += steps * units * _STEP_FLOATS[layer.type]
-            steps = t.window if layer.get("return_sequences", False) else 1
-        elif layer.type == "Dense":
-            per_example += (steps if any(x.is_recurrent for x in spec.layers) else 1) * units * 2
-    data = 0
-    if rows is not None:
-        examples = max(0, rows - t.window - t.horizon + 1)
-        # the windows and labels as numpy arrays and again as the tensors Keras copies them into; the
-        # feature columns (float32) and the target (float64) they are cut from
-        data = 2 * examples * (t.window * len(t.features) + t.horizon) * 4 + rows * (len(t.features) * 4 + 8)
-    return TrainingEstimate(
-        parameters=parameters,
-        parameter_bytes=parameters * 4 * state,
-        activation_bytes=batch * per_example * 4 * 2,
-        data_bytes=data,
-    )
-
-
-def train_memory_limit() -> int:
-    """The training memory budget in bytes: ``AMML_TRAIN_MEMORY_LIMIT`` (``512MiB``, ``8GiB``, ``2e9``) or 4 GiB."""
-    raw = os.environ.get(TRAIN_MEMORY_ENV, "").strip()
-    if not raw:
-        return DEFAULT_TRAIN_MEMORY
-    match = re.fullmatch(r"(\d+(?:\.\d+)?(?:[eE]\d+)?)\s*([KMGT]i?B?|B)?", raw, re.IGNORECASE)
-    if match is None or float(match.group(1)) <= 0:
-        raise AmmlModelError(
-            f"{TRAIN_MEMORY_ENV}={raw!r} is not a memory size",
-            filename=TRAIN_MEMORY_ENV,
-            hint=f"write a number of bytes with an optional unit, e.g. {TRAIN_MEMORY_ENV}=8GiB",
-        )
-    unit = (match.group(2) or "B").upper().rstrip("B").rstrip("I")
-    factor = 1024 ** "KMGT".index(unit) * 1024 if unit else 1
-    return int(float(match.group(1)) * factor)
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
-
-
-def training_budget_problem(
-    spec: ModelSpec, rows: int | None = None, batch_size: int | None = None, extra_bytes: int = 0
-) -> str | None:
-    """Why training ``spec`` (on ``rows`` records, holding ``extra_bytes`` more) would not fit, or None."""
-    estimate = estimate_training(spec, rows, batch_size)
-    if estimate.parameters > MAX_PARAMETERS:
-        return (
-            f"model {spec.ref} has {estimate.parameters:,} parameters; at most {MAX_PARAMETERS:,} are allowed "
-            "(fewer units or layers, or a shorter window when the model has no recurrent layer)"
-        )
-    total = estimate.total_bytes + extra_bytes
-    limit = train_memory_limit()
-    if total <= limit:
-        return None
-    parts = [
-        f"parameters and optimizer state {format_bytes(estimate.parameter_bytes)}",
-        f"activations of a batch of {batch_size or spec.training.batch_size} {format_bytes(estimate.activation_bytes)}",
-    ]
-    if rows is not None:
-        parts.append(f"windows of {rows:,} records {format_bytes(estimate.data_bytes + extra_bytes)}")
-    return (
-        f"training model {spec.ref} needs about {format_bytes(total)} ({', '.join(parts)}); the limit is "
-        f"{format_bytes(limit)} ({TRAIN_MEMORY_ENV})"
     )
 
 
@@ -666,8 +469,8 @@ class _Parser:
 
     def parse(self) -> ModelSpec:
         try:
-            root = yaml.compose(self.text, Loader=_BoundedLoader)
-        except _YamlLimitError as exc:
+            root = yaml.compose(self.text, Loader=BoundedLoader)
+        except YamlLimitError as exc:
             mark = exc.problem_mark
             raise AmmlModelError(
                 exc.problem,
