@@ -10,8 +10,8 @@ database, a secrets backend, or (inside a task) the API server.
 
 from __future__ import annotations
 
-from .registry.artifacts import HdfsArtifactStore
 from .registry.errors import RegistryError
+from .registry.hdfs_artifact_store import HdfsArtifactStore
 
 
 def registry_url(conn_id: str) -> str:

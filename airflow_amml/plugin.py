@@ -10,6 +10,10 @@ JWT as the REST API (a bearer token, or the UI's cookie, so the page works insid
 permission to view plugins. FastAPI's HTML docs pages (/docs, /redoc) are off: they are served without any
 dependency and load their scripts from a CDN. Read-only, and it never shows secrets.
 
+Each request opens the registry from the configuration as it is then (a changed AMML_ARTIFACTS is seen at
+once); that costs no connection and no schema check, as the engine is cached per process and the schema is
+checked once per process (`registry/database.py`).
+
 Errors are JSON `{"detail": "..."}`: 400 for a malformed reference, 404 for an unknown model, 503 when the
 registry cannot be reached or is misconfigured.
 """

@@ -92,13 +92,30 @@ def named_database_url(component: str, name: str | None, settings: Mapping[str, 
 
 @functools.cache
 def engine_for(url: str) -> sa.Engine:
-    """One engine per URL and process (engines are not shared across forked processes)."""
+    """One engine per URL and process, for the sinks and the model registry alike (a long-lived process, such
+    as the api-server, connects and pools once instead of on every request)."""
     # hide_parameters: a failed statement's error (shown to users, logged) must not carry the records' values
     kwargs: dict[str, Any] = {"future": True, "hide_parameters": True}
     if url.startswith("sqlite"):
         # several component processes may write the same file: wait for the lock instead of failing
         kwargs["connect_args"] = {"timeout": 30}
-    return sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(url, **kwargs)
+    _engines.append(engine)
+    return engine
+
+
+_engines: list[sa.Engine] = []
+
+
+def _fresh_pools_after_fork() -> None:
+    """A forked child keeps the cached engines but never its parent's pooled connections: using one from two
+    processes mixes their conversations. `close=False` leaves them open, as the parent still uses them (this
+    is SQLAlchemy's recipe for engines and os.fork)."""
+    for engine in _engines:
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_fresh_pools_after_fork)
 
 
 def engine(explicit: str | None = None, settings: Mapping[str, Any] | None = None) -> sa.Engine:

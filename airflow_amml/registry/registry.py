@@ -14,13 +14,14 @@ removed again; if even that fails (or the process dies), `gc()` removes the reco
 A metadata row never points at a missing file, and `gc()` never touches a folder another registry wrote.
 
 Every name, reference, tag, metric and lineage value is checked first (`names.py`, `metadata.py`).
+New files go to the configured store; a version is read through the store its own URI names (the scheme
+registry, `artifact_store_registry.py`), so versions stay readable after the configured location moves.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
@@ -40,7 +41,10 @@ from urllib.parse import unquote
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .artifacts import ArtifactStore, artifact_store_for, sha256_file
+from .artifact_store import ArtifactStore, artifact_root_of, sha256_file
+from .artifact_store_registry import artifact_store_for
+from .database import URL_HINT, reason, registry_engine, safe_url
+from .database import migrate as migrate_schema
 from .errors import ArtifactError, ChecksumMismatchError, InvalidValueError, ModelNotFoundError, RegistryError
 from .metadata import check_lineage_fields, check_metrics, check_plot_names, check_tags, scaler_json
 from .names import check_alias, check_definition_version, check_name, check_version_number, parse_definition_ref
@@ -49,11 +53,8 @@ from .schema import ArtifactWrite, ModelAlias, ModelDefinition, ModelTag, ModelV
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0002"
 VERSION_ALLOCATION_RETRIES = 60
 MAX_DEFINITION_BYTES = 1 << 20
-URL_HINT = "use e.g. postgresql+psycopg://user:password@host/db or sqlite:////absolute/path/registry.db"
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def default_artifact_location(settings: Mapping[str, Any] | None = None) -> str:
 class ModelRegistry:
     def __init__(self, db_url: str, artifacts: ArtifactStore, *, scratch: Path | None = None) -> None:
         self.db_url = db_url
-        self.engine = _create_engine(db_url)
+        self.engine = registry_engine(db_url)  # one per URL and process: shared by every registry on it
         self.artifacts = artifacts
         self.scratch = scratch or Path(tempfile.gettempdir())
         self.migrate()
@@ -157,27 +158,14 @@ class ModelRegistry:
     def migrate(self) -> None:
         """Bring the schema to the newest revision (once per process and database; safe in parallel)."""
         try:
-            with self.engine.connect() as conn:
-                if _current_revision(conn) == HEAD_REVISION:
-                    return
-            with _migration_lock(self.engine), self.engine.begin() as conn:
-                if _current_revision(conn) == HEAD_REVISION:
-                    return
-                from alembic import command
-                from alembic.config import Config
-
-                config = Config()
-                config.set_main_option("script_location", str(MIGRATIONS))
-                config.attributes["connection"] = conn
-                with _quiet_alembic():
-                    command.upgrade(config, "head")
+            migrate_schema(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise RegistryError(
-                f"cannot reach the registry database {_safe_url(self.db_url)}: {_reason(exc)}",
+                f"cannot reach the registry database {safe_url(self.db_url)}: {reason(exc)}",
                 hint=self._connection_hint(),
             ) from exc
         except OSError as exc:  # the SQLite migration lock file
-            raise RegistryError(f"cannot migrate the registry database {_safe_url(self.db_url)}: {exc}") from exc
+            raise RegistryError(f"cannot migrate the registry database {safe_url(self.db_url)}: {exc}") from exc
 
     def _connection_hint(self) -> str:
         database = self.engine.url.database
@@ -372,9 +360,9 @@ class ModelRegistry:
                 if "locked" in str(exc.orig) and attempt < VERSION_ALLOCATION_RETRIES - 1:
                     time.sleep(random.uniform(0.01, 0.1))
                     continue
-                raise RegistryError(f"cannot record model {name} in {_safe_url(self.db_url)}: {_reason(exc)}") from exc
+                raise RegistryError(f"cannot record model {name} in {safe_url(self.db_url)}: {reason(exc)}") from exc
             except sa.exc.SQLAlchemyError as exc:
-                raise RegistryError(f"cannot record model {name} in {_safe_url(self.db_url)}: {_reason(exc)}") from exc
+                raise RegistryError(f"cannot record model {name} in {safe_url(self.db_url)}: {reason(exc)}") from exc
         raise RegistryError(
             f"could not allocate a version number for {name} after {VERSION_ALLOCATION_RETRIES} attempts"
         )
@@ -392,7 +380,8 @@ class ModelRegistry:
                 row = session.scalar(query.order_by(ModelVersion.version.desc()).limit(1))
             if row is None:
                 raise self._not_found(session, ref, name, kind)
-            return self._entity(session, row)
+            [entry] = self._entities(session, [row])
+            return entry
 
     def _not_found(self, session: Session, ref: str, name: str, kind: str) -> ModelNotFoundError:
         versions = session.scalars(sa.select(ModelVersion.version).filter_by(name=name)).all()
@@ -417,7 +406,7 @@ class ModelRegistry:
             query = sa.select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version)
             if name:
                 query = query.filter_by(name=name)
-            return [self._entity(session, row) for row in session.scalars(query)]
+            return self._entities(session, session.scalars(query).all())
 
     def find_by_lineage(self, name: str, dag_id: str, run_id: str, task_id: str) -> RegisteredVersion | None:
         """The version a given task of a given run already registered (what makes a retried task safe)."""
@@ -430,7 +419,7 @@ class ModelRegistry:
                 .order_by(ModelVersion.version)
                 .limit(1)
             )
-            return self._entity(session, row) if row is not None else None
+            return self._entities(session, [row])[0] if row is not None else None
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         check_name(name)
@@ -457,7 +446,7 @@ class ModelRegistry:
         entry = self.resolve(ref)
         Path(folder).mkdir(parents=True, exist_ok=True)
         target = Path(folder) / Path(unquote(entry.artifact_uri)).name
-        self.artifacts.get(entry.artifact_uri, target)
+        self._store_holding(entry.artifact_uri).get(entry.artifact_uri, target)
         size, digest = sha256_file(target)
         if (size, digest) != (entry.artifact_size, entry.artifact_sha256):
             target.unlink(missing_ok=True)
@@ -525,93 +514,63 @@ class ModelRegistry:
         except sa.exc.IntegrityError:
             raise  # callers handle races on unique keys themselves
         except sa.exc.SQLAlchemyError as exc:
-            raise RegistryError(f"registry database {_safe_url(self.db_url)} failed: {_reason(exc)}") from exc
+            raise RegistryError(f"registry database {safe_url(self.db_url)} failed: {reason(exc)}") from exc
 
-    def _entity(self, session: Session, row: ModelVersion) -> RegisteredVersion:
-        definition = session.get(ModelDefinition, row.definition_id)
-        aliases = session.scalars(sa.select(ModelAlias.alias).filter_by(name=row.name, version=row.version)).all()
-        tags = {
-            t.key: t.value for t in session.scalars(sa.select(ModelTag).filter_by(name=row.name, version=row.version))
+    def _store_holding(self, uri: str) -> ArtifactStore:
+        """The store that reads a version's file: the configured one when the file is under its root, else the
+        store for the root the version was written to (its URI says which), so that versions written before
+        the configured location moved stay readable."""
+        if self.artifacts.holds(uri):
+            return self.artifacts
+        root = artifact_root_of(uri)
+        return self.artifacts.at_root(root) or artifact_store_for(root)
+
+    def _entities(self, session: Session, rows: Sequence[ModelVersion]) -> list[RegisteredVersion]:
+        """Rows → entities in three queries however many rows: their definitions, then the aliases and tags of
+        their name (one name, as the rows share it but in a listing of everything: then of all names)."""
+        if not rows:
+            return []
+        definition_ids = {row.definition_id for row in rows}
+        definitions = {
+            d.id: f"{d.name}:{d.version}"
+            for d in session.scalars(sa.select(ModelDefinition).where(ModelDefinition.id.in_(definition_ids)))
         }
-        return RegisteredVersion(
-            name=row.name,
-            version=row.version,
-            definition=f"{definition.name}:{definition.version}",
-            artifact_uri=row.artifact_uri,
-            artifact_size=row.artifact_size,
-            artifact_sha256=row.artifact_sha256,
-            created_at=row.created_at,
-            scaler=_unjson(row.scaler),
-            metrics=_unjson(row.metrics),
-            plots=_unjson(row.plots),
-            lineage=Lineage(
-                row.dag_id, row.run_id, row.task_id, row.data_interval_start, row.data_interval_end, row.source_hash
-            ),
-            aliases=tuple(sorted(aliases)),
-            tags=tags,
-        )
+        names = {row.name for row in rows}
+        aliases: dict[tuple[str, int], list[str]] = {}
+        for alias in session.scalars(_of_names(sa.select(ModelAlias), names)):
+            aliases.setdefault((alias.name, alias.version), []).append(alias.alias)
+        tags: dict[tuple[str, int], dict[str, str]] = {}
+        for tag in session.scalars(_of_names(sa.select(ModelTag), names)):
+            tags.setdefault((tag.name, tag.version), {})[tag.key] = tag.value
+        return [
+            _entity(row, definitions[row.definition_id], aliases.get(key, []), tags.get(key, {}))
+            for row in rows
+            for key in [(row.name, row.version)]
+        ]
 
 
-def _current_revision(conn: sa.Connection) -> str | None:
-    if not sa.inspect(conn).has_table("amml_alembic_version"):
-        return None
-    return conn.execute(sa.text("select version_num from amml_alembic_version")).scalar()
+def _of_names(query: sa.Select, names: set[str]) -> sa.Select:
+    return query.filter_by(name=next(iter(names))) if len(names) == 1 else query
 
 
-@contextlib.contextmanager
-def _migration_lock(engine: sa.Engine) -> Iterator[None]:
-    """Serialise schema upgrades between processes: an advisory lock on PostgreSQL, a file lock on SQLite."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execute(sa.text("select pg_advisory_lock(727274)"))
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("select pg_advisory_unlock(727274)"))
-                conn.commit()
-        return
-    database = engine.url.database
-    if engine.dialect.name == "sqlite" and database and database != ":memory:":
-        with open(f"{database}.migrate.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-        return
-    yield
-
-
-def _create_engine(db_url: str) -> sa.Engine:
-    """An engine for the registry database, or a RegistryError that says how to write the URL."""
-    try:
-        url = sa.engine.make_url(db_url)
-        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            if not url.database.startswith(("/", "file:")):
-                raise RegistryError(
-                    f"registry database {_safe_url(db_url)} is a relative path: it would depend on the folder "
-                    "each process happens to start in",
-                    hint=f"use an absolute path, e.g. sqlite:///{Path(url.database).absolute()}",
-                )
-        connect_args = {"timeout": 30} if url.get_backend_name() == "sqlite" else {}
-        return sa.create_engine(url, connect_args=connect_args)
-    except (sa.exc.ArgumentError, ImportError, ValueError, TypeError) as exc:  # bad URL, missing driver
-        raise RegistryError(f"cannot use the registry database URL {_safe_url(db_url)}: {exc}", hint=URL_HINT) from exc
-
-
-@contextlib.contextmanager
-def _quiet_alembic() -> Iterator[None]:
-    """Migrations are routine: keep alembic's INFO lines out of task logs and CLI output, unless the user
-    set a level for the `alembic` logger themselves (that choice is kept)."""
-    logger = logging.getLogger("alembic")
-    if logger.level != logging.NOTSET:
-        yield
-        return
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(logging.NOTSET)
+def _entity(row: ModelVersion, definition: str, aliases: list[str], tags: dict[str, str]) -> RegisteredVersion:
+    return RegisteredVersion(
+        name=row.name,
+        version=row.version,
+        definition=definition,
+        artifact_uri=row.artifact_uri,
+        artifact_size=row.artifact_size,
+        artifact_sha256=row.artifact_sha256,
+        created_at=row.created_at,
+        scaler=_unjson(row.scaler),
+        metrics=_unjson(row.metrics),
+        plots=_unjson(row.plots),
+        lineage=Lineage(
+            row.dag_id, row.run_id, row.task_id, row.data_interval_start, row.data_interval_end, row.source_hash
+        ),
+        aliases=tuple(sorted(aliases)),
+        tags=tags,
+    )
 
 
 def _local_checksum(path: Path, what: str) -> tuple[int, str]:
@@ -633,10 +592,6 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite hands datetimes back naive
 
 
-def _reason(exc: sa.exc.SQLAlchemyError) -> str:
-    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-
-
 def _folder(uri: str) -> str:
     return uri.rsplit("/", 1)[0]
 
@@ -652,10 +607,3 @@ def _unjson(text: str | None) -> dict[str, Any]:
 def _bump(version: str) -> str:
     head, _, last = version.rpartition(".")
     return f"{head}.{int(last) + 1}" if last.isdigit() and head else f"{version}.1"
-
-
-def _safe_url(url: str) -> str:
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # unparseable: never echo it, it may hold a password
-        return f"{str(url).partition(':')[0][:20]}:…"

@@ -67,3 +67,35 @@ def test_loading_the_plugin_builds_nothing_until_the_api_server_asks():
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()  # Airflow's log lines may come in between
     assert lines[0] == "[]" and lines[-1] == "/amml FastAPI", result.stdout
+
+
+def test_requests_reuse_one_engine_and_check_the_schema_once(monkeypatch, tmp_path):
+    """The page builds a registry per request (a changed configuration is seen at once): the engine comes from
+    the process's cache and the schema is not checked again, however many requests come."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from airflow_amml.plugin import create_app
+    from airflow_amml.registry import ModelRegistry, database
+
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"weights")
+    engines, checks = [], []
+    create_engine, current_revision = sa.create_engine, database.current_revision
+    monkeypatch.setattr(sa, "create_engine", lambda *a, **k: engines.append(a) or create_engine(*a, **k))
+    monkeypatch.setattr(database, "current_revision", lambda conn: checks.append(1) or current_revision(conn))
+    registry = ModelRegistry.from_settings()
+    registry.register_definition("ett", "0.1", "name: ett\n")
+    registry.register_version("ett", "ett:0.1", model)
+    assert (len(engines), len(checks)) == (1, 2), "the first registry of the process connects and migrates"
+    app = create_app()
+    [authorized] = app.router.dependencies
+    app.dependency_overrides[authorized.dependency] = lambda: None
+    client = TestClient(app)
+    statements = []
+    sa.event.listen(registry.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    for _ in range(5):
+        assert client.get("/models").status_code == 200 and client.get("/models/ett").status_code == 200
+    assert (len(engines), len(checks)) == (1, 2), "no new engine, no schema check per request"
+    assert not [s for s in statements if "alembic" in s or "sqlite_master" in s], statements
+    assert ModelRegistry.from_settings().engine is registry.engine

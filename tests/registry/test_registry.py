@@ -209,7 +209,7 @@ def test_a_registry_made_by_the_first_schema_is_upgraded_in_place(tmp_path, mode
     from alembic import command
     from alembic.config import Config
 
-    from airflow_amml.registry.registry import MIGRATIONS
+    from airflow_amml.registry.database import MIGRATIONS
 
     db_url = f"sqlite:///{tmp_path / 'old.db'}"
     with sa.create_engine(db_url).begin() as conn:  # a database as release 0001 left it
