@@ -10,8 +10,8 @@ The filter condition ``(a * 2 + b) > c and not (d < 0)`` is compiled once with
 ``compiler.expressions.compile_expression``. On a DataFrame of ``--rows`` rows (columns a, b, c, d drawn
 with ``np.random.default_rng(0)``) one evaluation is:
 
-* VM: ``compiler.vm.eval_batch(code, df)`` then ``compiler.vm.as_mask(result["value"], len(df))``, i.e.
-  column loading (NaN → null mask), the bytecode run, and the keep-mask, as a filter component does it.
+* VM: ``airflow_amml.runtime.batch_vm.eval_batch(code, df)`` then ``batch_vm.as_mask(result["value"], len(df))``,
+  i.e. column loading (NaN → null mask), the bytecode run, and the keep-mask, as a filter component does it.
 * pandas: ``((df.a * 2 + df.b) > df.c) & ~(df.d < 0)`` converted to a numpy bool array.
 
 Both are timed ``--repeat`` times; the table shows the best and the median in ms and the ratio VM/pandas
@@ -55,7 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from compiler import vm  # noqa: E402 - after the sys.path fix, so a plain checkout works too
+from airflow_amml.runtime import batch_vm  # noqa: E402 - after the sys.path fix, so a plain checkout works too
+from compiler import vm  # noqa: E402
 from compiler.expressions import compile_expression  # noqa: E402
 
 EXPRESSION = "(a * 2 + b) > c and not (d < 0)"
@@ -75,9 +76,9 @@ def make_frame(rows: int, kind: str) -> pd.DataFrame:
 
 def vm_mask(code, columns: pd.DataFrame | dict[str, np.ndarray]) -> np.ndarray:
     """What a filter does with a batch: evaluate the callback, then turn `value` into a keep-mask."""
-    result = vm.eval_batch(code, columns)
+    result = batch_vm.eval_batch(code, columns)
     n = len(columns) if isinstance(columns, pd.DataFrame) else len(next(iter(columns.values())))
-    return vm.as_mask(result["value"], n)
+    return batch_vm.as_mask(result["value"], n)
 
 
 def pandas_mask(df: pd.DataFrame) -> np.ndarray:

@@ -6,6 +6,8 @@
     ['normalsource', 'filter', 'print']
 
 Imports nothing from Airflow, TensorFlow or the runtime, and not numpy either: it runs at DAG-parse time.
+The record VM (``compiler.vm``) is the reference meaning of callback bytecode; the vectorised VM that runs
+it over numpy columns belongs to the runtime (``airflow_amml.runtime.batch_vm``).
 """
 
 from __future__ import annotations

@@ -36,11 +36,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+# The version of the serialised form (Program.to_json) and of the opcode numbers in it. Bump it whenever
+# an opcode is renumbered, removed or added, or its flags change: cached programs of another version are
+# then recompiled instead of being run with the wrong meaning (tests/compiler/test_bytecode.py pins the table).
 FORMAT_VERSION = 1
 
 # ---- callback opcodes --------------------------------------------------------------------------
+# Numbered explicitly, as in CPython's dis/opcode.py: the number is what a serialised program stores, so a
+# new opcode takes a new number and never shifts the others.
 
-OPNAMES: list[str] = []
+OPNAMES: dict[int, str] = {}
 OPCODES: dict[str, int] = {}
 HAS_CONST: set[int] = set()
 HAS_NAME: set[int] = set()
@@ -48,40 +53,42 @@ HAS_JUMP: set[int] = set()
 HAS_ARGC: set[int] = set()
 
 
-def _def_op(name: str, *flags: set[int]) -> int:
-    code = len(OPNAMES)
-    OPNAMES.append(name)
+def _def_op(name: str, code: int, *flags: set[int]) -> int:
+    if code in OPNAMES or name in OPCODES:
+        raise ValueError(f"opcode {name} = {code} clashes with {OPNAMES.get(code, name)}")
+    OPNAMES[code] = name
     OPCODES[name] = code
     for flag in flags:
         flag.add(code)
     return code
 
 
-LOAD_CONST = _def_op("LOAD_CONST", HAS_CONST)
-LOAD_VALUE = _def_op("LOAD_VALUE", HAS_NAME)
-LOAD_PARAM = _def_op("LOAD_PARAM", HAS_NAME)
-ASSIGN = _def_op("ASSIGN", HAS_NAME)
-ADD = _def_op("ADD")
-SUB = _def_op("SUB")
-MUL = _def_op("MUL")
-DIV = _def_op("DIV")
-MOD = _def_op("MOD")
-POW = _def_op("POW")
-NEG = _def_op("NEG")
-POS = _def_op("POS")
-NOT = _def_op("NOT")
-CMP_EQ = _def_op("CMP_EQ")
-CMP_NE = _def_op("CMP_NE")
-CMP_LT = _def_op("CMP_LT")
-CMP_LE = _def_op("CMP_LE")
-CMP_GT = _def_op("CMP_GT")
-CMP_GE = _def_op("CMP_GE")
-JUMP_IF_FALSE = _def_op("JUMP_IF_FALSE", HAS_JUMP)
-JUMP_IF_TRUE = _def_op("JUMP_IF_TRUE", HAS_JUMP)
-AND = _def_op("AND")
-OR = _def_op("OR")
-CALL = _def_op("CALL", HAS_NAME, HAS_ARGC)
-CALL_METHOD = _def_op("CALL_METHOD", HAS_NAME, HAS_ARGC)
+LOAD_CONST = _def_op("LOAD_CONST", 0, HAS_CONST)
+LOAD_VALUE = _def_op("LOAD_VALUE", 1, HAS_NAME)
+LOAD_PARAM = _def_op("LOAD_PARAM", 2, HAS_NAME)
+ASSIGN = _def_op("ASSIGN", 3, HAS_NAME)
+ADD = _def_op("ADD", 4)
+SUB = _def_op("SUB", 5)
+MUL = _def_op("MUL", 6)
+DIV = _def_op("DIV", 7)
+MOD = _def_op("MOD", 8)
+POW = _def_op("POW", 9)
+NEG = _def_op("NEG", 10)
+POS = _def_op("POS", 11)
+NOT = _def_op("NOT", 12)
+CMP_EQ = _def_op("CMP_EQ", 13)
+CMP_NE = _def_op("CMP_NE", 14)
+CMP_LT = _def_op("CMP_LT", 15)
+CMP_LE = _def_op("CMP_LE", 16)
+CMP_GT = _def_op("CMP_GT", 17)
+CMP_GE = _def_op("CMP_GE", 18)
+JUMP_IF_FALSE = _def_op("JUMP_IF_FALSE", 19, HAS_JUMP)
+JUMP_IF_TRUE = _def_op("JUMP_IF_TRUE", 20, HAS_JUMP)
+AND = _def_op("AND", 21)
+OR = _def_op("OR", 22)
+CALL = _def_op("CALL", 23, HAS_NAME, HAS_ARGC)
+CALL_METHOD = _def_op("CALL_METHOD", 24, HAS_NAME, HAS_ARGC)
+
 
 BINARY_OPS = {"+": ADD, "-": SUB, "*": MUL, "/": DIV, "%": MOD, "**": POW}
 COMPARE_OPS = {"==": CMP_EQ, "!=": CMP_NE, "<": CMP_LT, "<=": CMP_LE, ">": CMP_GT, ">=": CMP_GE}

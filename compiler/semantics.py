@@ -1,7 +1,8 @@
 """The meaning of every callback operation on single values: the reference semantics.
 
-The record VM calls these directly; constant folding calls them at compile time; the batch VM
-(``compiler.vm``) must give the same answers column-wise (a hypothesis test checks it).
+The record VM (``compiler.vm``) calls these directly; constant folding calls them at compile time; the
+vectorised VM (``airflow_amml.runtime.batch_vm``) must give the same answers column-wise (a hypothesis test
+checks it).
 
 Values are ``None`` (null), ``bool``, ``int`` (64-bit), ``float`` (finite), ``str``.
 

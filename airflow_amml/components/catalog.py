@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq  # here, not where it is used: imported once by the executor's parent
 
-from airflow_amml.runtime.errors import PipelineError
+from airflow_amml.sdk import PipelineError
 
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv"
 SHIPPED_ETT = Path(__file__).resolve().parents[1] / "data" / "ett" / "ETTh1.csv"

@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from airflow_amml import storage
-from airflow_amml.runtime.component import AbstractEgress
-from airflow_amml.runtime.errors import PipelineError
+from airflow_amml.sdk import AbstractEgress, PipelineError
 
 from .sinks import column_names, temporary_beside
 

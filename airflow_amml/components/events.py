@@ -18,9 +18,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_amml import storage, tables
-from airflow_amml.runtime.component import AbstractEgress, Event
-from airflow_amml.runtime.errors import PipelineError
-from compiler import vm
+from airflow_amml.sdk import AbstractEgress, Event, PipelineError, normalize_value
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +31,7 @@ MAX_NAME_CHARS = 200
 
 
 def _json_record(row: pd.Series) -> str:
-    return json.dumps({k: vm.normalize_value(v) for k, v in row.items()}, default=str)
+    return json.dumps({k: normalize_value(v) for k, v in row.items()}, default=str)
 
 
 class Alert(AbstractEgress):

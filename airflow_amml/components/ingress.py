@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_amml import storage
-from airflow_amml.runtime.component import AbstractIngress
-from airflow_amml.runtime.errors import PipelineError
+from airflow_amml.sdk import AbstractIngress, PipelineError
 from compiler.value_checks import Re2Pattern
 
 from .catalog import iter_source

@@ -26,11 +26,10 @@ import pandas as pd
 
 from airflow_amml.registry import Lineage, ModelNotFoundError, ModelRegistry, RegistryError
 from airflow_amml.registry.names import check_alias
-from airflow_amml.runtime.component import AbstractProgress
-from airflow_amml.runtime.errors import PipelineError
+from airflow_amml.sdk import AbstractProgress, PipelineError
 from compiler.errors import AmmlError
 
-from .scalers import SCALER_ATTR
+from .scaler_stats import SCALER_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -336,15 +335,3 @@ class LstmPredict(AbstractProgress):
     def close(self) -> None:
         if hasattr(self, "scratch"):
             self.scratch.cleanup()
-
-
-def stored_scaler(model_ref: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """The scaler statistics stored with a registered model version (for `minmax_scaler model=...`)."""
-    registry = ModelRegistry.from_settings(settings)
-    try:
-        entry = registry.resolve(model_ref)
-    except RegistryError as exc:
-        raise PipelineError(f"scaler statistics of {model_ref!r}: {exc.message}", hint=exc.hint) from exc
-    if not entry.scaler:
-        raise PipelineError(f"model {entry.ref} was registered without scaler statistics")
-    return entry.scaler

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from airflow_amml.runtime.component import AbstractProgress
-from compiler import vm
-from compiler.vm import Col
-
-
-def _as_series(value: object, n: int, index: pd.Index) -> pd.Series:
-    values = vm.as_pylist(value, n) if not isinstance(value, Col) else None
-    if isinstance(value, Col):
-        if value.mask is None:
-            return pd.Series(value.values, index=index)
-        return pd.Series(value.to_pylist(), index=index)
-    return pd.Series(values, index=index)
+from airflow_amml.sdk import AbstractProgress, PipelineError, as_series
 
 
 class Filter(AbstractProgress):
@@ -47,7 +36,7 @@ class Derive(AbstractProgress):
         values = self.evaluate(batch)
         out = batch.copy()
         for name in self.callback.assigned if self.callback else ():
-            out[name] = _as_series(values.get(name, self.params.get(name)), len(batch), batch.index)
+            out[name] = as_series(values.get(name, self.params.get(name)), batch.index)
         return out
 
 
@@ -138,8 +127,6 @@ class Window(AbstractProgress):
         self.size = int(self.params["size"])
         self.step = int(self.params["step"])
         if self.size < 1 or self.step < 1:
-            from airflow_amml.runtime.errors import PipelineError
-
             raise PipelineError(f"`window` needs size ≥ 1 and step ≥ 1; got size={self.size}, step={self.step}")
         self.tail: pd.DataFrame | None = None
         self.seen = 0  # records before the current batch

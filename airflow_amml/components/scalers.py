@@ -1,8 +1,8 @@
 """Scalers: fit on the stream (all of it, or its first `fit_rows` records), then transform.
 
-The fitted statistics travel with every output batch in ``DataFrame.attrs["amml.scaler"]`` so that a
-component downstream (``minmax_inverse``, ``train_lstm`` storing them with the model) can use them
-without refitting.
+The fitted statistics travel with every output batch in ``DataFrame.attrs[SCALER_ATTR]`` (see
+``scaler_stats.py``) so that a component downstream (``minmax_inverse``, ``train_lstm`` storing them with the
+model) can use them without refitting.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from airflow_amml.runtime.component import AbstractProgress
-from airflow_amml.runtime.errors import PipelineError
+from airflow_amml.sdk import AbstractProgress, PipelineError
 
-SCALER_ATTR = "amml.scaler"
+from .scaler_stats import SCALER_ATTR, stored_scaler
 
 
 def numeric_columns(batch: pd.DataFrame) -> list[str]:
@@ -40,8 +39,6 @@ class _FittingScaler(AbstractProgress):
         self.fitted_rows = 0
         self.stats: dict[str, list[float]] | None = None
         if self.params.get("model"):  # use the statistics the model was trained with: never refit on new data
-            from .models import stored_scaler
-
             stored = stored_scaler(self.params["model"], self.context.settings)
             if stored.get("kind") != self.kind_name:
                 raise PipelineError(
@@ -179,8 +176,6 @@ class MinMaxInverse(AbstractProgress):
     def open(self) -> None:
         self.stored = None
         if self.params.get("model"):
-            from .models import stored_scaler
-
             self.stored = stored_scaler(self.params["model"], self.context.settings)
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:

@@ -19,8 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from airflow_amml import storage, tables
-from airflow_amml.runtime.component import AbstractEgress
-from airflow_amml.runtime.errors import PipelineError
+from airflow_amml.sdk import AbstractEgress, PipelineError
 
 # Keys per DELETE statement: SQLite allows 32,766 bound parameters per statement (999 before 3.32)
 DELETE_KEYS_PER_STATEMENT = 400

@@ -10,7 +10,10 @@ Order of calls on every component: ``open()`` → (batches | process… | write�
 component emits an event this one accepts (the paper's alert → snapshot, Fig. 7).
 
 A batch is a pandas DataFrame: one row per record, one column per field. Per-record parameters
-(``cond=OT > 10``) are evaluated vectorised over the batch with :meth:`evaluate`.
+(``cond=OT > 10``) are evaluated vectorised over the batch: :meth:`condition` gives a condition as a
+keep-mask, :meth:`column` an expression as a Series, :meth:`evaluate` all of them at once.
+
+Component authors import these classes from :mod:`airflow_amml.sdk`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ import pandas as pd
 from compiler import vm
 from compiler.bytecode import Code
 from compiler.components import ComponentSpec, Kind
+
+from . import batch_vm
+from .columns import as_series
 
 
 @dataclass(frozen=True)
@@ -73,22 +79,31 @@ class AbstractComponent:
         return params
 
     def evaluate(self, batch: pd.DataFrame) -> dict[str, Any]:
-        """Per-record parameters over a batch: name → :class:`compiler.vm.Col` (or a scalar)."""
+        """Per-record parameters over a batch: name → a :class:`~airflow_amml.runtime.columns.Col`, or a
+        scalar when the value is the same for every record (``as_series``/``as_mask`` convert either)."""
         if self.callback is None:
             return {}
         static = {k: self.params[k] for k in self.callback.assigned if k in self.params}
         try:
-            return vm.eval_batch(self.callback, batch, len(batch), self.context.run_params, static=static)
-        except vm.RecordError as exc:
+            return batch_vm.eval_batch(self.callback, batch, len(batch), self.context.run_params, static=static)
+        except batch_vm.RecordError as exc:
             raise exc.at(batch.index) from None  # the batch's index is each record's position in the stream
 
     def condition(self, batch: pd.DataFrame, name: str = "cond") -> np.ndarray:
         """A per-record condition as a keep-mask (true only where it is true); a value that is no
         condition (a string) fails naming its record."""
         try:
-            return vm.as_mask(self.evaluate(batch)[name], len(batch))
-        except vm.RecordError as exc:
+            return batch_vm.as_mask(self._per_record(batch, name), len(batch))
+        except batch_vm.RecordError as exc:
             raise exc.at(batch.index) from None
+
+    def column(self, batch: pd.DataFrame, name: str) -> pd.Series:
+        """A per-record expression's values, one per record of ``batch`` (a constant is repeated)."""
+        return as_series(self._per_record(batch, name), batch.index)
+
+    def _per_record(self, batch: pd.DataFrame, name: str) -> Any:
+        values = self.evaluate(batch)
+        return values[name] if name in values else self.params[name]  # not given: its default
 
     def open(self) -> None:
         """Acquire resources (files, connections, models)."""

@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from compiler import ProgramCache, compile_source, disassemble
+from compiler import bytecode as bc
 from compiler.bytecode import Program
 from compiler.cache import cache_key
 
@@ -101,3 +104,40 @@ def test_prune_forgets_entries_no_parse_uses(tmp_path):
     os.utime(stale[0], (long_ago, long_ago))
     assert cache.prune(keep=cache.used) == 1
     assert {p.stem for p in tmp_path.glob("*.json")} == cache.used
+
+
+# The opcode table of each format version, as dis pins CPython's magic number: a serialised (cached) program
+# stores opcode numbers, so changing the table means a new FORMAT_VERSION (and a new entry here), never an edit.
+OPCODE_TABLES = {
+    1: {
+        "LOAD_CONST": (0, ("const",)), "LOAD_VALUE": (1, ("name",)), "LOAD_PARAM": (2, ("name",)),
+        "ASSIGN": (3, ("name",)), "ADD": (4, ()), "SUB": (5, ()), "MUL": (6, ()), "DIV": (7, ()), "MOD": (8, ()),
+        "POW": (9, ()), "NEG": (10, ()), "POS": (11, ()), "NOT": (12, ()), "CMP_EQ": (13, ()), "CMP_NE": (14, ()),
+        "CMP_LT": (15, ()), "CMP_LE": (16, ()), "CMP_GT": (17, ()), "CMP_GE": (18, ()),
+        "JUMP_IF_FALSE": (19, ("jump",)), "JUMP_IF_TRUE": (20, ("jump",)), "AND": (21, ()), "OR": (22, ()),
+        "CALL": (23, ("name", "argc")), "CALL_METHOD": (24, ("name", "argc")),
+    },
+}
+WORKFLOW_OPS = {  # stored by name: renaming or removing one changes the format too
+    1: ("WF_NEW_FLOW", "WF_MAKE_COMPONENT", "WF_DEF_CALLBACK", "WF_ADD_CALLBACK", "WF_ADD_COMPONENT",
+        "WF_LOAD_FLOW", "WF_JOIN", "WF_SPLIT", "WF_ASSIGN", "WF_END"),
+}
+
+
+def test_opcode_table_changes_only_with_a_format_version_bump():
+    flags = {"const": bc.HAS_CONST, "name": bc.HAS_NAME, "jump": bc.HAS_JUMP, "argc": bc.HAS_ARGC}
+    table = {
+        name: (code, tuple(flag for flag, members in flags.items() if code in members))
+        for name, code in bc.OPCODES.items()
+    }
+    hint = "bump FORMAT_VERSION in compiler/bytecode.py and add the new table here"
+    assert bc.FORMAT_VERSION in OPCODE_TABLES, f"no pinned opcode table for format {bc.FORMAT_VERSION}; {hint}"
+    assert table == OPCODE_TABLES[bc.FORMAT_VERSION], f"the opcode table changed; {hint}"
+    assert bc.WF_OPS == WORKFLOW_OPS[bc.FORMAT_VERSION], f"the workflow opcodes changed; {hint}"
+    assert all(getattr(bc, name) == code for name, code in bc.OPCODES.items())
+    assert {bc.OPCODES[name]: name for name in bc.OPCODES} == bc.OPNAMES
+
+
+def test_an_opcode_number_is_defined_once():
+    with pytest.raises(ValueError, match="clashes"):
+        bc._def_op("NEW_OP", bc.ADD)

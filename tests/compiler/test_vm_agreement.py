@@ -3,8 +3,8 @@
 Hypothesis property tests generate callback expressions over the fields ``a``, ``b``, ``c`` and tables
 whose columns are int64, float64 (NaN = null), bool, or strings (object dtype or pandas' own string
 dtype). Every expression is evaluated row by row with :func:`compiler.vm.eval_record` and once on the whole
-DataFrame with :func:`compiler.vm.eval_batch`; the two must either both raise ``SemanticError`` or give
-the same value on every row.
+DataFrame with :func:`airflow_amml.runtime.batch_vm.eval_batch`; the two must either both raise
+``SemanticError`` or give the same value on every row.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from airflow_amml.runtime import batch_vm
+from airflow_amml.runtime.columns import as_pylist
 from compiler import vm
 from compiler.errors import AmmlError, AmmlTypeError
 from compiler.expressions import compile_expression
@@ -243,10 +245,10 @@ def run_record(code: Any, rows: list[dict[str, Any]]) -> list[Any] | SemanticErr
 
 def run_batch(code: Any, frame: pd.DataFrame) -> list[Any] | SemanticError:
     try:
-        result = vm.eval_batch(code, frame, len(frame))
+        result = batch_vm.eval_batch(code, frame, len(frame))
     except SemanticError as exc:
         return exc
-    return vm.as_pylist(result["value"], len(frame))
+    return as_pylist(result["value"], len(frame))
 
 
 def check_agreement(text: str, frame: pd.DataFrame, rows: list[dict[str, Any]]) -> None:
@@ -403,7 +405,7 @@ def test_a_type_error_a_record_skips_is_no_error() -> None:
 def test_an_empty_batch_never_raises() -> None:
     frame = pd.DataFrame({"a": pd.Series([], dtype=np.int64)})
     code = compile_expression("if(1, 0, a).replace('a', 'b')")
-    assert vm.as_pylist(vm.eval_batch(code, frame)["value"], 0) == []
+    assert as_pylist(batch_vm.eval_batch(code, frame)["value"], 0) == []
 
 
 def test_mixed_columns_keep_each_value_type() -> None:

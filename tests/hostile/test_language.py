@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import compiler
+from airflow_amml.runtime import batch_vm
 from compiler import vm
 from compiler.checker import (
     MAX_COMPONENTS_PER_FILE,
@@ -115,10 +116,10 @@ def test_run_time_strings_over_the_limit_fail_alike_in_both_vms(expression: str,
     with pytest.raises(StringLimitError):
         vm.eval_record(code, {"a": value})
     frame = pd.DataFrame({"a": pd.Series(["ok", value, "fine"], dtype=object)})
-    with pytest.raises(vm.RecordError) as info:
-        vm.eval_batch(code, frame, len(frame))
+    with pytest.raises(batch_vm.RecordError) as info:
+        batch_vm.eval_batch(code, frame, len(frame))
     assert info.value.row == 1 and isinstance(info.value.cause, StringLimitError)
-    assert vm.eval_batch(code, frame.iloc[[0, 2]], 2)  # the short ones alone are fine
+    assert batch_vm.eval_batch(code, frame.iloc[[0, 2]], 2)  # the short ones alone are fine
 
 
 def test_a_replace_at_run_time_is_refused_before_the_string_is_built() -> None:
@@ -126,7 +127,7 @@ def test_a_replace_at_run_time_is_refused_before_the_string_is_built() -> None:
     value = "a" * 60_000  # the result would be 60 million characters
     assert peak_memory(lambda: vm.eval_record(code, {"a": value})) < 5_000_000
     frame = pd.DataFrame({"a": pd.Series([value] * 4, dtype=object)})
-    assert peak_memory(lambda: vm.eval_batch(code, frame, len(frame))) < 5_000_000
+    assert peak_memory(lambda: batch_vm.eval_batch(code, frame, len(frame))) < 5_000_000
 
 
 # ---- 2. nesting: brackets in comments and strings, real positions, no RecursionError ---------------

@@ -113,8 +113,7 @@ def test_third_party_component_through_an_entry_point(tmp_path):
     (pkg / "amml_double").mkdir(parents=True)
     (pkg / "amml_double" / "__init__.py").write_text(
         textwrap.dedent("""
-        from compiler import ComponentSpec, Kind, param
-        from airflow_amml.runtime.component import AbstractProgress
+        from airflow_amml.sdk import AbstractProgress, ComponentSpec, Kind, param
 
         class Double(AbstractProgress):
             spec = ComponentSpec("double", Kind.PROGRESS, "Multiply a column by two.",
