@@ -5,7 +5,7 @@ Error messages, `amml components` and the README's component table are all gener
 
 from __future__ import annotations
 
-from .components import ComponentSpec, Kind, ParamType, param
+from .component_spec import ComponentSpec, Kind, ParamType, param
 from .value_checks import FileSuffix, Re2Pattern, TableName
 
 _INGRESS = "airflow_amml.components.ingress"
@@ -213,7 +213,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("cooldown", "int", "records to wait before the same alert can fire again", 0),
         ),
         impl=f"{_EVENTS}:Alert",
-        emits_events=("alert",),
+        emits="event",
     ),
     ComponentSpec(
         "snapshot",
@@ -226,7 +226,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
                   check=TableName(("amml_snapshots",))),
         ),
         impl=f"{_EVENTS}:Snapshot",
-        accepts_events=("alert",),
+        listens="on",
     ),
     ComponentSpec(
         "csv_sink",

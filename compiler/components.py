@@ -1,114 +1,26 @@
-"""What the compiler knows about components: their kind and the parameters they declare.
+"""The component registry: every name the compiler can look up, built-ins first, then entry points.
 
-The runtime classes live in ``airflow_amml.components``; the compiler only needs these declarations, so it
-stays free of pandas/TensorFlow imports. Third-party components register a :class:`ComponentSpec` (or a
-class with a ``spec`` attribute) under the entry point group ``amml.components``.
+Declarations themselves (:class:`ComponentSpec` and its parts) are in :mod:`.component_spec`, and the
+built-in ones in :mod:`.builtin_components`; this module only collects them. Third-party components register
+a :class:`ComponentSpec` (or a class with a ``spec`` attribute) under the entry point group ``amml.components``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+
+from .builtin_components import BUILTIN_COMPONENTS
+from .component_spec import ComponentSpec, Kind, ParamSpec, ParamType, param
+
+# the declaration types, for the callers that import them from here with the registry
+__all__ = ["ComponentRegistry", "ComponentSpec", "Kind", "ParamSpec", "ParamType", "default_registry", "param"]
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "amml.components"
-
-
-class Kind(str, Enum):
-    INGRESS = "ingress"
-    PROGRESS = "progress"
-    EGRESS = "egress"
-
-
-class ParamType(str, Enum):
-    """Types a parameter can declare. ``EXPR`` and ``COND`` are evaluated per record; the rest once."""
-
-    INT = "int"
-    FLOAT = "float"
-    STR = "str"
-    BOOL = "bool"
-    STR_LIST = "list[str]"
-    FLOAT_LIST = "list[float]"
-    ANY = "any"  # any constant (including lists and dicts)
-    EXPR = "expr"  # a per-record expression; its value is a column
-    COND = "cond"  # a per-record condition; null counts as false
-
-    @property
-    def per_record(self) -> bool:
-        return self in (ParamType.EXPR, ParamType.COND)
-
-
-class _Required:
-    """Marks a parameter without a default. A fixed repr: it is part of the registry's fingerprint, which
-    keys the compiled-program cache and so must be the same in every process."""
-
-    def __repr__(self) -> str:
-        return "<required>"
-
-
-_REQUIRED = _Required()
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    type: ParamType
-    doc: str
-    default: Any = _REQUIRED
-    choices: tuple[str, ...] = ()
-    # a constant value's further check: None when fine, else (problem, hint); see compiler/value_checks.py
-    check: Callable[[Any], tuple[str, str] | None] | None = None
-
-    @property
-    def required(self) -> bool:
-        return self.default is _REQUIRED
-
-
-def param(
-    name: str,
-    type: ParamType | str,
-    doc: str,
-    default: Any = _REQUIRED,
-    choices: Iterable[str] = (),
-    check: Callable[[Any], tuple[str, str] | None] | None = None,
-) -> ParamSpec:
-    """Declare a parameter: ``param("epoch", "int", "number of epochs", default=20)``."""
-    return ParamSpec(name, ParamType(type), doc, default, tuple(choices), check)
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """A component as the compiler sees it.
-
-    ``extra`` gives the type of parameters not declared in ``params`` (e.g. ``derive`` takes any
-    ``new_column=expression``); None means undeclared parameters are an error.
-    ``impl`` is the ``module:Class`` path of the runtime implementation, imported only when run.
-    """
-
-    name: str
-    kind: Kind
-    doc: str
-    params: tuple[ParamSpec, ...] = ()
-    impl: str = ""
-    extra: ParamType | None = None
-    extra_doc: str = ""
-    emits_events: tuple[str, ...] = ()
-    accepts_events: tuple[str, ...] = ()
-    _by_name: dict[str, ParamSpec] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_name", {p.name: p for p in self.params})
-
-    def param(self, name: str) -> ParamSpec | None:
-        found = self._by_name.get(name)
-        if found is None and self.extra is not None:
-            return ParamSpec(name, self.extra, self.extra_doc)
-        return found
 
 
 class ComponentRegistry(Mapping[str, ComponentSpec]):
@@ -172,17 +84,7 @@ class ComponentRegistry(Mapping[str, ComponentSpec]):
 
 
 def _with_impl(spec: ComponentSpec, impl: str) -> ComponentSpec:
-    return ComponentSpec(
-        spec.name,
-        spec.kind,
-        spec.doc,
-        spec.params,
-        impl,
-        spec.extra,
-        spec.extra_doc,
-        spec.emits_events,
-        spec.accepts_events,
-    )
+    return dataclasses.replace(spec, impl=impl)
 
 
 _default: ComponentRegistry | None = None
@@ -191,7 +93,5 @@ _default: ComponentRegistry | None = None
 def default_registry() -> ComponentRegistry:
     global _default
     if _default is None:
-        from .builtin_components import BUILTIN_COMPONENTS
-
         _default = ComponentRegistry(BUILTIN_COMPONENTS)
     return _default

@@ -20,13 +20,16 @@
   Children are forked (``spawn`` re-imports ``__main__``, which hangs inside Airflow's task runner), reset
   the signal handlers they inherit, and ask the kernel to kill them if the parent dies.
 
-``mode="single"`` runs the same plan in this process, depth first, for debugging and small data.
+``mode="single"`` runs the same plan in this process, depth first, for debugging and small data. Both modes
+drive each component through one :class:`~.stage_driver.StageDriver` (feed, end, counters); they differ only in
+what carries its output: a call to the next driver, or a queue to the next process (a child's ``_Wiring``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import logging
 import multiprocessing as mp
@@ -45,12 +48,14 @@ import pandas as pd
 import psutil
 
 from compiler.bytecode import PipelineCode
-from compiler.components import ComponentRegistry, Kind
+from compiler.component_spec import Kind
+from compiler.components import ComponentRegistry
 
 from . import transport
 from .component import AbstractComponent, ComponentContext, Event
 from .errors import PipelineError
-from .plan import Stage, load_component_class, make_plan
+from .plan import Stage, emitters, listeners, load_component_class, make_plan
+from .stage_driver import Counters, SendersDone, StageDriver
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +92,6 @@ class Batching:
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
             raise PipelineError(f"flush_delay must be a number of seconds ≥ 0, got {delay!r}")
         return cls(rows, float(delay))
-
-
-@dataclass
-class Counters:
-    records_in: int = 0
-    records_out: int = 0
-    batches_in: int = 0
-    batches_out: int = 0
-    busy_seconds: float = 0.0
-
-    def line(self, stage: Stage) -> str:
-        return (
-            f"{stage.name:<16} in {self.records_in:>10,}  out {self.records_out:>10,}  "
-            f"batches {self.batches_in:>6}/{self.batches_out:<6}  busy {self.busy_seconds:7.2f}s"
-        )
 
 
 @dataclass
@@ -243,36 +233,35 @@ def _coalesce(frames: Iterator[pd.DataFrame], rows: int, delay: float) -> Iterat
 
 
 class _SingleProcess:
+    """The plan run in this process, depth first: a batch goes all the way down before the next is read."""
+
     def __init__(self, name: str, stages: list[Stage], context_args: dict, filename: str, batching: Batching) -> None:
         self.name = name
         self.batching = batching
         self.stages = {s.id: s for s in stages}
         self.filename = filename
-        self.counters = {s.id: Counters() for s in stages}
-        self.ends: dict[int, int] = {s.id: 0 for s in stages}
+        self.upstreams_done = {s.id: SendersDone(len(s.upstream)) for s in stages}
         self.pending_events: list[Event] = []
         self.context = ComponentContext(**context_args, emit_event=self.pending_events.append)
-        self.components: dict[int, AbstractComponent] = {}
+        self.drivers: dict[int, StageDriver] = {}
 
     def run(self) -> RunResult:
         start = time.monotonic()
         try:
             for stage in self.stages.values():
-                self.components[stage.id] = self._guard(stage, _instantiate, stage, self.context)
-                self._guard(stage, self.components[stage.id].open)
+                component = self._guard(stage, _instantiate, stage, self.context)
+                self.drivers[stage.id] = StageDriver(stage, component, functools.partial(self._pass_on, stage))
+                self._guard(stage, component.open)
             for stage in self.stages.values():
                 if stage.spec.kind is Kind.INGRESS:
-                    # one batch at a time: a source that never ends (count=0) or paces itself (rate=...)
-                    # must deliver as it goes, and memory must stay flat
-                    batches = rebatch(self.components[stage.id].batches(), self.batching.rows, self.batching.delay)
-                    while (batch := self._guard(stage, next, batches, None)) is not None:
-                        self._emit(stage, batch)
+                    self._guard(stage, self._read, self.drivers[stage.id])
                     self._end(stage)
         finally:
-            for component in self.components.values():
+            for driver in self.drivers.values():
                 with contextlib.suppress(Exception):
-                    component.close()
-        return RunResult(self.name, self.counters, list(self.stages.values()), time.monotonic() - start)
+                    driver.component.close()
+        counters = {stage_id: driver.counters for stage_id, driver in self.drivers.items()}
+        return RunResult(self.name, counters, list(self.stages.values()), time.monotonic() - start)
 
     def _guard(self, stage: Stage, fn: Any, *args: Any) -> Any:
         try:
@@ -284,77 +273,33 @@ class _SingleProcess:
         except Exception as exc:
             raise _failure(stage, exc, traceback.format_exc(), self.filename) from exc
 
-    def _emit(self, stage: Stage, batch: pd.DataFrame) -> None:
-        counters = self.counters[stage.id]
-        counters.records_out += len(batch)
-        counters.batches_out += 1
-        for d in stage.downstream:
-            self._receive(self.stages[d], batch)
+    def _read(self, driver: StageDriver) -> None:
+        driver.run_ingress(rebatch(driver.component.batches(), self.batching.rows, self.batching.delay))
 
-    def _receive(self, stage: Stage, batch: pd.DataFrame) -> None:
-        self._deliver_events()
-        counters = self.counters[stage.id]
-        counters.records_in += len(batch)
-        counters.batches_in += 1
-        component = self.components[stage.id]
-        t = time.monotonic()
-        if stage.spec.kind is Kind.EGRESS:
-            self._guard(stage, component.write, batch)
-            counters.busy_seconds += time.monotonic() - t
-        else:
-            out = self._guard(stage, component.process, batch)
-            counters.busy_seconds += time.monotonic() - t
-            if out is not None and len(out):
-                self._emit(stage, out)
-        self._deliver_events()
+    def _pass_on(self, stage: Stage, batch: pd.DataFrame) -> None:
+        """The outlet of ``stage``'s driver: the batch through each downstream component, events between."""
+        for d in stage.downstream:
+            self._deliver_events()
+            self._guard(self.stages[d], self.drivers[d].feed, batch)
+            self._deliver_events()
 
     def _deliver_events(self) -> None:
         while self.pending_events:
             event = self.pending_events.pop(0)
             for stage in self.stages.values():
-                if event.name in _accepted_events(stage):
-                    self._guard(stage, self.components[stage.id].on_event, event)
+                if stage.listens_to == event.name:
+                    self._guard(stage, self.drivers[stage.id].component.on_event, event)
 
     def _end(self, stage: Stage) -> None:
+        """``stage`` has sent its last batch: end each downstream component whose every upstream has ended."""
         for d in stage.downstream:
-            down = self.stages[d]
-            self.ends[d] += 1
-            if self.ends[d] == len(down.upstream):
-                component = self.components[d]
-                out = self._guard(down, component.finish)
+            upstreams_done = self.upstreams_done[d]
+            upstreams_done.one_more()
+            if upstreams_done.all:
+                down = self.stages[d]
+                self._guard(down, self.drivers[d].end)
                 self._deliver_events()
-                if down.spec.kind is not Kind.EGRESS:
-                    for frame in self._guard(down, lambda o=out: list(_frames(o))):
-                        self._emit(down, frame)
                 self._end(down)
-
-
-def _frames(out: Any) -> Iterator[pd.DataFrame]:
-    """What `finish()` returned: nothing, one frame, or an iterator of frames."""
-    if out is None:
-        return
-    if isinstance(out, pd.DataFrame):
-        if len(out):
-            yield out
-        return
-    for frame in out:
-        if frame is not None and len(frame):
-            yield frame
-
-
-def _accepted_events(stage: Stage) -> set[str]:
-    names = set(stage.spec.accepts_events)
-    on = (stage.callback.static_values.get("on") if stage.callback else None) or None
-    if on:
-        names = {on}
-    return names
-
-
-def _emitted_event(stage: Stage) -> set[str]:
-    if not stage.spec.emits_events:
-        return set()
-    name = stage.callback.static_values.get("event") if stage.callback else None
-    return {name} if name else set(stage.spec.emits_events)
 
 
 # ---- one process per component --------------------------------------------------------------------
@@ -381,10 +326,25 @@ class _MultiProcess:
             except PipelineError as exc:
                 raise _failure(stage, exc, traceback.format_exc(), self.filename) from exc
         inboxes = {s.id: self.ctx.Queue(INBOX_BATCHES) for s in self.stages if s.upstream}
-        events = {s.id: self.ctx.Queue() for s in self.stages if _accepted_events(s)}
+        event_boxes = {s.id: self.ctx.Queue() for s in self.stages if s.listens_to is not None}
         control = self.ctx.Queue()
         transport.sweep_stale()
         channel = transport.Transport()  # one segment-name prefix per run: what `finally` sweeps
+        wirings = [
+            _Wiring(
+                stage,
+                self.context_args,
+                self.batching,
+                channel,
+                control,
+                inbox=inboxes.get(stage.id),
+                outboxes=[inboxes[d] for d in stage.downstream],
+                event_box=event_boxes.get(stage.id),
+                listeners=[event_boxes[s.id] for s in listeners(stage, self.stages)],
+                emitters=len(emitters(stage, self.stages)),
+            )
+            for stage in self.stages
+        ]
         processes: dict[int, Any] = {}
         counters: dict[int, Counters] = {}
         received: list[int] = []  # signals seen by the handler, even if its exception got swallowed
@@ -400,16 +360,16 @@ class _MultiProcess:
             # (under pytest: a second test session). The child unblocks them once its own handlers are set.
             blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             try:
-                for stage in self.stages:
+                for wiring in wirings:
                     # daemon: an interpreter that exits never waits for a component (multiprocessing joins
                     # non-daemon children at exit, which hangs if one is still streaming)
                     proc = self.ctx.Process(
                         target=_child_main,
-                        args=(stage, inboxes, events, control, self.context_args, self.by_id, channel, self.batching),
-                        name=f"amml:{self.name}:{stage.name}",
+                        args=(wiring,),
+                        name=f"amml:{self.name}:{wiring.stage.name}",
                         daemon=True,
                     )
-                    processes[stage.id] = proc  # known before it exists: a signal during start() still stops it
+                    processes[wiring.stage.id] = proc  # known before it exists: a signal during start() stops it
                     proc.start()
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
@@ -418,7 +378,7 @@ class _MultiProcess:
         finally:
             _terminate(processes.values())
             _restore_handlers(previous)
-            for q in [*inboxes.values(), *events.values(), control]:
+            for q in [*inboxes.values(), *event_boxes.values(), control]:
                 q.cancel_join_thread()
                 q.close()
             # segments still queued (a failure) or half written/read by a killed child: no child is left
@@ -579,167 +539,148 @@ def _die_with_parent(name: str) -> None:
         libc.prctl(pr_set_name, f"amml:{name}"[:15].encode())
 
 
-def _child_main(
-    stage: Stage,
-    inboxes: dict,
-    events: dict,
-    control: Any,
-    context_args: dict,
-    stages: dict[int, Stage],
-    channel: transport.Transport,
-    batching: Batching,
-) -> None:
+@dataclass(frozen=True)
+class _Wiring:
+    """What one child process is connected to: the single argument of its entry point."""
+
+    stage: Stage
+    context_args: dict
+    batching: Batching
+    channel: transport.Transport
+    control: Any  # to the parent: _Progress now and then, then _Done or _Failure
+    inbox: Any | None  # None for an ingress
+    outboxes: list  # the inboxes of its downstream components
+    event_box: Any | None  # where the events it listens to arrive; None if it listens to none
+    listeners: list  # the event boxes of the components waiting for the event it sends
+    emitters: int  # how many components send the event it listens to (each ends with EVENTS_END)
+
+    def pass_on(self, piece: pd.DataFrame) -> None:
+        # one message per receiver: each owns (and unlinks) its own shared-memory segment
+        for box, message in zip(self.outboxes, self.channel.pack(piece, len(self.outboxes)), strict=True):
+            box.put(message)
+
+    def emit_event(self, event: Event) -> None:
+        for box in self.listeners:
+            box.put(event)
+
+    def end_of_streams(self) -> None:
+        """Tell every receiver that nothing more will come: ``None`` down each inbox, EVENTS_END to listeners."""
+        for box in self.outboxes:
+            box.put(None)
+        for box in self.listeners:
+            box.put(Event(EVENTS_END, self.stage.name))
+
+    def flush(self) -> None:
+        """Wait until what this process put on a queue is in its pipe: os._exit skips the feeder threads."""
+        for box in [self.control, *self.outboxes, *self.listeners]:
+            box.close()
+            box.join_thread()
+
+
+def _child_main(wiring: _Wiring) -> None:
     # Forked from a parent that may have its own handlers (Airflow's task runner ignores SIGTERM in its
     # children): SIGTERM must kill us; SIGINT is the parent's to handle.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent while it forked
+    stage = wiring.stage
     _die_with_parent(stage.name)
-    counters = Counters()
-    emitted = _emitted_event(stage)
-    subscribers = [events[s.id] for s in stages.values() if s.id in events and _accepted_events(s) & emitted]
-
-    def emit_event(event: Event) -> None:
-        for q in subscribers:
-            q.put(event)
-
     component = None
     try:
-        component = _instantiate(stage, ComponentContext(**context_args, emit_event=emit_event))
+        component = _instantiate(stage, ComponentContext(**wiring.context_args, emit_event=wiring.emit_event))
         component.open()
-        outboxes = [inboxes[d] for d in stage.downstream]
+        driver = StageDriver(stage, component, wiring.pass_on, piece_rows=wiring.batching.rows)
+        reports = _ProgressReports(stage.id, driver.counters, wiring.control)
         if stage.spec.kind is Kind.INGRESS:
-            _run_ingress(stage, component, outboxes, counters, control, channel, batching)
+            batches = rebatch(component.batches(), wiring.batching.rows, wiring.batching.delay)
+            driver.run_ingress(batches, between_batches=reports.when_due)
         else:
-            emitters = sum(1 for s in stages.values() if _emitted_event(s) & _accepted_events(stage))
-            _run_consumer(
-                stage,
-                component,
-                inboxes[stage.id],
-                events.get(stage.id),
-                emitters,
-                outboxes,
-                counters,
-                control,
-                channel,
-                batching.rows,
-            )
-        for box in outboxes:
-            box.put(None)
-        for q in subscribers:  # tell listeners that no more events will come from this component
-            q.put(Event(EVENTS_END, stage.name))
-        control.put(_Done(stage.id, counters))
+            _consume(driver, wiring, reports)
+        wiring.end_of_streams()
+        wiring.control.put(_Done(stage.id, driver.counters))
     except BaseException as exc:
         tb = _traceback_for(exc, traceback.format_exc())
-        control.put(_Failure(stage.id, _describe(exc), tb, getattr(exc, "hint", None)))
+        wiring.control.put(_Failure(stage.id, _describe(exc), tb, getattr(exc, "hint", None)))
     finally:
         if component is not None:
             with contextlib.suppress(Exception):
                 component.close()
-        control.close()
-        control.join_thread()
-        # flush what this process put on any queue before leaving: os._exit skips the feeder threads
-        for box in [*inboxes.values(), *events.values()]:
-            box.close()
-            box.join_thread()
+        wiring.flush()
         os._exit(0)
 
 
-def _send(
-    outboxes: list, batch: pd.DataFrame, counters: Counters, channel: transport.Transport, batch_rows: int
-) -> None:
-    # A component may return far more than a batch (a whole-stream scaler releases everything at the end):
-    # one huge pickle blocks the next stage until it is all through the pipe and doubles the memory.
-    for start in range(0, len(batch), batch_rows):
-        piece = batch.iloc[start : start + batch_rows] if len(batch) > batch_rows else batch
-        counters.records_out += len(piece)
-        counters.batches_out += 1
-        # one message per receiver: each owns (and unlinks) its own shared-memory segment
-        for box, message in zip(outboxes, channel.pack(piece, len(outboxes)), strict=True):
-            box.put(message)
-
-
-def _run_ingress(
-    stage: Stage,
-    component: AbstractComponent,
-    outboxes: list,
-    counters: Counters,
-    control: Any,
-    channel: transport.Transport,
-    batching: Batching,
-) -> None:
-    t = last_progress = time.monotonic()
-    for batch in rebatch(component.batches(), batching.rows, batching.delay):
-        counters.busy_seconds += time.monotonic() - t
-        _send(outboxes, batch, counters, channel, batching.rows)
-        t = time.monotonic()
-        if t - last_progress > PROGRESS_EVERY:
-            last_progress = t
-            control.put(_Progress(stage.id, counters))
-
-
-def _run_consumer(
-    stage: Stage,
-    component: AbstractComponent,
-    inbox: Any,
-    event_box: Any,
-    emitters: int,
-    outboxes: list,
-    counters: Counters,
-    control: Any,
-    channel: transport.Transport,
-    batch_rows: int,
-) -> None:
-    ends = 0
-    events_ended = [0]
-    last_progress = time.monotonic()
-    while ends < len(stage.upstream):
-        _drain_events(component, event_box, events_ended)
-        if time.monotonic() - last_progress > PROGRESS_EVERY:  # also while idle: the parent sees we are alive
-            last_progress = time.monotonic()
-            control.put(_Progress(stage.id, counters))
+def _consume(driver: StageDriver, wiring: _Wiring, reports: _ProgressReports) -> None:
+    """A progress or egress component in its process: batches until every upstream has ended, the events
+    that arrive in between, then the end of its stream."""
+    events = _EventInbox(wiring.event_box, driver.component, wiring.emitters)
+    upstreams_done = SendersDone(len(driver.stage.upstream))
+    # with events to watch, look often; else wake at least every PROGRESS_EVERY to report
+    timeout = 0.1 if wiring.event_box is not None else min(1.0, PROGRESS_EVERY)
+    while not upstreams_done.all:
+        events.deliver()
+        reports.when_due()  # also while idle: the parent sees we are alive
         try:
-            batch = transport.unpack(inbox.get(timeout=0.1 if event_box is not None else min(1.0, PROGRESS_EVERY)))
+            message = wiring.inbox.get(timeout=timeout)
         except queue.Empty:
             continue
+        batch = transport.unpack(message)
         if batch is None:
-            ends += 1
-            continue
-        counters.records_in += len(batch)
-        counters.batches_in += 1
-        t = time.monotonic()
-        if stage.spec.kind is Kind.EGRESS:
-            component.write(batch)
-            counters.busy_seconds += time.monotonic() - t
+            upstreams_done.one_more()
         else:
-            out = component.process(batch)
-            counters.busy_seconds += time.monotonic() - t
-            if out is not None and len(out):
-                _send(outboxes, out, counters, channel, batch_rows)
-    # Events may still be on their way from components running in parallel: wait until every emitter
-    # has said it is done (if one dies instead, the parent stops the whole pipeline).
-    while event_box is not None and events_ended[0] < emitters:
-        _drain_events(component, event_box, events_ended, block=True)
-    _drain_events(component, event_box, events_ended)
-    t = time.monotonic()
-    out = component.finish()
-    counters.busy_seconds += time.monotonic() - t
-    if stage.spec.kind is not Kind.EGRESS:
-        for frame in _frames(out):  # e.g. train_lstm yields one record per epoch as training goes
-            _send(outboxes, frame, counters, channel, batch_rows)
+            driver.feed(batch)
+    events.wait_for_every_emitter()
+    driver.end()
 
 
-def _drain_events(component: AbstractComponent, event_box: Any, ended: list[int], block: bool = False) -> None:
-    if event_box is None:
-        return
-    while True:
-        try:
-            event = event_box.get(timeout=0.5) if block else event_box.get_nowait()
-        except queue.Empty:
+class _ProgressReports:
+    """This component's counters to the parent every PROGRESS_EVERY seconds, whenever its loop gets control:
+    the parent's stall watch takes a long silence for a stuck component."""
+
+    def __init__(self, stage_id: int, counters: Counters, control: Any) -> None:
+        self.stage_id = stage_id
+        self.counters = counters
+        self.control = control
+        self.last = time.monotonic()
+
+    def when_due(self) -> None:
+        now = time.monotonic()
+        if now - self.last > PROGRESS_EVERY:
+            self.last = now
+            self.control.put(_Progress(self.stage_id, self.counters))
+
+
+class _EventInbox:
+    """The events a child's component listens to, as they arrive from components running in parallel."""
+
+    def __init__(self, box: Any | None, component: AbstractComponent, emitters: int) -> None:
+        self.box = box
+        self.component = component
+        self.emitters_done = SendersDone(emitters)
+
+    def deliver(self) -> None:
+        """Hand the component every event that has arrived, without waiting for more."""
+        if self.box is None:
             return
-        if event.name == EVENTS_END:
-            ended[0] += 1
-            if block:
+        while True:
+            try:
+                event = self.box.get_nowait()
+            except queue.Empty:
                 return
+            self._take(event)
+
+    def wait_for_every_emitter(self) -> None:
+        # Events may still be on their way from components running in parallel: wait until every emitter
+        # has said it is done (if one dies instead, the parent stops the whole pipeline).
+        while self.box is not None and not self.emitters_done.all:
+            try:
+                event = self.box.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self._take(event)
+        self.deliver()
+
+    def _take(self, event: Event) -> None:
+        if event.name == EVENTS_END:
+            self.emitters_done.one_more()
         else:
-            component.on_event(event)
+            self.component.on_event(event)

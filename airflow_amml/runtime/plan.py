@@ -7,11 +7,13 @@ Neither needs a process of its own.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from compiler import build_graph, default_registry
 from compiler.bytecode import Code, PipelineCode
-from compiler.components import ComponentRegistry, ComponentSpec
+from compiler.component_spec import ComponentSpec
+from compiler.components import ComponentRegistry
 
 from .errors import PipelineError
 
@@ -34,6 +36,25 @@ class Stage:
     @property
     def where(self) -> str:
         return f"`{self.name}` (position {self.position} in its pipe, line {self.line})"
+
+    @property
+    def emits(self) -> str | None:
+        """The event this component sends, if its spec declares one: the value of the parameter that names it
+        (alert's `event`)."""
+        return self._event_named_by(self.spec.emits)
+
+    @property
+    def listens_to(self) -> str | None:
+        """The event this component waits for, if its spec declares one (snapshot's `on`)."""
+        return self._event_named_by(self.spec.listens)
+
+    def _event_named_by(self, param_name: str | None) -> str | None:
+        if param_name is None:
+            return None
+        # a name known only at run time (`on=params.event`) is not folded: the declared default stands in
+        named = self.callback.static_values.get(param_name) if self.callback else None
+        default = self.spec.param(param_name).default
+        return named or (default if isinstance(default, str) else None)
 
 
 def make_plan(pipeline: PipelineCode, registry: ComponentRegistry | None = None) -> list[Stage]:
@@ -58,6 +79,16 @@ def make_plan(pipeline: PipelineCode, registry: ComponentRegistry | None = None)
         for d in stage.downstream:
             stages[d].upstream.append(stage.id)
     return list(stages.values())
+
+
+def listeners(stage: Stage, stages: Iterable[Stage]) -> list[Stage]:
+    """The components waiting for the event ``stage`` sends."""
+    return [s for s in stages if stage.emits is not None and s.listens_to == stage.emits]
+
+
+def emitters(stage: Stage, stages: Iterable[Stage]) -> list[Stage]:
+    """The components sending the event ``stage`` waits for."""
+    return [s for s in stages if stage.listens_to is not None and s.emits == stage.listens_to]
 
 
 def load_component_class(spec: ComponentSpec) -> type:

@@ -274,3 +274,53 @@ def test_the_progress_log_names_a_stopped_component(monkeypatch, caplog):
     assert not any("`filter`" in m or "`print`" in m for m in stalls), stalls
     derive = next(s for s in result.stages if s.name == "derive")
     assert result.counters[derive.id].records_in == 400, "resumed, it finished the stream"
+
+
+def test_one_stage_driver_counts_what_passes_and_cuts_what_goes_out():
+    """Both modes run every component through a StageDriver: batches in, its results out (cut into pieces of
+    at most piece_rows), what finish() yields after the end, and the counters of all that."""
+    from airflow_amml.runtime.plan import make_plan
+    from airflow_amml.runtime.stage_driver import StageDriver
+
+    class Doubling:
+        def process(self, batch):
+            return pd.concat([batch, batch])
+
+        def finish(self):
+            yield pd.DataFrame({"v": [7]})
+            yield pd.DataFrame({"v": []})  # empty frames are not sent
+
+    stage = make_plan(pipeline("normalsource col='v' | derive w=v | print"))[1]
+    sent = []
+    driver = StageDriver(stage, Doubling(), sent.append, piece_rows=3)
+    driver.feed(pd.DataFrame({"v": range(4)}))
+    driver.end()
+    assert [len(piece) for piece in sent] == [3, 3, 2, 1]
+    counters = driver.counters
+    assert (counters.records_in, counters.batches_in, counters.records_out, counters.batches_out) == (4, 1, 9, 4)
+
+
+def test_events_are_wired_by_the_parameters_the_spec_declares():
+    """alert's spec says its `event` parameter names what it emits, snapshot's that `on` names what it waits
+    for: the plan pairs them by those values (or the declared default), never by parameter names it knows."""
+    from airflow_amml.runtime.plan import emitters, listeners, make_plan
+
+    stages = make_plan(
+        pipeline(
+            "r = normalsource col='v', count=10\n"
+            "r | alert cond=v > 0, event='hot'\nr | snapshot on='hot'\nr | snapshot\nr | alert cond=v < 0"
+        )
+    )
+    hot, waits_hot, waits_default, default = stages[1:]
+    assert (hot.emits, waits_hot.listens_to, waits_default.listens_to, default.emits) == (
+        "hot", "hot", "alert", "alert"
+    )
+    assert listeners(hot, stages) == [waits_hot] and listeners(default, stages) == [waits_default]
+    assert emitters(waits_hot, stages) == [hot] and stages[0].emits is None and stages[0].listens_to is None
+
+
+def test_a_spec_must_name_a_str_parameter_for_its_events():
+    from compiler.component_spec import ComponentSpec, Kind, param
+
+    with pytest.raises(ValueError, match="declares listens='on', which must name one of its `str` parameters"):
+        ComponentSpec("waiter", Kind.EGRESS, "waits", (param("on", "int", "wrong type"),), listens="on")
