@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from airflow_amml.models.errors import ModelDataError
+
 log = logging.getLogger(__name__)
 
 
@@ -48,7 +50,7 @@ def holdout_mae(
     forecasts = keras_builder.predict(model, spec, frame)[:, 0]
     n = len(frame) - t.window  # forecasts whose next value is in the hold-out
     if n < 1:
-        raise ValueError(f"the hold-out has {len(frame)} records; {spec.ref} needs more than window={t.window}")
+        raise ModelDataError(f"the hold-out has {len(frame)} records; {spec.ref} needs more than window={t.window}")
     predicted = forecasts[:n]
     actual = frame[t.target].to_numpy(dtype=np.float64)[t.window : t.window + n]
     stats = (model_scaler or {}).get("columns", {}).get(t.target)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from airflow_amml.models.errors import ModelDataError
 from airflow_amml.registry import Lineage, ModelNotFoundError, ModelRegistry, RegistryError
 from airflow_amml.registry.names import check_alias
 from airflow_amml.sdk import AbstractProgress, PipelineError
@@ -300,8 +301,10 @@ class LstmPredict(AbstractProgress):
         self.spec = parse_model_spec(registry.get_definition(self.entry.definition), self.entry.definition)
         try:
             self.model = keras_builder.load_model(path, self.spec)
-        except ValueError as exc:
-            raise PipelineError(f"`lstm model={self.params['model']!r}`: {self.entry.ref}: {exc}") from None
+        except ModelDataError as exc:
+            raise PipelineError(
+                f"`lstm model={self.params['model']!r}`: {self.entry.ref}: {exc.message}", hint=exc.hint
+            ) from None
         self.tail: pd.DataFrame | None = None
         log.info("lstm: loaded %s (%s)", self.entry.ref, self.entry.definition)
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from airflow_amml.models.errors import ModelDataError
 from airflow_amml.models.spec import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
@@ -200,16 +201,16 @@ def _columns(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarr
     needed = list(dict.fromkeys([*t.features, t.target]))
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        raise ValueError(
+        raise ModelDataError(
             f"model {spec.ref} needs the column(s) {', '.join(missing)}; "
             f"the data has {', '.join(map(str, frame.columns))}"
         )
     for c in needed:
         if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]):
-            raise ValueError(f"model {spec.ref}: column {c} must be numeric; it is {frame[c].dtype}")
+            raise ModelDataError(f"model {spec.ref}: column {c} must be numeric; it is {frame[c].dtype}")
         nulls = int(frame[c].isna().sum())
         if nulls:
-            raise ValueError(f"model {spec.ref}: column {c} has {nulls} missing value(s); drop or fill them first")
+            raise ModelDataError(f"model {spec.ref}: column {c} has {nulls} missing value(s); drop or fill them first")
     features = frame[list(t.features)].to_numpy(dtype=np.float32)
     target = frame[t.target].to_numpy(dtype=np.float64)
     return features, target
@@ -237,7 +238,7 @@ def make_windows(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.n
     n = len(frame)
     m = n - t.window - t.horizon + 1
     if m < 1:
-        raise ValueError(
+        raise ModelDataError(
             f"model {spec.ref} needs at least window + horizon = {t.window + t.horizon} rows to make one "
             f"training example; got {n}"
         )
@@ -275,11 +276,11 @@ def train(
     batch_size = t.batch_size if batch_size is None else batch_size
     for label, v, top in (("epochs", epochs, MAX_EPOCHS), ("batch_size", batch_size, MAX_BATCH_SIZE)):
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
-            raise ValueError(f"{label} must be an integer from 1 to {top:,}; got {v!r}")
+            raise ModelDataError(f"{label} must be an integer from 1 to {top:,}; got {v!r}")
     rows = len(frame) + (len(validation) if validation is not None else 0)
     problem = training_budget_problem(spec, rows=rows, batch_size=batch_size)
     if problem is not None:  # refused before the windows are built
-        raise ValueError(problem)
+        raise ModelDataError(problem)
     if t.seed is not None:
         keras.utils.set_random_seed(t.seed)
 
@@ -347,7 +348,7 @@ def predict(model: keras.Model, spec: ModelSpec, frame: pd.DataFrame, batch_size
     t = spec.training
     features, target = _columns(frame, spec)
     if len(frame) < t.window:
-        raise ValueError(f"model {spec.ref} needs at least window = {t.window} rows to forecast; got {len(frame)}")
+        raise ModelDataError(f"model {spec.ref} needs at least window = {t.window} rows to forecast; got {len(frame)}")
     # windows are built a chunk at a time: all of a 65,536-record batch's at once could be gigabytes
     n_windows = len(frame) - t.window + 1
     chunk = max(1, PREDICT_CHUNK_BYTES // (t.window * len(t.features) * 4))
@@ -357,7 +358,7 @@ def predict(model: keras.Model, spec: ModelSpec, frame: pd.DataFrame, batch_size
         parts.append(np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64))
     out = np.concatenate(parts).reshape(n_windows, -1)
     if out.shape[1] != t.horizon:
-        raise ValueError(
+        raise ModelDataError(
             f"model {spec.ref} outputs {out.shape[1]} value(s) per window; the spec's horizon is {t.horizon}"
         )
     if t.predict == "delta":
@@ -372,7 +373,7 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
     """Save in the native ``.keras`` format (architecture, weights; no pickled Python code)."""
     path = Path(path)
     if path.suffix != ".keras":
-        raise ValueError(f"model files use the .keras format; the path must end in .keras, got {path.name}")
+        raise ModelDataError(f"model files use the .keras format; the path must end in .keras, got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     return path
@@ -399,9 +400,9 @@ def _check_model_file(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
     except (OSError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path.name} is not a readable .keras file: {exc}") from None
+        raise ModelDataError(f"{path.name} is not a readable .keras file: {exc}") from None
     if unpacked > MAX_MODEL_FILE_BYTES:
-        raise ValueError(
+        raise ModelDataError(
             f"{path.name} unpacks to {format_bytes(unpacked)}; model files are limited to "
             f"{format_bytes(MAX_MODEL_FILE_BYTES)}"
         )
@@ -414,9 +415,9 @@ def check_model_matches(model: keras.Model, spec: ModelSpec) -> None:
     got_in = tuple(model.input_shape) if not isinstance(model.input_shape, list) else None
     got_out = model.output_shape if not isinstance(model.output_shape, list) else None
     if got_in != expected_in or got_out is None or tuple(got_out) != (None, t.horizon):
-        raise ValueError(
+        raise ModelDataError(
             f"the model file takes {got_in} and gives {got_out}, but definition {spec.ref} needs windows "
             f"{expected_in} and {t.horizon} forecast(s) per window: it was not built from this definition"
         )
     if model.count_params() > MAX_PARAMETERS:
-        raise ValueError(f"the model file has {model.count_params():,} parameters; at most {MAX_PARAMETERS:,}")
+        raise ModelDataError(f"the model file has {model.count_params():,} parameters; at most {MAX_PARAMETERS:,}")

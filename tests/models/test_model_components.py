@@ -140,3 +140,18 @@ def test_a_retried_training_task_does_not_register_twice(tmp_path, models_dir):
     assert [v.version for v in ModelRegistry.from_settings().list_versions("tiny")] == [1]
     run(text, {**settings, "lineage": {**settings["lineage"], "run_id": "manual__2"}})
     assert [v.version for v in ModelRegistry.from_settings().list_versions("tiny")] == [1, 2]
+
+
+def test_records_a_model_cannot_take_are_an_error_naming_the_component_without_a_traceback(tmp_path):
+    """Bad data is the user's to fix, not a bug: the message names train_lstm and the column, and carries no
+    traceback (a bare ValueError used to arrive as an unexpected exception, with the child's traceback)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "tiny.yaml").write_text(SMALL_MODEL)
+    text = "normalsource col='v', count=200 | derive HUFL=v, OT='warm' | train_lstm model='tiny:0.1', epoch=1 | print"
+    program = compile_source(text, "p.amml", cache=ProgramCache())
+    with pytest.raises(PipelineError) as info:
+        run_pipeline(program.pipelines[0], settings={"model_paths": [str(folder)]}, mode="single")
+    message = str(info.value)
+    assert "`train_lstm`" in message and "column OT must be numeric" in message, message
+    assert "Traceback" not in message and "ValueError" not in message, message
