@@ -125,3 +125,15 @@ def test_builtins_are_written_against_the_sdk(path):
             imported.update(alias.name for alias in node.names)
     bypassing = sorted(imported & BEHIND_THE_SDK)
     assert not bypassing, f"{path.name} imports {bypassing}; import them from airflow_amml.sdk"
+
+
+def test_the_readme_shows_this_very_component():
+    """The README's "Writing a component" example is the Clip tested here, not a copy that could drift."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("from airflow_amml.sdk import AbstractProgress")
+    block = readme[start : readme.index("```", start)]
+    shown = next(n for n in ast.parse(block).body if isinstance(n, ast.ClassDef) and n.name == "Clip")
+    here = next(
+        n for n in ast.parse(Path(__file__).read_text()).body if isinstance(n, ast.ClassDef) and n.name == "Clip"
+    )
+    assert ast.dump(shown) == ast.dump(here)
