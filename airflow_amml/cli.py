@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler import AmmlCompileErrors, AmmlError, build_graph, compile_file, default_registry, disassemble
-from compiler.settings import runtime_settings
+from compiler.dag_block import runtime_settings
 
 MODEL_SUFFIXES = (".yaml", ".yml")
 
@@ -110,8 +110,8 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 def _duplicate_dag_ids(programs: dict[Path, Any]) -> dict[Path, list[AmmlError]]:
     """An error for each file whose DAG id another of the checked files declares too."""
+    from compiler.dag_block import dag_id_for, duplicate_dag_ids
     from compiler.errors import AmmlNameError
-    from compiler.settings import dag_id_for, duplicate_dag_ids
 
     ids = {str(path): dag_id_for(program.dag_name, path.name) for path, program in programs.items()}
     return {

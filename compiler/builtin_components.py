@@ -11,7 +11,7 @@ from .value_checks import FileSuffix, Re2Pattern, TableName
 _INGRESS = "airflow_amml.components.ingress"
 _PROGRESS = "airflow_amml.components.progress"
 _EGRESS = "airflow_amml.components.egress"
-_MODELS = "airflow_amml.components.models"
+_LSTM = "airflow_amml.components.lstm"
 _SCALERS = "airflow_amml.components.scalers"
 _EVENTS = "airflow_amml.components.events"
 _SINKS = "airflow_amml.components.sinks"
@@ -178,7 +178,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
                 None,
             ),
         ),
-        impl=f"{_MODELS}:TrainLstm",
+        impl=f"{_LSTM}:TrainLstm",
     ),
     ComponentSpec(
         "lstm",
@@ -188,7 +188,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("model", "str", "registered model reference"),
             param("output", "str", "name of the prediction column", "prediction"),
         ),
-        impl=f"{_MODELS}:LstmPredict",
+        impl=f"{_LSTM}:LstmPredict",
     ),
     # ---- egress ---------------------------------------------------------------------------------
     ComponentSpec(

@@ -13,6 +13,7 @@ from typing import Any
 from . import ast
 from . import bytecode as bc
 from .components import ComponentRegistry, ComponentSpec, Kind, ParamSpec, ParamType
+from .dag_block import check_dag_settings, check_file_dag_id, task_id_problem
 from .errors import (
     AmmlCompileErrors,
     AmmlError,
@@ -24,7 +25,6 @@ from .errors import (
     one_of,
 )
 from .expressions import compile_callback, fold, reads
-from .settings import check_dag_settings, check_file_dag_id, task_id_problem
 
 MAIN_PIPELINE = "main"
 MAX_REPORTED_ERRORS = 100

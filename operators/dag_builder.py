@@ -4,14 +4,14 @@
 * The `dag { ... }` block gives the DAG's settings. Cron and preset schedules use
   `CronDataIntervalTimetable` and durations `DeltaDataIntervalTimetable`, so that a scheduled or backfilled
   run has a real data interval and its sources read exactly that window. Dates and durations are converted by
-  `compiler.settings`, the same code that `amml lint` checks them with.
+  `compiler.dag_block`, the same code that `amml lint` checks them with.
 * No database or HDFS I/O: compiling is pure and cached by content hash.
 * Files are found the way Airflow finds DAG files: `.airflowignore` in every folder, with the syntax of
   `[core] dag_ignore_file_syntax` (glob by default, `dir/` ignores a folder), using Airflow's own matcher.
 * **The loader never raises** (in Airflow 3.3 a loader that raises hides all of its DAGs, and a DAG that fails
   Airflow's validation or serialization marks every DAG of the loader stale). Whatever goes wrong with one
   file (a compile error, a DAG id that two files declare, an exception from Airflow or from the compile
-  cache) becomes that file's placeholder DAG `amml_error__<file>_<hash>` (see `compiler.settings.error_dag_id`),
+  cache) becomes that file's placeholder DAG `amml_error__<file>_<hash>` (see `compiler.dag_block.error_dag_id`),
   tagged `amml-error`, whose description starts with "AMML ERROR:", whose docs carry the error (capped at
   `MAX_DOC_CHARS`), and which runs once, unpaused, with a single task that fails with the message: so the
   file counts among the failed DAGs on Airflow's Home page.
@@ -33,8 +33,7 @@ from airflow.sdk import DAG, BaseOperator, CronDataIntervalTimetable, DeltaDataI
 
 from compiler import AmmlError, ProgramCache, build_graph, compile_file
 from compiler.bytecode import Program
-from compiler.errors import AmmlNameError
-from compiler.settings import (
+from compiler.dag_block import (
     DEFAULT_START,
     DEFAULT_TIMEZONE,
     MAX_TEXT,
@@ -46,6 +45,7 @@ from compiler.settings import (
     parse_date,
     parse_duration,
 )
+from compiler.errors import AmmlNameError
 from compiler.workflow import render_mermaid
 
 from .pipeline import AmmlPipelineOperator

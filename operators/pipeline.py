@@ -52,7 +52,7 @@ class AmmlPipelineOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_amml.runtime.executor import run_pipeline
         from compiler import compile_file
-        from compiler.settings import runtime_settings
+        from compiler.dag_block import runtime_settings
 
         program = compile_file(self.amml_file)
         pipeline = program.pipeline(self.pipeline)

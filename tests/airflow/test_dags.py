@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from compiler.settings import error_dag_id
+from compiler.dag_block import error_dag_id
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = error_dag_id("broken.amml")  # amml_error__broken_<hash of the path>

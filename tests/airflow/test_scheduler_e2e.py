@@ -20,7 +20,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from compiler.settings import error_dag_id
+from compiler.dag_block import error_dag_id
 
 ROOT = Path(__file__).resolve().parents[2]
 HOT_DAYS = """

@@ -90,7 +90,7 @@ def test_dag_block_settings_and_params():
 
 
 def test_dag_block_sets_the_executors_batching():
-    from compiler.settings import runtime_settings
+    from compiler.dag_block import runtime_settings
 
     program = compile_fresh("dag d { schedule = null; batch_rows = 1000; flush_delay = 0.01 }\nnormalsource | print")
     assert runtime_settings(program.dag) == {"batch_rows": 1000, "flush_delay": 0.01}

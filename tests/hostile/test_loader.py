@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from compiler import AmmlError, ProgramCache, compile_file
-from compiler.settings import duplicate_dag_ids, error_dag_id
+from compiler.dag_block import duplicate_dag_ids, error_dag_id
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = "dag good { schedule = '@daily'; start_date = '2024-01-01' }\nnormalsource | print\n"
@@ -229,8 +229,8 @@ INTERNAL_FAILURES = {
         operators.dag_builder.amml_files = fail
     """,
     "airflow": """
-        import compiler.settings
-        compiler.settings.check_cron = lambda expression, start: None
+        import compiler.dag_block
+        compiler.dag_block.check_cron = lambda expression, start: None
     """,
 }
 

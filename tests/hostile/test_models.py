@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_amml.components.models import definition_yaml
+from airflow_amml.components.lstm import definition_yaml
 from airflow_amml.models import keras_builder, spec
 from airflow_amml.models.spec import (
     MAX_FILE_BYTES,
