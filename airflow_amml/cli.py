@@ -27,18 +27,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from airflow_amml.runtime.errors import Terminated
 from compiler import AmmlCompileErrors, AmmlError, build_graph, compile_file, default_registry, disassemble
 from compiler.dag_block import runtime_settings
 
 MODEL_SUFFIXES = (".yaml", ".yml")
-
-
-class _Stopped(BaseException):
-    """SIGTERM/SIGINT outside the executor (which stops its children on its own, then raises its own)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum = signum
 
 
 class _UsageError(Exception):
@@ -404,8 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="amml", description="AMML workflow language tools")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    lint = sub.add_parser("lint", help="check .amml files; exit 1 on any error")
-    lint.add_argument("paths", nargs="+", help=".amml files or folders")
+    lint = sub.add_parser("lint", help="check .amml pipelines and .yaml/.yml model files; exit 1 on any error")
+    lint.add_argument("paths", nargs="+", help=".amml files, model files or folders")
     lint.set_defaults(func=cmd_lint)
 
     comp = sub.add_parser("compile", help="compile one file and show the result")
@@ -514,17 +507,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _raise_stopped(signum: int, frame: Any) -> None:
-    raise _Stopped(signum)
+    raise Terminated(signum)  # the executor raises the same, once its children are gone
 
 
 def _stop_signal(exc: BaseException) -> int | None:
     """The signal that stopped the command: ours, Ctrl-C, or the executor's (raised once its children are gone)."""
     if isinstance(exc, KeyboardInterrupt):
         return signal.SIGINT
-    if isinstance(exc, _Stopped):
-        return exc.signum
-    executor = sys.modules.get("airflow_amml.runtime.executor")  # not imported: it did not raise this
-    if executor is not None and isinstance(exc, executor.Terminated):
+    if isinstance(exc, Terminated):
         return exc.signum
     return None
 

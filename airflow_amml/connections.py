@@ -11,7 +11,7 @@ database, a secrets backend, or (inside a task) the API server.
 from __future__ import annotations
 
 from .registry.errors import RegistryError
-from .registry.hdfs_artifact_store import HdfsArtifactStore
+from .registry.hdfs_artifact_store import DEFAULT_ROOT, HdfsArtifactStore
 
 
 def registry_url(conn_id: str) -> str:
@@ -36,7 +36,7 @@ def artifact_store(conn_id: str) -> HdfsArtifactStore:
         from airflow.providers.apache.hdfs.hooks.webhdfs import WebHDFSHook
 
         hook = WebHDFSHook(webhdfs_conn_id=conn_id)
-        root = hook.get_connection(conn_id).extra_dejson.get("root", "/amml/models")
+        root = hook.get_connection(conn_id).extra_dejson.get("root", DEFAULT_ROOT)
         return HdfsArtifactStore(hook.get_conn(), root)
     except Exception as exc:
         raise RegistryError(

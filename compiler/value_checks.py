@@ -67,8 +67,11 @@ class Re2Pattern:
     only when a file has a constant pattern."""
 
     def __call__(self, value: Any) -> Problem:
-        if not isinstance(value, str):
-            return None
+        return self.compile(value)[1] if isinstance(value, str) else None
+
+    @staticmethod
+    def compile(value: str) -> tuple[Any, Problem]:
+        """(the compiled RE2 pattern, None), or (None, the problem): the runtime uses the pattern lint checked."""
         import re2
 
         options = re2.Options()
@@ -77,11 +80,11 @@ class Re2Pattern:
             regex = re2.compile(value, options=options)
         except re2.error as exc:
             reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
-            return (
+            return None, (
                 f"not a pattern RE2 accepts: {reason}",
                 "RE2 has no backreferences (\\1) or look-around ((?=...), (?<=...)); use named groups "
                 "(?P<name>...) and character classes",
             )
         if not regex.groupindex:
-            return ("the pattern has no named groups", "name each field: (?P<name>...)")
-        return None
+            return None, ("the pattern has no named groups", "name each field: (?P<name>...)")
+        return regex, None

@@ -37,7 +37,6 @@ from compiler.dag_block import (
     DEFAULT_START,
     DEFAULT_TIMEZONE,
     MAX_TEXT,
-    check_file_dag_id,
     dag_id_for,
     duplicate_dag_ids,
     error_dag_id,
@@ -125,11 +124,7 @@ def _register(namespace: dict[str, Any], dag: DAG) -> None:
 def _compile(path: Path, folder: Path, cache: ProgramCache) -> _File:
     file = _File(path, path.relative_to(folder).as_posix())
     try:
-        file.program = compile_file(path, cache=cache)
-        if file.program.dag_name is None:  # the id comes from the file name (the compiler checks it too)
-            problems = check_file_dag_id(str(path))
-            if problems:
-                raise problems[0]
+        file.program = compile_file(path, cache=cache)  # it checks a DAG id taken from the file name too
     except AmmlError as exc:
         file.program, file.error = None, _describe(exc)
     except Exception as exc:  # a compiler or cache failure must not take the other files down
@@ -334,7 +329,7 @@ def error_dag(relative: str, message: str) -> DAG:
         dag_id=error_dag_id(relative),
         # one run, right away and not paused: its failure puts the file among the failed DAGs on Home
         schedule="@once",
-        start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+        start_date=pendulum.instance(parse_date(DEFAULT_START)),
         catchup=False,
         is_paused_upon_creation=False,
         max_active_runs=1,

@@ -81,3 +81,5 @@ def test_the_wheel_installs_the_console_script_plugin_and_provider(dists):
     assert "amml = airflow_amml.cli:main" in text
     assert "amml = airflow_amml.plugin:AmmlPlugin" in text
     assert "provider_info = airflow_amml.provider_info:get_provider_info" in text
+    for scheme in ("file", "webhdfs", "http", "https", "hdfs"):
+        assert f"{scheme} = airflow_amml.registry." in text, f"artifact store {scheme}"

@@ -107,6 +107,7 @@ class SqlSink(AbstractEgress):
         url = storage.named_database_url(self.name, self.params["db"], self.context.settings)
         self.engine = storage.engine_for(url)
         self.where = f"`{self.name} table={self.table_name!r}`"
+        self.table: sa.Table | None = None  # reflected once it exists (the first batch may create it)
 
     def write(self, batch: pd.DataFrame) -> None:
         self._check_key_in_records(batch)
@@ -126,9 +127,9 @@ class SqlSink(AbstractEgress):
             ) from exc
 
     def _existing_table(self, conn: sa.Connection) -> sa.Table | None:
-        if not sa.inspect(conn).has_table(self.table_name):
-            return None
-        return sa.Table(self.table_name, sa.MetaData(), autoload_with=conn)
+        if self.table is None and sa.inspect(conn).has_table(self.table_name):
+            self.table = sa.Table(self.table_name, sa.MetaData(), autoload_with=conn)
+        return self.table
 
     def _check_key_in_records(self, batch: pd.DataFrame) -> None:
         missing = [k for k in self.key if k not in batch.columns]

@@ -74,7 +74,7 @@ class HdfsArtifactStore(ArtifactStore):
         parsed = urlparse(root_uri)
         if parsed.scheme != "hdfs" or parsed.netloc:
             return None
-        return HdfsArtifactStore(self.client, unquote(parsed.path))  # same namenode, the version's own root
+        return type(self)(self.client, unquote(parsed.path))  # same namenode, the version's own root
 
     def folder_uri(self, key: str) -> str:
         return self._uri(self._folder(key))

@@ -379,7 +379,7 @@ def _if_fast(ev: BatchEval, cond: Value, then: Value, otherwise: Value) -> Value
     t = ev.truth(cond)
     if not isinstance(t, Col):
         return then if t is True else otherwise
-    picked = t.values.astype(bool) & (t.mask is None or ~t.mask) if t.mask is not None else t.values.astype(bool)
+    picked = t.values.astype(bool) if t.mask is None else t.values.astype(bool) & ~t.mask
     values = np.where(picked, *(v.values if isinstance(v, Col) else v for v in (then, otherwise)))
     then_mask = _mask(then) if _mask(then) is not None else np.zeros(ev.n, dtype=bool)
     other_mask = _mask(otherwise) if _mask(otherwise) is not None else np.zeros(ev.n, dtype=bool)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from compiler.errors import AmmlError
 
 
@@ -30,3 +32,12 @@ class PipelineError(AmmlError):
         if self.remote_traceback:
             text += "\n\nOriginal traceback (in the component's process):\n" + self.remote_traceback.rstrip()
         return text
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGINT: raised in the executor (so that `finally` blocks stop every child) and by `amml` itself;
+    ``signum`` says which (a command line exits with 128 + signum)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"received signal {signal.Signals(signum).name}")
+        self.signum = signum

@@ -53,7 +53,7 @@ from compiler.components import ComponentRegistry
 
 from . import transport
 from .component import AbstractComponent, ComponentContext, Event
-from .errors import PipelineError
+from .errors import PipelineError, Terminated
 from .plan import Stage, emitters, listeners, load_component_class, make_plan
 from .stage_driver import Counters, SendersDone, StageDriver
 
@@ -475,15 +475,6 @@ def _stall_message(stage: Stage, pid: int, seconds: float) -> str:
     if state == psutil.STATUS_STOPPED:
         return f"{head}: its process is stopped (SIGSTOP or a debugger); `kill -CONT {pid}` resumes it"
     return f"{head}: its process is {state}, busy in one call or blocked by the next component"
-
-
-class Terminated(BaseException):
-    """Raised in the parent by SIGTERM/SIGINT so that `finally` blocks stop every child; ``signum`` says which
-    (a command line exits with 128 + signum)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"received signal {signal.Signals(signum).name}")
-        self.signum = signum
 
 
 def _install_termination_handlers(processes: dict[int, Any], received: list[int]) -> dict[int, Any]:

@@ -6,6 +6,7 @@ Neither needs a process of its own.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,13 +38,13 @@ class Stage:
     def where(self) -> str:
         return f"`{self.name}` (position {self.position} in its pipe, line {self.line})"
 
-    @property
+    @functools.cached_property  # read for every event a single-process run delivers
     def emits(self) -> str | None:
         """The event this component sends, if its spec declares one: the value of the parameter that names it
         (alert's `event`)."""
         return self._event_named_by(self.spec.emits)
 
-    @property
+    @functools.cached_property
     def listens_to(self) -> str | None:
         """The event this component waits for, if its spec declares one (snapshot's `on`)."""
         return self._event_named_by(self.spec.listens)

@@ -254,7 +254,7 @@ def test_escapes_giving_real_characters_are_fine_and_cacheable(tmp_path: Path) -
     program = compile_text(derive("'\\U0001f600' + '\\N{DEGREE SIGN}' + '\\xe9'"))
     cache = compiler.ProgramCache(tmp_path)
     cache.put("k", program)
-    assert compiler.ProgramCache(tmp_path).get("k") is not None
+    assert compiler.ProgramCache(tmp_path).get("k").to_json() == program.to_json()
 
 
 # ---- 5. a type error at run time names the component and the record --------------------------------

@@ -1,1 +1,1 @@
-"""Alembic migrations of the registry tables (run by `ModelRegistry`, never imported as code)."""
+"""Alembic migrations of the registry tables (run by `registry/database.py`'s `migrate`, never imported as code)."""

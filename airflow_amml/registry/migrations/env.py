@@ -1,7 +1,7 @@
 """Alembic environment: migrations run on the connection the registry hands over (no alembic.ini).
 
 No `logging.config.fileConfig` here: it would reset the logging of the process that migrates (an Airflow
-task, the api-server, the CLI). `ModelRegistry.migrate` keeps alembic's INFO lines quiet instead."""
+task, the api-server, the CLI). `registry/database.py` keeps alembic's INFO lines quiet instead."""
 
 from alembic import context
 
