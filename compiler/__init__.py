@@ -17,7 +17,7 @@ import os
 from .bytecode import Code, PipelineCode, Program, disassemble
 from .cache import ProgramCache, cache_key
 from .components import ComponentRegistry, ComponentSpec, Kind, ParamType, default_registry, param
-from .errors import AmmlCompileErrors, AmmlError, AmmlLimitError
+from .errors import AmmlCompileErrors, AmmlError, AmmlLimitError, SourceError
 from .workflow import Graph, build_graph
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "PipelineCode",
     "Program",
     "ProgramCache",
+    "SourceError",
     "build_graph",
     "compile_file",
     "compile_source",
@@ -58,7 +59,7 @@ def compile_source(
     registry: ComponentRegistry | None = None,
     cache: ProgramCache | None = None,
 ) -> Program:
-    """Compile AMML source text; raise an :class:`AmmlError` (with file:line:column) if it is wrong."""
+    """Compile AMML source text; raise a :class:`SourceError` (with file:line:column) if it is wrong."""
     # A byte-order mark (parser.BOM) is not text: drop it before the cache key and the error context, so
     # columns count from the first character after it. (The parser, imported below, is not needed on a hit.)
     text = text.removeprefix("\ufeff")

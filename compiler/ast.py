@@ -142,7 +142,7 @@ class Param:
 
 
 @dataclass(frozen=True, slots=True)
-class Stage:
+class Step:
     """``name key=expr, ...``: a component, or (without parameters) a reference to a named flow."""
 
     name: str
@@ -164,8 +164,8 @@ class Split:
 
 @dataclass(frozen=True, slots=True)
 class Pipe:
-    head: Stage | Join
-    stages: tuple[Stage, ...]
+    head: Step | Join
+    steps: tuple[Step, ...]
     split: Split | None
     pos: Pos
 

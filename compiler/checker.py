@@ -16,11 +16,11 @@ from .components import ComponentRegistry, ComponentSpec, Kind, ParamSpec, Param
 from .dag_block import check_dag_settings, check_file_dag_id, task_id_problem
 from .errors import (
     AmmlCompileErrors,
-    AmmlError,
     AmmlFlowError,
     AmmlLimitError,
     AmmlNameError,
     AmmlTypeError,
+    SourceError,
     did_you_mean,
     one_of,
 )
@@ -40,7 +40,7 @@ SPLIT_HINT = ("a pipeline runs one process per component: split the work into pi
               "(one `derive` computes many columns, one `filter` can test many conditions with `and`)")
 
 
-def _err(cls: type[AmmlError], msg: str, pos: ast.Pos, hint: str | None = None) -> AmmlError:
+def _err(cls: type[SourceError], msg: str, pos: ast.Pos, hint: str | None = None) -> SourceError:
     return cls(msg, line=pos.line, column=pos.column, hint=hint)
 
 
@@ -60,11 +60,11 @@ class Checker:
         self.module = module
         self.registry = registry
         self.source = source
-        self.errors: list[AmmlError] = []
+        self.errors: list[SourceError] = []
         self.declared_params: set[str] | None = None
         self.unchecked_pipelines: set[str] = set()
 
-    def error(self, error: AmmlError) -> None:
+    def error(self, error: SourceError) -> None:
         self.errors.append(error)
 
     # ---- entry point ------------------------------------------------------------------------------
@@ -81,7 +81,7 @@ class Checker:
         for scope in self._within_limits(scopes):
             try:
                 pipelines.append(self._pipeline(scope))
-            except AmmlError as exc:  # a pipeline too broken to continue; others are still checked
+            except SourceError as exc:  # a pipeline too broken to continue; others are still checked
                 self.error(exc)
         self._check_pipeline_order(scopes)
         if self.errors:
@@ -179,12 +179,12 @@ class Checker:
             kept.append(scope)
         return kept
 
-    def _components(self, scope: _Scope) -> list[ast.Stage]:
+    def _components(self, scope: _Scope) -> list[ast.Step]:
         """The stages of a pipeline that make a component (a process), in the order they are written."""
-        stages: list[ast.Stage] = []
+        stages: list[ast.Step] = []
         for stmt in scope.statements:
-            for stage in (stmt.pipe.head, *stmt.pipe.stages):
-                if isinstance(stage, ast.Stage) and stage.name in self.registry:
+            for stage in (stmt.pipe.head, *stmt.pipe.steps):
+                if isinstance(stage, ast.Step) and stage.name in self.registry:
                     stages.append(stage)
         return stages
 
@@ -275,8 +275,8 @@ class Checker:
         return []
 
     def _ends_in_egress(self, stmt: ast.Statement, name: str) -> bool:
-        last = stmt.pipe.stages[-1] if stmt.pipe.stages else stmt.pipe.head
-        if stmt.pipe.split is not None or not isinstance(last, ast.Stage):
+        last = stmt.pipe.steps[-1] if stmt.pipe.steps else stmt.pipe.head
+        if stmt.pipe.split is not None or not isinstance(last, ast.Step):
             return False
         spec = self.registry.get(last.name)
         return spec is not None and spec.kind is Kind.EGRESS
@@ -287,7 +287,7 @@ class Checker:
         pipe = stmt.pipe
         em.wf("WF_NEW_FLOW", None, pipe.pos)
         last_kind = self._head(scope, pipe.head, em, used)
-        for stage in pipe.stages:
+        for stage in pipe.steps:
             if stage.name in scope.flows and not stage.params:
                 self.error(_err(AmmlFlowError, f"flow `{stage.name}` cannot be read in the middle of a pipe",
                                 stage.pos, f"start a pipe with it, or merge flows with `join {stage.name}, ...`"))
@@ -318,7 +318,7 @@ class Checker:
     def _all_reads(self, scope: _Scope) -> set[str]:
         return {n for s in scope.statements for n in self._flow_reads(scope, s)}
 
-    def _head(self, scope: _Scope, head: ast.Stage | ast.Join, em: _Emitter, used: set[str]) -> Kind | None:
+    def _head(self, scope: _Scope, head: ast.Step | ast.Join, em: _Emitter, used: set[str]) -> Kind | None:
         if isinstance(head, ast.Join):
             for name, pos in head.flows:
                 self._need_flow(scope, name, pos)
@@ -347,7 +347,7 @@ class Checker:
                             did_you_mean(name, known) or (f"flows here: {one_of(known)}" if known else
                                                           f"define it first: `{name} = source ...`")))
 
-    def _spec(self, stage: ast.Stage, scope: _Scope) -> ComponentSpec | None:
+    def _spec(self, stage: ast.Step, scope: _Scope) -> ComponentSpec | None:
         spec = self.registry.get(stage.name)
         if spec is None:
             candidates = [*self.registry, *scope.flows]
@@ -358,7 +358,7 @@ class Checker:
 
     # ---- components and parameters ----------------------------------------------------------------
 
-    def _component(self, stage: ast.Stage, spec: ComponentSpec, em: _Emitter) -> None:
+    def _component(self, stage: ast.Step, spec: ComponentSpec, em: _Emitter) -> None:
         if len(stage.params) > MAX_PARAMS_PER_COMPONENT:
             self.error(_err(AmmlLimitError, f"`{stage.name}` has more than {MAX_PARAMS_PER_COMPONENT} parameters",
                             stage.params[MAX_PARAMS_PER_COMPONENT].pos,
@@ -381,7 +381,7 @@ class Checker:
             try:
                 value = fold(p.value)
                 self._check_param(stage, pspec, p, value)
-            except AmmlError as exc:
+            except SourceError as exc:
                 self.error(exc)
                 continue
             assignments.append((p.name, value))
@@ -394,7 +394,7 @@ class Checker:
             em.callback(compile_callback(assignments), stage.pos)
         em.wf("WF_ADD_COMPONENT", None, stage.pos)
 
-    def _check_param(self, stage: ast.Stage, pspec: ParamSpec, p: ast.Param, value: ast.Expr) -> None:
+    def _check_param(self, stage: ast.Step, pspec: ParamSpec, p: ast.Param, value: ast.Expr) -> None:
         fields, params = reads(value)
         for name in params:
             if self.declared_params is not None and name not in self.declared_params:

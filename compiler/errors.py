@@ -1,7 +1,8 @@
-"""One rooted error hierarchy for everything a user can get wrong in an AMML file.
+"""One rooted error hierarchy for everything a user can get wrong: an AMML file, a model's YAML, a run, the registry.
 
-Every error carries the file, line and column, renders the offending source line with a caret under the
-column, and may end with a hint (usually "did you mean ...?"). The shape follows lark's ``get_context``
+:class:`AmmlError` is the root: what is wrong and, as a hint, how to fix it (usually "did you mean ...?").
+An error in a file is a :class:`SourceError`: it carries the file, line and column and renders the
+offending source line with a caret under the column. The shape follows lark's ``get_context``
 and bytewax's "what is wrong; what was received; how to fix it" messages.
 """
 
@@ -13,9 +14,42 @@ from pathlib import Path
 
 
 class AmmlError(Exception):
-    """Base class of every error caused by AMML input."""
+    """Root of every error caused by what a user wrote or configured: a message, and a hint how to fix it.
+
+    The root has no position: an error in a file is a :class:`SourceError`; one about something else names
+    its ``subject`` (``"model registry"``) instead of pretending to be a file.
+    """
 
     label = "error"
+    subject: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    @property
+    def location(self) -> str | None:
+        """Where the error is, as the first words of its text (None: nowhere in particular)."""
+        return self.subject
+
+    def context(self) -> str:
+        return ""
+
+    def __str__(self) -> str:
+        head = f"{self.location}: " if self.location else ""
+        parts = [f"{head}{self.label}: {self.message}"]
+        ctx = self.context()
+        if ctx:
+            parts.append(ctx)
+        if self.hint:
+            parts.append(f"hint: {self.hint}")
+        return "\n".join(parts)
+
+
+class SourceError(AmmlError):
+    """An error at a place in a source file (an AMML file, a model's YAML, the component a run names): its
+    text starts with ``file:line:column`` and shows the line with a caret under the column."""
 
     def __init__(
         self,
@@ -27,15 +61,13 @@ class AmmlError(Exception):
         source: str | None = None,
         hint: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, hint=hint)
         self.filename = filename
         self.line = line
         self.column = column
         self.source = source
-        self.hint = hint
 
-    def located(self, filename: str, source: str | None) -> AmmlError:
+    def located(self, filename: str, source: str | None) -> SourceError:
         """Attach the file name and text (errors raised deep inside know only line and column)."""
         self.filename = filename
         if self.source is None:
@@ -66,15 +98,6 @@ class AmmlError(Exception):
         gutter = f"{self.line:>4} | "
         return f"{gutter}{shown}\n{' ' * (len(gutter) - 2)}| {' ' * (caret - 1)}^"
 
-    def __str__(self) -> str:
-        parts = [f"{self.location}: {self.label}: {self.message}"]
-        ctx = self.context()
-        if ctx:
-            parts.append(ctx)
-        if self.hint:
-            parts.append(f"hint: {self.hint}")
-        return "\n".join(parts)
-
 
 CONTEXT_WIDTH = 60  # characters of a long source line shown on each side of the caret
 
@@ -93,52 +116,52 @@ def _line_bounds(source: str, line: int) -> tuple[int, int] | None:
     return start, len(source) if end < 0 else end
 
 
-class AmmlSyntaxError(AmmlError):
+class AmmlSyntaxError(SourceError):
     label = "syntax error"
 
 
-class AmmlNameError(AmmlError):
+class AmmlNameError(SourceError):
     """An unknown component, parameter, flow, function or method."""
 
     label = "name error"
 
 
-class AmmlTypeError(AmmlError):
+class AmmlTypeError(SourceError):
     """A value of the wrong type: a parameter, a constant expression, a setting."""
 
     label = "type error"
 
 
-class AmmlFlowError(AmmlError):
+class AmmlFlowError(SourceError):
     """A workflow that cannot run: cycles, egress in the middle of a pipe, unused or undefined flows."""
 
     label = "flow error"
 
 
-class AmmlLimitError(AmmlError):
+class AmmlLimitError(SourceError):
     """Input that would cost too much to compile or evaluate: huge constants, deep nesting."""
 
     label = "limit exceeded"
 
 
-class AmmlSafetyError(AmmlError):
+class AmmlSafetyError(SourceError):
     """Attempts to reach outside the callback language (attributes, dunders, unknown methods)."""
 
     label = "not allowed"
 
 
-class AmmlRuntimeError(AmmlError):
+class AmmlRuntimeError(SourceError):
     """A failure while evaluating a callback on data (e.g. adding a string to a number)."""
 
     label = "runtime error"
 
 
-class AmmlCompileErrors(AmmlError):
+class AmmlCompileErrors(SourceError):
     """Several independent errors found in one file; ``errors`` holds each of them."""
 
     label = "errors"
 
-    def __init__(self, errors: list[AmmlError]) -> None:
+    def __init__(self, errors: list[SourceError]) -> None:
         first = errors[0]
         super().__init__(
             f"{len(errors)} errors", filename=first.filename, line=first.line, column=first.column
@@ -169,7 +192,7 @@ def one_of(candidates: Iterable[str], limit: int = 12) -> str:
     return ", ".join(shown)
 
 
-def read_text(path: str | Path, error: type[AmmlError] = AmmlError) -> str:
+def read_text(path: str | Path, error: type[SourceError] = SourceError) -> str:
     """A source file's text (UTF-8), or `error` naming the file when it cannot be read."""
     try:
         return Path(path).read_text(encoding="utf-8")

@@ -14,14 +14,14 @@ from typing import Any
 from . import ast
 from . import bytecode as bc
 from . import semantics as sem
-from .errors import AmmlError, AmmlLimitError, AmmlNameError, AmmlSafetyError, AmmlTypeError, did_you_mean, one_of
+from .errors import AmmlLimitError, AmmlNameError, AmmlSafetyError, AmmlTypeError, SourceError, did_you_mean, one_of
 
 MAX_POWER_DIGITS = 308  # a float constant larger than ~1e308 is infinite: refuse it
 STRING_LIMIT_HINT = (f"strings are limited to {sem.MAX_STRING} characters; build long text outside AMML "
                      "(a catalog entry, a file) and read it as a field")
 
 
-def _err(cls: type[AmmlError], msg: str, pos: ast.Pos, hint: str | None = None) -> AmmlError:
+def _err(cls: type[SourceError], msg: str, pos: ast.Pos, hint: str | None = None) -> SourceError:
     return cls(msg, line=pos.line, column=pos.column, hint=hint)
 
 

@@ -152,8 +152,8 @@ def _expressions(items: list) -> list[ast.Expr]:
         else:
             statements.append(item)
     for stmt in statements:
-        for stage in (stmt.pipe.head, *stmt.pipe.stages):
-            if isinstance(stage, ast.Stage):
+        for stage in (stmt.pipe.head, *stmt.pipe.steps):
+            if isinstance(stage, ast.Step):
                 exprs.extend(p.value for p in stage.params)
     return exprs
 
@@ -367,9 +367,9 @@ class _ToAst(Transformer):
         return ast.Split(_names(children[1:]), _pos(children[0]))
 
     @v_args(inline=False)
-    def stage(self, children: list) -> ast.Stage:
+    def step(self, children: list) -> ast.Step:
         name, *params = children
-        return ast.Stage(str(name), tuple(params), _pos(name))
+        return ast.Step(str(name), tuple(params), _pos(name))
 
     def param(self, name: Token, value: ast.Expr) -> ast.Param:
         return ast.Param(str(name), value, _pos(name))

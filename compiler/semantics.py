@@ -32,6 +32,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .errors import AmmlError
+
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 # The longest string an operation may build (`+`, `.replace()`, `lower`/`upper`): without a bound,
@@ -39,8 +41,15 @@ INT_MAX = 2**63 - 1
 MAX_STRING = 65_536
 
 
-class SemanticError(Exception):
-    """A type error while evaluating a callback; the caller adds the location."""
+class SemanticError(AmmlError):
+    """A type error while evaluating a callback. Raised deep inside an operation that knows no position, it
+    is always reported by a caller that adds one (the compiler's constant folding, the VM naming the record),
+    so its text is the bare message."""
+
+    label = "runtime error"
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class StringLimitError(SemanticError):

@@ -4,10 +4,10 @@ data or a model file a model cannot take (raised while training or predicting, n
 from __future__ import annotations
 
 from airflow_amml.runtime.errors import PipelineError
-from compiler.errors import AmmlError
+from compiler.errors import SourceError
 
 
-class AmmlModelError(AmmlError):
+class AmmlModelError(SourceError):
     """A model definition (YAML) that is not valid: syntax, unknown names, wrong types or ranges, structure."""
 
     label = "model error"

@@ -6,10 +6,10 @@ from compiler.errors import AmmlError
 
 
 class RegistryError(AmmlError):
-    label = "registry error"
+    """A registry operation that failed: about the registry, not a place in a file."""
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message, filename="model registry", hint=hint)
+    label = "registry error"
+    subject = "model registry"
 
 
 class ModelNotFoundError(RegistryError):

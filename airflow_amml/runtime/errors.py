@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import signal
 
-from compiler.errors import AmmlError
+from compiler.errors import SourceError
 
 
-class PipelineError(AmmlError):
+class PipelineError(SourceError):
     """A pipeline failed while running: names the component, its position and the original traceback."""
 
     label = "pipeline failed"

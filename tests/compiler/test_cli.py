@@ -51,7 +51,7 @@ def test_compile_emits_bytecode_graph_and_json():
     dot = amml("compile", fig5, "--emit", "graph", "--format", "dot")
     assert "n0 -> n1;" in dot.stdout
     assert amml("compile", fig5, "--emit", "json").stdout.startswith("{")
-    assert "Stage(name='filter'" in amml("compile", fig5, "--emit", "ast").stdout
+    assert "Step(name='filter'" in amml("compile", fig5, "--emit", "ast").stdout
 
 
 def test_compile_unknown_pipeline_names_the_ones_that_exist():

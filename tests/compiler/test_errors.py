@@ -99,3 +99,31 @@ def test_caret_sits_under_the_column():
 def test_errors_in_one_pipeline_do_not_hide_another():
     errors = all_errors("pipeline a { fitler | print }\npipeline b { source | print }")
     assert {type(e) for e in errors} == {AmmlNameError, AmmlTypeError}
+
+
+def test_one_hierarchy_whose_root_claims_no_position():
+    """Every error a user can cause is an AmmlError; only SourceErrors carry a file position. The registry's
+    errors name their subject instead of a fake file name, and the VM's SemanticError is in the family."""
+    from airflow_amml.models.errors import AmmlModelError, ModelDataError
+    from airflow_amml.registry.errors import ModelNotFoundError, RegistryError
+    from airflow_amml.runtime.errors import PipelineError
+    from compiler.errors import AmmlError, SourceError
+    from compiler.semantics import SemanticError
+
+    for cls in (SourceError, PipelineError, AmmlModelError, ModelDataError, RegistryError, SemanticError):
+        assert issubclass(cls, AmmlError), cls
+    for cls in (PipelineError, AmmlModelError, AmmlNameError, AmmlTypeError):
+        assert issubclass(cls, SourceError), cls
+    for cls in (RegistryError, SemanticError):
+        assert not issubclass(cls, SourceError), cls
+
+    root = AmmlError("something is wrong", hint="fix it")
+    assert not hasattr(root, "filename") and root.location is None
+    assert str(root) == "error: something is wrong\nhint: fix it"
+    missing = ModelNotFoundError("no model `ett`", hint="amml model list")
+    assert not hasattr(missing, "filename")
+    assert str(missing) == "model registry: model not found: no model `ett`\nhint: amml model list"
+    # a SemanticError is always reported by a caller that adds the place: its own text is the bare message
+    assert str(SemanticError("cannot apply `+` to str and int")) == "cannot apply `+` to str and int"
+    located = SourceError("bad", filename="f.amml", line=2, column=3, source="a\nbcdef")
+    assert str(located).startswith("f.amml:2:3: error: bad\n")
