@@ -5,8 +5,10 @@
     amml components [NAME]                 the components the compiler knows, with their parameters
     amml run FILE [--pipeline NAME] [--mode multiprocess|single] [--param KEY=VALUE]
     amml model list|show|register|alias|gc  the model registry
+    amml evaluate FILE --data DIR --labels WINDOWS.json [--out DIR] [--json]   a detector scored on labelled series
 
-No Airflow, database or HDFS is needed for any of these.
+No Airflow, database or HDFS is needed for any of these (with `AMML_REGISTRY_CONN_ID`/`AMML_ARTIFACT_CONN_ID`
+set, Airflow resolves those connections, as in the tasks).
 
 Exit status: 0 success; 1 an error in the input (every error is printed as file:line:column and a hint, never
 a traceback: set ``AMML_DEBUG=1`` to see one for an unexpected failure); 2 a usage error (a bad option or
@@ -25,11 +27,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_amml.runtime.errors import Terminated
 from compiler import AmmlCompileErrors, AmmlError, build_graph, compile_file, default_registry, disassemble
-from compiler.dag_block import runtime_settings
+
+if TYPE_CHECKING:
+    from airflow_amml.run_config import RunConfig
 
 MODEL_SUFFIXES = (".yaml", ".yml")
 
@@ -227,38 +231,51 @@ def cmd_components(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from airflow_amml.detection.evaluate import cmd_evaluate as evaluate
+
+    folder = Path(args.file).resolve().parent
+    return evaluate(args, _run_config(model_paths=(folder / "models", folder)))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import logging
 
-    from airflow_amml.runtime.executor import run_pipeline
+    from airflow_amml.run import run_program
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     program = compile_file(args.file)
     # a dag block declares every run parameter (the compiler refuses `params.X` it does not declare)
     declared = dict(program.dag.get("params", {})) if program.dag is not None else None
-    defaults = dict(declared or {})
     run_params = _run_params(args.param or (), declared)
-    pipelines = [program.pipeline(args.pipeline)] if args.pipeline else list(program.pipelines)
     folder = Path(args.file).resolve().parent
-    settings = {
-        "model_paths": [str(folder / "models"), str(folder)],
-        "lineage": {"source_hash": program.source_hash},
-        **runtime_settings(program.dag),
-    }
-    if args.batch_rows is not None:
-        settings["batch_rows"] = args.batch_rows
-    if args.flush_delay is not None:
-        settings["flush_delay"] = args.flush_delay
-    for pipeline in pipelines:
-        result = run_pipeline(
-            pipeline,
-            run_params={**defaults, **run_params},
-            settings=settings,
-            mode=args.mode,
-            filename=str(args.file),
-        )
-        del result  # the executor logs the per-component summary
+    flags = {"batch_rows": args.batch_rows, "flush_delay": args.flush_delay}
+    config = _run_config(
+        model_paths=(folder / "models", folder), **{name: value for name, value in flags.items() if value is not None}
+    )
+    # the executor logs each pipeline's per-component summary
+    run_program(
+        program,
+        pipelines=[args.pipeline] if args.pipeline else None,
+        params=run_params,
+        config=config,
+        mode=args.mode,
+        filename=str(args.file),
+    )
     return 0
+
+
+def _run_config(**overrides: Any) -> RunConfig:
+    """The environment's configuration. On a machine with Airflow, `AMML_REGISTRY_CONN_ID` and
+    `AMML_ARTIFACT_CONN_ID` name the connections the tasks use (`docker compose exec worker amml model list`):
+    only then is Airflow imported, to resolve them."""
+    from airflow_amml.run_config import CONNECTION_VARIABLES, RunConfig
+
+    if any(os.environ.get(variable) for variable in CONNECTION_VARIABLES):
+        from operators.connections import connection_overrides
+
+        overrides = {**connection_overrides(os.environ), **overrides}
+    return RunConfig.from_environment(os.environ, **overrides)
 
 
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -312,7 +329,7 @@ def _typed_param(key: str, raw: str, default: Any) -> Any:
 def _registry():
     from airflow_amml.registry import ModelRegistry
 
-    return ModelRegistry.from_settings()
+    return ModelRegistry.from_config(_run_config())
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -440,6 +457,24 @@ def build_parser() -> argparse.ArgumentParser:
     mgc.add_argument("--grace", type=_seconds, default=3600.0, help="only files older than this many seconds")
     mgc.add_argument("--dry-run", action="store_true")
     model.set_defaults(func=cmd_model)
+
+    ev = sub.add_parser(
+        "evaluate", help="score a detection pipeline on labelled series (NAB layout): NAB score, event F1, MTTD"
+    )
+    ev.add_argument("file")
+    ev.add_argument("--data", required=True, help="folder of <category>/<name>.csv series (timestamp,value)")
+    ev.add_argument("--labels", required=True, help='windows: {"category/name.csv": [["start", "end"], ...]}')
+    ev.add_argument("--out", help="also write NAB result files OUT/<category>/<detector>_<name>.csv")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.add_argument("--score-column", default="anomaly_score", help="the records' score (default anomaly_score)")
+    ev.add_argument("--flag-column", default="anomaly_flag", help="the records' flag (default anomaly_flag)")
+    ev.add_argument("--threshold", type=float, default=0.5, help="fixed threshold on the score without a flag")
+    ev.add_argument("--pipeline", help="the pipeline to run, when the file has several")
+    ev.add_argument(
+        "--mode", choices=("multiprocess", "single"), default="single", help="executor mode per series (default single)"
+    )
+    ev.add_argument("--detector", help="the detector's name in result files (default: from the file name)")
+    ev.set_defaults(func=cmd_evaluate)
 
     comps = sub.add_parser("components", help="list components and their parameters")
     comps.add_argument("name", nargs="?")

@@ -11,8 +11,9 @@ permission to view plugins. FastAPI's HTML docs pages (/docs, /redoc) are off: t
 dependency and load their scripts from a CDN. Read-only, and it never shows secrets.
 
 Each request opens the registry from the configuration as it is then (a changed AMML_ARTIFACTS is seen at
-once); that costs no connection and no schema check, as the engine is cached per process and the schema is
-checked once per process (`registry/database.py`).
+once), as the tasks do: the environment, with `AMML_REGISTRY_CONN_ID`/`AMML_ARTIFACT_CONN_ID` resolved
+through Airflow (`operators/connections.py`). That costs no database connection and no schema check, as the
+engine is cached per process and the schema is checked once per process (`registry/database.py`).
 
 Errors are JSON `{"detail": "..."}`: 400 for a malformed reference, 404 for an unknown model, 503 when the
 registry cannot be reached or is misconfigured.
@@ -34,7 +35,7 @@ def create_app() -> Any:
     from airflow.api_fastapi.core_api.security import requires_access_view
     from fastapi import Depends, FastAPI, HTTPException
 
-    from airflow_amml.registry import ModelRegistry, RegistryError
+    from airflow_amml.registry import RegistryError
 
     app = FastAPI(
         title="AMML models",
@@ -51,7 +52,7 @@ def create_app() -> Any:
 
     def registry_call(fn: Any, *args: Any) -> Any:
         try:
-            return fn(ModelRegistry.from_settings(), *args)
+            return fn(_registry(), *args)
         except RegistryError as exc:
             detail = f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message
             raise HTTPException(status_code=_status(exc), detail=detail) from exc
@@ -69,6 +70,14 @@ def create_app() -> Any:
         return entry(registry_call(lambda registry: registry.resolve(ref)))
 
     return app
+
+
+def _registry() -> Any:
+    from airflow_amml.registry import ModelRegistry
+    from airflow_amml.run_config import RunConfig
+    from operators.connections import connection_overrides
+
+    return ModelRegistry.from_config(RunConfig.from_environment(**connection_overrides()))
 
 
 def _status(exc: Exception) -> int:

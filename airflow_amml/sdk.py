@@ -39,10 +39,11 @@ The base classes (see :mod:`airflow_amml.runtime.component` for the order of cal
 * :class:`AbstractEgress` consumes them in ``write(batch)``, then flushes in ``finish()``.
 
 Each has ``self.params`` (parameters that are the same for every record, defaults filled in),
-``self.context`` (run parameters, settings, ``emit_event``), ``open()``/``close()``, ``on_event(event)``,
-and reads per-record parameters (``expr`` and ``cond``) from a batch with ``self.condition(batch, name)``
-(a boolean keep-mask) and ``self.column(batch, name)`` (a Series). A component that evaluates several at
-once calls ``self.evaluate(batch)`` and converts each value with :func:`as_series` or :func:`as_mask`.
+``self.context`` (``run_params``, ``config`` — the run's :class:`RunConfig`: folders, databases — and
+``emit_event``), ``open()``/``close()``, ``on_event(event)``, and reads per-record parameters (``expr`` and
+``cond``) from a batch with ``self.condition(batch, name)`` (a boolean keep-mask) and
+``self.column(batch, name)`` (a Series). A component that evaluates several at once calls
+``self.evaluate(batch)`` and converts each value with :func:`as_series` or :func:`as_mask`.
 
 A failure the user can fix is a :class:`PipelineError` (say what is wrong, then ``hint=`` how to fix it);
 the executor adds the component's name and line. Anything else is reported as a bug, with its traceback.
@@ -53,6 +54,7 @@ from __future__ import annotations
 from compiler import ComponentSpec, Kind, ParamType, param
 from compiler.vm import normalize_value
 
+from .run_config import RunConfig
 from .runtime.batch_vm import as_mask
 from .runtime.columns import Col, as_series
 from .runtime.component import (
@@ -77,6 +79,7 @@ __all__ = [
     "Kind",
     "ParamType",
     "PipelineError",
+    "RunConfig",
     "as_mask",
     "as_series",
     "normalize_value",

@@ -1,17 +1,17 @@
 """Where AMML keeps its tables (alerts, snapshots, sink tables and, later, the model registry) and the files
-that pipelines read and write.
+that pipelines read and write, as the run's :class:`~airflow_amml.run_config.RunConfig` says.
 
 The database is chosen by configuration only, first match wins:
-  1. a `db=NAME` parameter on the component: a database the deployment declared by name, in the run's
-     settings (`databases`) or in ``$AMML_DATABASES`` (a JSON object ``{"NAME": "SQLAlchemy URL"}``);
+  1. a `db=NAME` parameter on the component: a database the deployment declared by name
+     (``config.databases``, from ``$AMML_DATABASES``, a JSON object ``{"NAME": "SQLAlchemy URL"}``);
      a pipeline never gives a URL itself (a URL could open any file as SQLite, or any host),
-  2. the run's settings (`db_url`, set by the Airflow operator from a connection),
-  3. the environment variable ``AMML_DB_URL``,
-  4. the embedded default: a SQLite file ``$AMML_HOME/amml.db`` (``AMML_HOME`` defaults to ``~/.local/share/amml``).
+  2. ``config.db_url`` (``$AMML_DB_URL``, or the Airflow operator's ``db_conn_id``),
+  3. the embedded default: a SQLite file ``amml.db`` in ``config.home`` (``$AMML_HOME``, default
+     ``~/.local/share/amml``).
 
 Files are confined to roots set by the deployment, because a path in a pipeline (or a trigger param) is
-untrusted: sinks write under the output root (the run's `output_root` setting, else ``$AMML_OUTPUT_ROOT``,
-else ``$AMML_HOME/output``), `logsource` reads under the input root (`input_root`, ``$AMML_INPUT_ROOT``,
+untrusted: sinks write under the output root (``config.output_root``: ``$AMML_OUTPUT_ROOT``, else
+``$AMML_HOME/output``), `logsource` reads under the input root (``$AMML_INPUT_ROOT``, else
 ``$AMML_HOME/input``). Relative paths are taken from the root; a path that leaves it (``..``, an absolute
 path elsewhere, a symbolic link pointing out), that is not a regular file (a device, FIFO, socket or
 folder), or that lies in the Airflow dags folder (files there are run by Airflow) is refused.
@@ -20,64 +20,35 @@ folder), or that lies in the Airflow dags folder (files there are run by Airflow
 from __future__ import annotations
 
 import functools
-import json
 import os
 import stat
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from airflow_amml.run_config import RunConfig
 from airflow_amml.runtime.errors import PipelineError
 from compiler.value_checks import FileSuffix
-
-
-def amml_home() -> Path:
-    return Path(os.environ.get("AMML_HOME", Path.home() / ".local" / "share" / "amml"))
-
 
 # ---- databases ------------------------------------------------------------------------------------------
 
 
-def database_url(explicit: str | None = None, settings: Mapping[str, Any] | None = None) -> str:
-    """The URL of the database: ``explicit`` is trusted (deployment configuration), never a pipeline's."""
-    if explicit:
-        return explicit
-    if settings and settings.get("db_url"):
-        return str(settings["db_url"])
-    if os.environ.get("AMML_DB_URL"):
-        return os.environ["AMML_DB_URL"]
-    home = amml_home()
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'amml.db'}"
+def database_url(config: RunConfig) -> str:
+    """The URL of AMML's own database (alerts, snapshots, sinks without `db=`)."""
+    if config.db_url:
+        return config.db_url
+    config.home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{config.home / 'amml.db'}"
 
 
-def declared_databases(settings: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """The databases a pipeline may name with `db=NAME`: the run's `databases`, else ``$AMML_DATABASES``."""
-    if settings and settings.get("databases"):
-        return {str(k): str(v) for k, v in dict(settings["databases"]).items()}
-    raw = os.environ.get("AMML_DATABASES")
-    if not raw:
-        return {}
-    try:
-        declared = json.loads(raw)
-    except ValueError as exc:
-        raise PipelineError(
-            f"AMML_DATABASES is not JSON: {exc}", hint='set it to an object such as {"warehouse": "postgresql://..."}'
-        ) from exc
-    if not isinstance(declared, dict):
-        raise PipelineError("AMML_DATABASES must be a JSON object mapping names to SQLAlchemy URLs")
-    return {str(k): str(v) for k, v in declared.items()}
-
-
-def named_database_url(component: str, name: str | None, settings: Mapping[str, Any] | None = None) -> str:
+def named_database_url(component: str, name: str | None, config: RunConfig) -> str:
     """The URL behind a component's `db=NAME` (None: the default database)."""
     if name is None:
-        return database_url(None, settings)
+        return database_url(config)
     from compiler.errors import did_you_mean, one_of
 
-    declared = declared_databases(settings)
+    declared = config.databases
     if name in declared:
         return declared[name]
     what = "a database URL" if "://" in str(name) or str(name).startswith("sqlite") else f"unknown database `{name}`"
@@ -87,6 +58,27 @@ def named_database_url(component: str, name: str | None, settings: Mapping[str, 
         f"({one_of(declared)})" + (f"; {closest}" if closest else ""),
         hint="leave `db` out to write to the default database, or declare the database by name in "
         'AMML_DATABASES (e.g. {"warehouse": "postgresql://..."})',
+    )
+
+
+def declared_webhooks(config: RunConfig) -> dict[str, str]:
+    """The webhooks a pipeline may name with `alert webhook=NAME` (``config.webhooks``, from ``$AMML_WEBHOOKS``)."""
+    return dict(config.webhooks)
+
+
+def named_webhook_url(component: str, name: str, config: RunConfig) -> str:
+    """The URL behind a component's `webhook=NAME`; a pipeline never gives a URL itself (SSRF)."""
+    from compiler.errors import did_you_mean, one_of
+
+    declared = declared_webhooks(config)
+    if name in declared:
+        return declared[name]
+    what = "a URL" if "://" in str(name) else f"unknown webhook `{name}`"
+    closest = did_you_mean(str(name), declared)
+    raise PipelineError(
+        f"`{component} webhook=...`: {what}; a pipeline names one of the webhooks the deployment declares "
+        f"({one_of(declared)})" + (f"; {closest}" if closest else ""),
+        hint='declare the webhook by name in AMML_WEBHOOKS (e.g. {"ops": "https://..."}), then webhook="ops"',
     )
 
 
@@ -118,38 +110,27 @@ def _fresh_pools_after_fork() -> None:
 os.register_at_fork(after_in_child=_fresh_pools_after_fork)
 
 
-def engine(explicit: str | None = None, settings: Mapping[str, Any] | None = None) -> sa.Engine:
-    return engine_for(database_url(explicit, settings))
+def engine(config: RunConfig) -> sa.Engine:
+    """The engine of AMML's own database (:func:`database_url`)."""
+    return engine_for(database_url(config))
 
 
 # ---- files ----------------------------------------------------------------------------------------------
 
 
-def output_root(settings: Mapping[str, Any] | None = None) -> Path:
-    configured = (settings or {}).get("output_root") or os.environ.get("AMML_OUTPUT_ROOT")
-    return Path(configured) if configured else amml_home() / "output"
+def output_root(config: RunConfig) -> Path:
+    return config.output_root or config.home / "output"
 
 
-def input_root(settings: Mapping[str, Any] | None = None) -> Path:
-    configured = (settings or {}).get("input_root") or os.environ.get("AMML_INPUT_ROOT")
-    return Path(configured) if configured else amml_home() / "input"
+def input_root(config: RunConfig) -> Path:
+    return config.input_root or config.home / "input"
 
 
-def dags_folder(settings: Mapping[str, Any] | None = None) -> Path:
-    """Airflow's dags folder (its default when nothing says otherwise): every file there may be run."""
-    configured = (settings or {}).get("dags_folder") or os.environ.get("AIRFLOW__CORE__DAGS_FOLDER")
-    if configured:
-        return Path(configured)
-    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "dags"
-
-
-def output_file(component: str, raw: Any, suffix: str, settings: Mapping[str, Any] | None = None) -> Path:
+def output_file(component: str, raw: Any, suffix: str, config: RunConfig) -> Path:
     """Where a sink may write ``path=raw``: a new or regular ``suffix`` file under the output root, outside
     the dags folder. Symbolic links are resolved first, so the returned path is the file really written."""
-    root = output_root(settings)
-    env = "output_root setting" if (settings or {}).get("output_root") else "AMML_OUTPUT_ROOT"
-    path = _inside(component, raw, root, env, create_root=True)
-    dags = _resolved(dags_folder(settings))
+    path = _inside(component, raw, output_root(config), "AMML_OUTPUT_ROOT", create_root=True)
+    dags = _resolved(config.dags_folder)
     if dags is not None and path.is_relative_to(dags):
         raise PipelineError(
             f"`{component} path={raw!r}`: {path} is in the Airflow dags folder {dags}, whose files Airflow runs",
@@ -162,11 +143,9 @@ def output_file(component: str, raw: Any, suffix: str, settings: Mapping[str, An
     return path
 
 
-def input_file(component: str, raw: Any, settings: Mapping[str, Any] | None = None) -> Path:
+def input_file(component: str, raw: Any, config: RunConfig) -> Path:
     """The regular file a source may read for ``path=raw``: under the input root, symbolic links resolved."""
-    root = input_root(settings)
-    env = "input_root setting" if (settings or {}).get("input_root") else "AMML_INPUT_ROOT"
-    path = _inside(component, raw, root, env, create_root=False)
+    path = _inside(component, raw, input_root(config), "AMML_INPUT_ROOT", create_root=False)
     _regular_or_new(component, raw, path, must_exist=True, example="app.log")
     return path
 

@@ -1,4 +1,9 @@
-"""Tables the runtime writes: alerts and snapshots (Fig. 7). Created on first use.
+"""Tables the runtime writes: alerts and snapshots (Fig. 7).
+
+The alerts table and the default snapshot table belong to the runtime database's migration history
+(:mod:`airflow_amml.runtime_db`): :func:`ensure_alert_tables` brings them to the current shape, keeping the
+rows of older versions. A snapshot table a pipeline names itself (`snapshot table=...`) is created on first
+use, under the same lock, and one of the shape before alerts had ids gains the ``alert_id`` column in place.
 
 Table names given in a pipeline (`snapshot table=`, `sql_sink table=`) are untrusted: they must be plain
 identifiers, and never one of AMML's own tables (alerts, snapshots of another shape, the model registry,
@@ -8,10 +13,12 @@ SQLAlchemy Core on :class:`sqlalchemy.Table` objects, so names are quoted by the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import sqlalchemy as sa
 
+from airflow_amml import runtime_db
 from airflow_amml.runtime.errors import PipelineError
 from compiler.value_checks import table_name_problem
 
@@ -28,7 +35,23 @@ alerts = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("position", sa.BigInteger, nullable=False),
     sa.Column("record", sa.Text, nullable=False),  # the triggering record, as JSON
+    # since revision 0002 (null in the rows of older versions)
+    sa.Column("record_time", sa.DateTime(timezone=True)),  # the record's own time, when it has one
+    sa.Column("score", sa.Float),  # the record's anomaly score, when it has one
+    sa.Column("trigger_values", sa.Text),  # the values the condition read (or `values=`), as JSON
+    sa.Column("dag_id", sa.String(250)),  # the Airflow run that raised it (null outside Airflow)
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("task_id", sa.String(250)),
+    sa.Column("notify_status", sa.String(20)),  # NOTIFY_* below; null: nobody to notify
+    sa.Column("notify_attempts", sa.Integer),
+    sa.Column("notify_error", sa.Text),
+    sa.Column("snapshot_status", sa.String(20)),  # SNAPSHOT_* below; null: no snapshot asked with the alert
+    sa.Index("ix_amml_alerts_run", "dag_id", "run_id", "task_id"),
 )
+
+NOTIFY_PENDING, NOTIFY_SENT, NOTIFY_FAILED = "pending", "sent", "failed"
+# the records before the alert are saved with it; the records after it are still to come
+SNAPSHOT_AFTER_PENDING, SNAPSHOT_COMPLETE = "after_pending", "complete"
 
 SNAPSHOT_DEFAULT = "amml_snapshots"
 
@@ -54,26 +77,58 @@ def snapshot_table(name: str) -> sa.Table:
         sa.Column("alert_position", sa.BigInteger, nullable=False),
         sa.Column("row_position", sa.BigInteger, nullable=False),
         sa.Column("record", sa.Text, nullable=False),
+        sa.Column("alert_id", sa.BigInteger, index=True),  # the alert row it belongs to (null: older rows)
     )
+
+
+# a snapshot table as versions before alert ids made it: upgraded in place
+_SNAPSHOT_COLUMNS_BEFORE_ALERT_IDS = {
+    "id", "snapshot_id", "saved_at", "event", "alert_position", "row_position", "record"
+}  # fmt: skip
+
+
+def ensure_alert_tables(engine: sa.Engine) -> None:
+    """The alerts table and the default snapshot table at the current revision (once per process)."""
+    runtime_db.migrate(engine)
 
 
 def ensure_snapshot_table(component: str, engine: sa.Engine, name: object) -> sa.Table:
     """The snapshot table ``name``, created if missing; an existing table of another shape is refused (a
     pipeline must not append snapshot rows to, say, another pipeline's sink table)."""
     table = snapshot_table(check_table_name(component, name, allowed=(SNAPSHOT_DEFAULT,)))
-    with engine.connect() as conn:
-        inspector = sa.inspect(conn)
-        if inspector.has_table(table.name):
-            found = {c["name"] for c in inspector.get_columns(table.name)}
-            if found != set(table.c.keys()):
-                raise PipelineError(
-                    f"`{component} table={table.name!r}`: the table exists and is not a snapshot table "
-                    f"(its columns: {sorted(found)})",
-                    hint=f"name a new table, or leave `table` out for `{SNAPSHOT_DEFAULT}`",
-                )
-    ensure(engine, table)
+    ensure_alert_tables(engine)
+    if _snapshot_columns(engine, table.name) == set(table.c.keys()):
+        return table
+    with runtime_db.schema_lock(engine), engine.begin() as conn:  # one process creates or upgrades it
+        found = _snapshot_columns(conn, table.name)
+        if found is None:
+            table.create(conn)
+        elif found == _SNAPSHOT_COLUMNS_BEFORE_ALERT_IDS:
+            _add_alert_id(conn, table)
+        elif found != set(table.c.keys()):
+            raise PipelineError(
+                f"`{component} table={table.name!r}`: the table exists and is not a snapshot table "
+                f"(its columns: {sorted(found)})",
+                hint=f"name a new table, or leave `table` out for `{SNAPSHOT_DEFAULT}`",
+            )
     return table
 
 
-def ensure(engine: sa.Engine, table: sa.Table) -> None:
-    table.create(engine, checkfirst=True)
+def _snapshot_columns(bind: sa.Engine | sa.Connection, name: str) -> set[str] | None:
+    with bind.connect() if isinstance(bind, sa.Engine) else contextlib.nullcontext(bind) as conn:
+        inspector = sa.inspect(conn)
+        if not inspector.has_table(name):
+            return None
+        return {c["name"] for c in inspector.get_columns(name)}
+
+
+def _add_alert_id(conn: sa.Connection, table: sa.Table) -> None:
+    """ALTER TABLE ... ADD COLUMN alert_id, and its index, through Alembic's operations (names quoted by the
+    dialect, never spliced)."""
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    operations = Operations(MigrationContext.configure(conn))
+    operations.add_column(table.name, sa.Column("alert_id", sa.BigInteger))
+    index = next(i for i in table.indexes if list(i.columns.keys()) == ["alert_id"])
+    operations.create_index(index.name, table.name, ["alert_id"])

@@ -15,9 +15,9 @@ folder. The date stays a string column, as in the CSV and in the built-in ``ett`
 Every contender reads that file.
 
 1. AMML: ``source id="ett2m" | filter cond=OT > 10 | <scaler> | print limit=0`` compiled with
-   ``compile_source`` and run with ``run_pipeline(..., settings={"sources": {"ett2m": ...}})``; the file is
-   registered as a catalog source. ``print limit=0`` is the sink: it receives every batch and writes
-   nothing, so the sink costs only the transport. Two scalers:
+   ``compile_source`` and run with ``run_pipeline(..., config=RunConfig.from_environment(sources=...))``; the
+   file is registered as a catalog source (``{"ett2m": ...}``). ``print limit=0`` is the sink: it receives
+   every batch and writes nothing, so the sink costs only the transport. Two scalers:
 
    * ``minmax_scaler``: fits on the whole stream, so it holds every record until the end of the stream
      and then releases them all (this is the like-for-like comparison with baselines a, b and c);
@@ -96,6 +96,7 @@ memory); ``mode="single"`` is printed for comparison.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import multiprocessing as mp
@@ -121,6 +122,7 @@ if str(ROOT) not in sys.path:
 
 from airflow_amml.components.ingress import NormalSource  # noqa: E402 - after the sys.path fix
 from airflow_amml.components.scalers import numeric_columns  # noqa: E402
+from airflow_amml.run_config import RunConfig  # noqa: E402
 from airflow_amml.runtime import executor  # noqa: E402
 from airflow_amml.runtime.component import AbstractEgress  # noqa: E402
 from airflow_amml.runtime.executor import run_pipeline  # noqa: E402
@@ -376,7 +378,7 @@ def section_amml(path: Path, rows: int, kept: int, repeat: int, tmp: Path) -> di
     print(f"   {rows:,} rows, {kept:,} pass the filter; best and median of {repeat} runs; cpu = CPU seconds of the "
           f"whole process tree; BATCH_ROWS={executor.BATCH_ROWS:,}, INBOX_BATCHES={executor.INBOX_BATCHES}, "
           f"FLUSH_DELAY={executor.FLUSH_DELAY}s")
-    settings = {"sources": {"ett2m": {"path": str(path), "time_column": "date"}}}
+    config = RunConfig.from_environment(sources={"ett2m": {"path": str(path), "time_column": "date"}})
 
     # fixed cost: start and stop four processes around a one-record stream
     tiny = compile_source("normalsource count=1 | filter cond=value > 100 | select cols=['value'] | print limit=0")
@@ -390,7 +392,7 @@ def section_amml(path: Path, rows: int, kept: int, repeat: int, tmp: Path) -> di
         for mode in ("multiprocess", "single"):
             runs = []
             for _ in range(repeat):
-                run = timed_pipeline(pipeline, settings=settings, mode=mode)
+                run = timed_pipeline(pipeline, config=config, mode=mode)
                 sink_in = run.value.counters[run.value.stages[-1].id].records_in
                 if sink_in != kept:
                     raise SystemExit(f"AMML {label} {mode}: {sink_in:,} records reached the sink, expected {kept:,}")
@@ -410,7 +412,7 @@ def section_amml(path: Path, rows: int, kept: int, repeat: int, tmp: Path) -> di
         out_path = shm / f"amml-bench-{os.getpid()}-{label.replace('=', '')}.parquet"
         try:
             pipeline = compile_source(amml_chain(scaler, f'parquet_sink path="{out_path}"')).pipelines[0]
-            run = timed_pipeline(pipeline, settings={**settings, "output_root": str(shm)})  # sinks' sandbox
+            run = timed_pipeline(pipeline, config=dataclasses.replace(config, output_root=shm))  # sinks' sandbox
             got = pd.read_parquet(out_path)
         finally:
             out_path.unlink(missing_ok=True)

@@ -5,7 +5,10 @@ Error messages, `amml components` and the README's component table are all gener
 
 from __future__ import annotations
 
-from .component_spec import ComponentSpec, Kind, ParamType, param
+from dataclasses import dataclass
+from typing import Any
+
+from .component_spec import ComponentSpec, Kind, ParamSpec, ParamType, param
 from .value_checks import FileSuffix, Re2Pattern, TableName
 
 _INGRESS = "airflow_amml.components.ingress"
@@ -24,6 +27,52 @@ _COLS = param("cols", "list[str]", "columns to use; default: every numeric colum
 _STATS_FROM = param(
     "model", "str", "use the scaler statistics stored with this model version (`ett`, `ett@champion`)", None
 )
+
+# ---- anomaly detection: shared parameters (the specs are in the section of the same name below) ----------
+_DETECT = "airflow_amml.components.detectors"
+MAX_DETECTOR_WINDOW = 1_000_000  # records a detector's window may hold (airflow_amml.detection.rolling)
+
+
+@dataclass(frozen=True)
+class Between:
+    """A constant number from ``low`` to ``high`` (a frozen dataclass: its repr keys the compile cache)."""
+
+    low: float
+    high: float
+    example: str
+
+    def __call__(self, value: Any) -> tuple[str, str] | None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or self.low <= value <= self.high:
+            return None
+        return (f"expected a value from {self.low:,g} to {self.high:,g}", self.example)
+
+
+_RECORDS = Between(1, MAX_DETECTOR_WINDOW, "a window holds at most 1,000,000 records; use a shorter one")
+_UNIT = Between(0.0, 1.0, "a score threshold is between 0 and 1, e.g. threshold=0.99")
+
+
+def _detector_params(threshold_doc: str, *, cols: bool = True) -> tuple[ParamSpec, ...]:
+    """`cols`, `combine`, `threshold`, `score`, `flag`: what every detector takes."""
+    shared = (
+        param("threshold", "float", threshold_doc, None, check=_UNIT),
+        param("score", "str", "name of the score column added (in [0, 1])", "anomaly_score"),
+        param("flag", "str", "name of the boolean flag column added (score >= threshold)", "anomaly_flag"),
+    )
+    if not cols:
+        return shared
+    return (
+        param("cols", "list[str]", "columns to score; default: every numeric one (not upstream detectors' scores)",
+              None),
+        param("combine", "str", "a record's score from its columns' scores: max (flagged when any column is), "
+              "mean, or min (when all are)", "max", choices=("max", "mean", "min")),
+        *shared,
+    )
+
+
+_MIN_PERIODS = param("min_periods", "int", "records the window needs before it scores; default min(30, window)",
+                     None, check=_RECORDS)
+_SIGMA3 = "flag at this score or more; default 0.9973 (3 standard deviations)"
+
 
 BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
     # ---- ingress --------------------------------------------------------------------------------
@@ -190,6 +239,111 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         ),
         impl=f"{_LSTM}:LstmPredict",
     ),
+    # ---- anomaly detection ----------------------------------------------------------------------
+    ComponentSpec(
+        "threshold_detector",
+        Kind.PROGRESS,
+        "Flag values beyond fixed bounds (`low`, `high`) or where `cond` holds; the score grows with the distance.",
+        (
+            param("low", "float", "values below this are anomalous", None),
+            param("high", "float", "values above this are anomalous", None),
+            param("cond", "cond", "records that are anomalous whatever their values (score 1)", None),
+            param("scale", "float", "distance beyond a bound at which the score is 0.82; default high - low, or 1",
+                  None),
+            *_detector_params("flag at this score or more; default 0.5 (every value beyond a bound)"),
+        ),
+        impl=f"{_DETECT}:ThresholdDetector",
+    ),
+    ComponentSpec(
+        "gaussian_detector",
+        Kind.PROGRESS,
+        "NAB's windowed Gaussian: score = 1 - 2Q(|z|), z against the mean and std of the `window` records "
+        "before each one.",
+        (
+            param("window", "int", "records in the window (NAB: 6400)", 6400, check=_RECORDS),
+            param("step", "int", "refresh the window's statistics every this many records once full (NAB: 100)",
+                  1, check=_RECORDS),
+            _MIN_PERIODS,
+            *_detector_params(_SIGMA3),
+        ),
+        impl=f"{_DETECT}:GaussianDetector",
+    ),
+    ComponentSpec(
+        "robust_detector",
+        Kind.PROGRESS,
+        "Robust rolling detector: z = (x - median) / (IQR / 1.349) over the `window` records before each one.",
+        (
+            param("window", "int", "records in the window", 1000, check=_RECORDS),
+            _MIN_PERIODS,
+            *_detector_params(_SIGMA3),
+        ),
+        impl=f"{_DETECT}:RobustDetector",
+    ),
+    ComponentSpec(
+        "seasonal_detector",
+        Kind.PROGRESS,
+        "Seasonal baseline: each record against the running mean and spread of its hour of day, day of week or "
+        "hour of week.",
+        (
+            param("time", "str", "the timestamp column; default: the first datetime column, or timestamp/date/time",
+                  None),
+            param("period", "str", "the slots a week is cut into", "hour_of_week",
+                  choices=("hour_of_day", "day_of_week", "hour_of_week")),
+            param("alpha", "float", "weight of each new record in its slot's exponentially weighted statistics",
+                  0.05, check=Between(1e-6, 1.0, "e.g. alpha=0.05")),
+            param("min_periods", "int", "records a slot needs before it scores", 10, check=_RECORDS),
+            *_detector_params(_SIGMA3),
+        ),
+        impl=f"{_DETECT}:SeasonalDetector",
+    ),
+    ComponentSpec(
+        "residual_detector",
+        Kind.PROGRESS,
+        "Forecast residuals against a dynamic threshold (Hundman et al. 2018): an EWMA forecast, or a forecast "
+        "column (`pred`, e.g. `lstm`'s).",
+        (
+            param("col", "str", "the column whose forecast errors are scored"),
+            param("pred", "str", "a column holding forecasts of `col` (e.g. `lstm`'s `prediction`); "
+                  "default: an EWMA forecast", None),
+            param("pred_shift", "int", "records between a forecast and the value it forecasts (1: `lstm`'s, made on "
+                  "the record before)", 1, check=Between(0, MAX_DETECTOR_WINDOW, "e.g. pred_shift=1")),
+            param("alpha", "float", "weight of the newest record in the EWMA forecast", 0.3,
+                  check=Between(1e-6, 1.0, "e.g. alpha=0.3")),
+            param("smooth", "int", "span of the EWMA smoothing the absolute errors", 3, check=_RECORDS),
+            param("window", "int", "smoothed errors the threshold is chosen on", 2000,
+                  check=Between(10, MAX_DETECTOR_WINDOW, "e.g. window=2000")),
+            param("refit", "int", "choose the threshold again every this many records", 100, check=_RECORDS),
+            param("min_periods", "int", "smoothed errors needed before the first threshold", 100,
+                  check=_RECORDS),
+            param("model", "str", "use the threshold (and smoothing) stored with this model version when "
+                  "`train_lstm` trained it (`ett@champion`), not one chosen on the stream", None),
+            *_detector_params("flag at this score or more; default 0.5 (the dynamic threshold)", cols=False),
+        ),
+        impl=f"{_DETECT}:ResidualDetector",
+    ),
+    ComponentSpec(
+        "anomaly_likelihood",
+        Kind.PROGRESS,
+        "HTM's anomaly likelihood of a raw score column: its short-term mean against its own long-term "
+        "distribution.",
+        (
+            param("input", "str", "the raw score column", "anomaly_score"),
+            param("value", "str", "the metric column: a flat metric is never anomalous (NuPIC's rule)", None),
+            param("average", "int", "records in the short-term mean (NuPIC: 10)", 10, check=_RECORDS),
+            param("history", "int", "records in the long-term distribution (NuPIC: 8640)", 8640, check=_RECORDS),
+            param("learning", "int", "first records not used for the distribution (NuPIC: 288)", 288,
+                  check=Between(0, MAX_DETECTOR_WINDOW, "e.g. learning=288")),
+            param("estimation", "int", "records after `learning` before the first estimate (NuPIC: 100)", 100,
+                  check=_RECORDS),
+            param("reestimate", "int", "estimate the distribution again every this many records (NuPIC: 100)", 100,
+                  check=_RECORDS),
+            param("scale", "str", "report the likelihood (linear) or NuPIC's log scale (log)", "log",
+                  choices=("log", "linear")),
+            *_detector_params("flag at this score or more; default 0.5 on the log scale, 0.99999 on the linear",
+                              cols=False),
+        ),
+        impl=f"{_DETECT}:AnomalyLikelihood",
+    ),
     # ---- egress ---------------------------------------------------------------------------------
     ComponentSpec(
         "print",
@@ -204,13 +358,24 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
     ComponentSpec(
         "alert",
         Kind.EGRESS,
-        "Raise an alert event when `cond` holds; record it, and notify components waiting for it.",
+        "Record an alert when `cond` holds (`cond=alarm` after an `alarm` policy: one per incident), POST it to a "
+        "declared webhook, send its event; `snapshot=N, after=M` saves the records around it, linked to it.",
         (
             param("cond", "cond", "condition that raises the alert"),
             param("message", "str", "text of the alert", "alert"),
             param("level", "str", "severity", "warning", choices=("info", "warning", "critical")),
             param("event", "str", "name of the event sent to other components", "alert"),
             param("cooldown", "int", "records to wait before the same alert can fire again", 0),
+            param("score", "str", "the score column stored with the alert; default `anomaly_score` if present", None),
+            param("time", "str", "the records' time column stored with the alert; default: the first timestamp column",
+                  None),
+            param("values", "list[str]", "columns stored as the values that triggered it; default: those `cond` reads",
+                  None),
+            param("webhook", "str", "a webhook the deployment declares by name (`$AMML_WEBHOOKS`) to POST it to", None),
+            param("snapshot", "int", "records up to the alert's saved with it, in one transaction (0 to 1,000,000)", 0),
+            param("after", "int", "records after the alert's added to its snapshot when they arrive", 0),
+            param("snapshot_table", "str", "table the snapshot rows go to (a plain name)", "amml_snapshots",
+                  check=TableName(("amml_snapshots",))),
         ),
         impl=f"{_EVENTS}:Alert",
         emits="event",
@@ -222,11 +387,29 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         (
             param("size", "int", "number of recent records kept (1 to 1,000,000)", 100),
             param("on", "str", "event that triggers a save", "alert"),
+            param("after", "int", "records after the alert's saved too, when they arrive", 0),
             param("table", "str", "table the snapshot rows go to (a plain name)", "amml_snapshots",
                   check=TableName(("amml_snapshots",))),
         ),
         impl=f"{_EVENTS}:Snapshot",
         listens="on",
+    ),
+    ComponentSpec(
+        "alarm",
+        Kind.PROGRESS,
+        "Alarm policy (Merlion's AggregateAlarms): mark a record `alarm` when at least `min_count` flagged records "
+        "fall in the `window` ending at it, then stay quiet for `suppress`; one incident, one alarm.",
+        (
+            param("flag", "str", "the detector's boolean flag column", "anomaly_flag"),
+            param("score", "str", "flag by a score column instead (with `threshold`; default `anomaly_score`)", None),
+            param("threshold", "float", "a record is flagged when its score is at least this", None),
+            param("min_count", "int", "flagged records the window must hold to raise an alarm", 2),
+            param("window", "any", "the window: a number of records, or a duration such as '1h' (needs `time`)", 60),
+            param("suppress", "any", "after an alarm, records (or a duration) in which no other is raised", 120),
+            param("time", "str", "the records' timestamp column, for durations", None),
+            param("output", "str", "name of the added boolean column", "alarm"),
+        ),
+        impl="airflow_amml.components.alarms:Alarm",
     ),
     ComponentSpec(
         "csv_sink",

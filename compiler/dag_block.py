@@ -122,7 +122,8 @@ def check_dag_settings(block: ast.DagBlock) -> tuple[dict[str, Any], set[str], l
 
 
 def runtime_settings(dag: dict[str, Any] | None) -> dict[str, Any]:
-    """The executor's settings given in a file's `dag` block (for `run_pipeline(settings=...)`)."""
+    """The run configuration a file's `dag` block gives: ``RunConfig`` field → value (``batch_rows``,
+    ``flush_delay``), merged by ``airflow_amml.run.run_program`` where the run's configuration sets none."""
     return {name: value for name, value in (dag or {}).items() if name in RUNTIME_SETTINGS}
 
 

@@ -244,6 +244,7 @@ def build_dag(program: Program, path: Path) -> DAG:
                 task_id=p.name,
                 amml_file=str(path),
                 pipeline=p.name,
+                # the dag block's short keys (what users write) → Airflow's `*_conn_id` convention
                 registry_conn_id=settings.get("registry_conn"),
                 artifact_conn_id=settings.get("artifact_conn"),
             )

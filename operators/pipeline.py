@@ -1,13 +1,13 @@
 """`AmmlPipelineOperator`: runs one compiled AMML pipeline inside an Airflow task.
 
-Thin by design: it turns the task's context (params, data interval, run identity, connection ids) into the
-runtime's settings and calls `airflow_amml.runtime.executor.run_pipeline`, which does the work in one
-process per component. The per-component counters are logged and returned (XCom).
+Thin by design: it compiles the file, turns the task's context (params, data interval, run identity, connection
+ids) into a `RunConfig` (`operators/task_config.py`) and calls `airflow_amml.run.run_program`, as `amml run`
+does; the executor does the work in one process per component. The per-component counters are logged and
+returned (XCom).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -19,10 +19,15 @@ class AmmlPipelineOperator(BaseOperator):
     :param amml_file: path of the .amml file (compiled at run time, from the content-hash cache)
     :param pipeline: name of the pipeline (`main` for statements outside a pipeline block)
     :param run_params: run parameters overriding the DAG params (`params.NAME` in the pipeline); templated
-    :param registry_conn_id: Airflow connection of the model registry database (postgres)
-    :param artifact_conn_id: Airflow connection of the model artifact store (webhdfs)
+    :param registry_conn_id: Airflow connection of the model registry database (postgres); the dag block's
+        `registry_conn` (default: ``AMML_REGISTRY_URL``, else ``AMML_REGISTRY_CONN_ID``)
+    :param artifact_conn_id: Airflow connection of the model artifact store (webhdfs); the dag block's
+        `artifact_conn` (default: ``AMML_ARTIFACTS``, else ``AMML_ARTIFACT_CONN_ID``)
     :param db_conn_id: Airflow connection of the database for sinks, alerts and snapshots
     :param mode: "multiprocess" (one process per component) or "single"
+    :param on_alert: Airflow notifiers (``BaseNotifier``: Slack, SMTP, …) called once per alert the run
+        recorded, at the end of the task (also when it fails), with ``alert`` in their template context
+        (``{{ alert.message }}``); the alert rows are committed first, so a failing notifier loses none
     """
 
     template_fields = ("amml_file", "pipeline", "run_params")
@@ -38,6 +43,7 @@ class AmmlPipelineOperator(BaseOperator):
         artifact_conn_id: str | None = None,
         db_conn_id: str | None = None,
         mode: str = "multiprocess",
+        on_alert: Any = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -48,22 +54,29 @@ class AmmlPipelineOperator(BaseOperator):
         self.artifact_conn_id = artifact_conn_id
         self.db_conn_id = db_conn_id
         self.mode = mode
+        self.on_alert = list(on_alert) if isinstance(on_alert, list | tuple) else [on_alert] if on_alert else []
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_amml.runtime.executor import run_pipeline
+        from airflow_amml.run import run_program
         from compiler import compile_file
-        from compiler.dag_block import runtime_settings
+
+        from .task_config import task_run_config
 
         program = compile_file(self.amml_file)
-        pipeline = program.pipeline(self.pipeline)
-        params = {**(program.dag or {}).get("params", {}), **dict(context.get("params") or {}), **self.run_params}
-        result = run_pipeline(
-            pipeline,
-            run_params=params,
-            settings={**self._settings(context, program.source_hash), **runtime_settings(program.dag)},
-            mode=self.mode,
-            filename=self.amml_file,
-        )
+        program.pipeline(self.pipeline)  # an unknown pipeline fails before any connection is looked up
+        config = task_run_config(self, context)
+        try:
+            [result] = run_program(
+                program,
+                pipelines=[self.pipeline],
+                params={**dict(context.get("params") or {}), **self.run_params},
+                config=config,
+                mode=self.mode,
+                filename=self.amml_file,
+            )
+        finally:
+            if self.on_alert:
+                self._notify(config, context)
         self.log.info("%s", result.summary())
         return {
             "seconds": round(result.seconds, 3),
@@ -74,36 +87,14 @@ class AmmlPipelineOperator(BaseOperator):
             },
         }
 
-    def _settings(self, context: Any, source_hash: str) -> dict[str, Any]:
-        start, end = context.get("data_interval_start"), context.get("data_interval_end")
-        settings: dict[str, Any] = {
-            "model_paths": [str(Path(self.amml_file).parent / "models")],
-            "lineage": {
-                "dag_id": self.dag_id,
-                "run_id": context.get("run_id"),
-                "task_id": self.task_id,
-                "data_interval_start": start.isoformat() if start else None,
-                "data_interval_end": end.isoformat() if end else None,
-                "source_hash": source_hash,
-            },
-        }
-        # File sinks never write into the dags folder (a file there is code Airflow runs), wherever it is
-        settings["dags_folder"] = _dags_folder()
-        # A run without a logical date (asset-triggered, REST with null) has no interval: sources read all.
-        if start is not None and end is not None and start < end:
-            settings["data_interval"] = (start.isoformat(), end.isoformat())
-        if self.registry_conn_id:
-            settings["registry_conn_id"] = self.registry_conn_id
-        if self.artifact_conn_id:
-            settings["artifact_conn_id"] = self.artifact_conn_id
-        if self.db_conn_id:
-            from airflow.sdk import BaseHook
+    def _notify(self, config: Any, context: Any) -> None:
+        """Hand each alert this run recorded to every ``on_alert`` notifier (the runtime imports no Airflow:
+        notifying is the operator's job)."""
+        from airflow_amml.components.events import alerts_of_run
+        from airflow_amml.components.notifications import notify_recorded
 
-            settings["db_url"] = BaseHook.get_connection(self.db_conn_id).get_uri()
-        return settings
-
-
-def _dags_folder() -> str:
-    from airflow.sdk import conf
-
-    return conf.get("core", "dags_folder")
+        alerts = alerts_of_run(config)
+        errors = notify_recorded(alerts, self.on_alert, context)
+        self.log.info("notified %d notifier(s) of %d alert(s)", len(self.on_alert), len(alerts))
+        for error in errors:
+            self.log.warning("notifier failed: %s", error)

@@ -70,3 +70,42 @@ def test_the_compiler_imports_no_airflow_numpy_tensorflow_or_runtime():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every module an import statement in ``path`` names (absolute imports; at module level or in a function)."""
+    names = set()
+    for node in runtime_imports(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_only_the_airflow_side_imports_airflow():
+    """The runtime imports no Airflow by structure, not by care: only `operators/`, the dags loader, the plugin
+    and the provider entry point may (the loader and `operators/` are outside these packages' scan)."""
+    allowed = {"airflow_amml.plugin", "airflow_amml.provider_info"}
+    offenders = {
+        name: sorted(n for n in imported_names(path) if n == "airflow" or n.startswith("airflow."))
+        for name, path in modules().items()
+        if not name.startswith("operators") and name not in allowed
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_the_runtime_and_the_registry_import_nothing_from_operators():
+    """`operators/` sits above the runtime: registry, runtime and components get URLs from the RunConfig, never
+    a connection. Outside them only two edges reach `operators.connections`: the plugin, and `amml` (`cli`), which
+    imports it lazily and only when AMML_REGISTRY_CONN_ID or AMML_ARTIFACT_CONN_ID is set."""
+    edges = {"airflow_amml.cli": {"operators.connections"}, "airflow_amml.plugin": {"operators.connections"}}
+    reaching = {
+        name: sorted(n for n in imported_names(path) if n == "operators" or n.startswith("operators."))
+        for name, path in modules().items()
+        if name.startswith("airflow_amml") or name.startswith("compiler")
+    }
+    unexpected = {name: found for name, found in reaching.items() if set(found) - edges.get(name, set())}
+    assert unexpected == {}
+    for layer in ("airflow_amml.registry", "airflow_amml.runtime", "airflow_amml.components"):
+        assert not any(found for name, found in reaching.items() if name.startswith(layer)), layer

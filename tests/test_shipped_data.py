@@ -6,10 +6,16 @@ import hashlib
 import pytest
 
 from airflow_amml.components import catalog
+from airflow_amml.run_config import RunConfig
 from airflow_amml.runtime.errors import PipelineError
 
 # sha256 of ETT-small/ETTh1.csv in github.com/zhouhaoyi/ETDataset: the shipped copy is unmodified
 ETTH1_SHA256 = "f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066"
+
+
+def chosen():
+    """The copy `source id="ett"` reads, configured by the environment as it is now."""
+    return catalog._ett_path(RunConfig.from_environment())
 
 
 def test_the_shipped_copy_is_verbatim_and_carries_its_license():
@@ -37,14 +43,14 @@ def test_explicit_path_comes_first(monkeypatch, tmp_path, no_explicit_copy):
     no_explicit_copy.parent.mkdir(parents=True)
     no_explicit_copy.write_text("date,OT\n")
     monkeypatch.setenv("AMML_ETT_PATH", str(mine))
-    assert catalog._ett_path() == mine
+    assert chosen() == mine
 
 
 def test_then_the_cache_then_the_shipped_copy(no_explicit_copy):
-    assert catalog._ett_path() == catalog.SHIPPED_ETT, "offline, with an empty cache: the shipped copy"
+    assert chosen() == catalog.SHIPPED_ETT, "offline, with an empty cache: the shipped copy"
     no_explicit_copy.parent.mkdir(parents=True)
     no_explicit_copy.write_text("date,OT\n")
-    assert catalog._ett_path() == no_explicit_copy
+    assert chosen() == no_explicit_copy
 
 
 def test_download_only_when_the_package_lacks_its_copy(monkeypatch, tmp_path, no_explicit_copy):
@@ -58,7 +64,7 @@ def test_download_only_when_the_package_lacks_its_copy(monkeypatch, tmp_path, no
         target.write_bytes(b"date,OT\n")
 
     monkeypatch.setattr(catalog.urllib.request, "urlretrieve", fake_download)
-    assert catalog._ett_path() == no_explicit_copy and no_explicit_copy.read_bytes() == b"date,OT\n"
+    assert chosen() == no_explicit_copy and no_explicit_copy.read_bytes() == b"date,OT\n"
     assert fetched == [catalog.ETT_URL]
     assert not no_explicit_copy.with_suffix(".part").exists()
 
@@ -66,5 +72,5 @@ def test_download_only_when_the_package_lacks_its_copy(monkeypatch, tmp_path, no
 def test_an_explicit_path_that_is_not_a_file_says_how_to_fall_back(monkeypatch, tmp_path):
     monkeypatch.setenv("AMML_ETT_PATH", str(tmp_path / "missing.csv"))
     with pytest.raises(PipelineError) as info:
-        catalog._ett_path()
+        chosen()
     assert "missing.csv" in str(info.value) and "unset AMML_ETT_PATH" in str(info.value)

@@ -1,11 +1,12 @@
 """The data catalog behind `source id=...`: named data sets, read into DataFrames.
 
-Built in: `ett` (ETTh1, hourly, 2016-07 to 2018-06), read from the first of: ``$AMML_ETT_PATH``; the
-cache folder (``$AMML_CACHE``, default ``~/.cache/amml``); the verbatim copy shipped in this package
-(``airflow_amml/data/ett``, CC BY-ND 4.0); a download from the ETDataset GitHub repository into the cache,
-when an install left the shipped copy out. More sources: ``$AMML_CATALOG`` points
-at a YAML file mapping ids to ``{path: file.csv|file.parquet, time_column: date}`` or to a SQL table or
-query through SQLAlchemy: ``{url: postgresql://..., table: readings | query: "select ...", time_column: ts}``.
+Built in: `ett` (ETTh1, hourly, 2016-07 to 2018-06), read from the first of: ``config.ett_path``
+(``$AMML_ETT_PATH``); the cache folder (``config.cache_dir``: ``$AMML_CACHE``, default ``~/.cache/amml``); the
+verbatim copy shipped in this package (``airflow_amml/data/ett``, CC BY-ND 4.0); a download from the ETDataset
+GitHub repository into the cache, when an install left the shipped copy out. More sources:
+``config.catalog_file`` (``$AMML_CATALOG``) points at a YAML file mapping ids to
+``{path: file.csv|file.parquet, time_column: date}`` or to a SQL table or query through SQLAlchemy:
+``{url: postgresql://..., table: readings | query: "select ...", time_column: ts}``.
 The time window (``start``/``end``) is pushed into the SQL as bound parameters. Parquet files are read
 as a stream of record batches, only the columns asked for, and for a window only the row groups whose
 statistics say they may hold it; CSV files and SQL results are read whole (see :func:`iter_source`).
@@ -13,7 +14,6 @@ statistics say they may hold it; CSV files and SQL results are read whole (see :
 
 from __future__ import annotations
 
-import os
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,20 +24,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq  # here, not where it is used: imported once by the executor's parent
 
+from airflow_amml.run_config import RunConfig
 from airflow_amml.sdk import PipelineError
 
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv"
 SHIPPED_ETT = Path(__file__).resolve().parents[1] / "data" / "ett" / "ETTh1.csv"
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("AMML_CACHE", Path.home() / ".cache" / "amml"))
-
-
-def _ett_path() -> Path:
-    explicit = os.environ.get("AMML_ETT_PATH")
-    if explicit:
-        path = Path(explicit)
+def _ett_path(config: RunConfig) -> Path:
+    if config.ett_path is not None:
+        path = config.ett_path
         if not path.is_file():
             raise PipelineError(
                 f"AMML_ETT_PATH points at {path}, which is not a file",
@@ -45,7 +41,7 @@ def _ett_path() -> Path:
                 hint="unset AMML_ETT_PATH to use the copy shipped with airflow-amml",
             )
         return path
-    cached = cache_dir() / "ETTh1.csv"
+    cached = config.cache_dir / "ETTh1.csv"
     if cached.is_file():
         return cached
     if SHIPPED_ETT.is_file():
@@ -64,15 +60,14 @@ def _ett_path() -> Path:
     return cached
 
 
-def _entries(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    entries: dict[str, dict[str, Any]] = {"ett": {"path": None, "time_column": "date"}}
-    catalog_file = settings.get("catalog") or os.environ.get("AMML_CATALOG")
-    if catalog_file:
+def _entries(config: RunConfig) -> dict[str, Mapping[str, Any]]:
+    entries: dict[str, Mapping[str, Any]] = {"ett": {"path": None, "time_column": "date"}}
+    if config.catalog_file is not None:
         import yaml
 
-        with open(catalog_file, encoding="utf-8") as fh:
+        with open(config.catalog_file, encoding="utf-8") as fh:
             entries.update(yaml.safe_load(fh) or {})
-    entries.update(settings.get("sources", {}))
+    entries.update(config.sources)
     return entries
 
 
@@ -94,7 +89,7 @@ def iter_source(
     end: Any = None,
     warmup: int = 0,
     cols: list[str] | None = None,
-    settings: Mapping[str, Any] | None = None,
+    config: RunConfig,
     batch_rows: int = 65_536,
 ) -> Iterator[pd.DataFrame]:
     """The source's records (within the window), as frames of at most ``batch_rows`` rows.
@@ -102,8 +97,8 @@ def iter_source(
     Parquet files stream record batch by record batch (memory does not grow with the file; the schema is
     the file's, so every frame has the same dtypes). CSV files are read whole, then sliced: pandas infers
     a CSV's dtypes from what it reads, and chunks read separately could disagree. SQL sources are read
-    whole too, with the window pushed into the query."""
-    entries = _entries(settings or {})
+    whole too, with the window pushed into the query. ``config`` says what the catalog holds."""
+    entries = _entries(config)
     if source_id not in entries:
         from compiler.errors import did_you_mean, one_of
 
@@ -120,7 +115,7 @@ def iter_source(
         frame = _read_sql(source_id, entry, start=start, end=end, cols=cols)
         yield from _slices(frame, batch_rows)
         return
-    path = Path(entry["path"]) if entry.get("path") else _ett_path()
+    path = Path(entry["path"]) if entry.get("path") else _ett_path(config)
     if not path.is_file():
         raise PipelineError(f"data source `{source_id}`: file {path} does not exist")
     time_column = entry.get("time_column")
@@ -255,7 +250,7 @@ def _read_sql(
 
     if not (entry.get("table") or entry.get("query")):
         raise PipelineError(f"data source `{source_id}`: a SQL source needs `table` or `query`")
-    engine = storage.engine(str(entry["url"]))
+    engine = storage.engine_for(str(entry["url"]))  # trusted: the catalog is deployment configuration
     try:
         with engine.connect() as conn:
             relation = _sql_relation(conn, entry)

@@ -55,7 +55,7 @@ class CsvSink(AbstractEgress):
     at the end; in append mode the old file is copied into it first, streamed, not read into memory)."""
 
     def open(self) -> None:
-        self.path = storage.output_file(self.name, self.params["path"], ".csv", self.context.settings)
+        self.path = storage.output_file(self.name, self.params["path"], ".csv", self.context.config)
         self.tmp: Path | None = None  # made by the first write: a run failing before it leaves no file
         self.header = True
 

@@ -63,9 +63,10 @@ class CatalogSource(AbstractIngress):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise PipelineError(f"`source {name}={value!r}`: expected a whole number ≥ 0", hint=f"e.g. {name}=24")
         start, end = p["start"], p["end"]
-        if start is None and end is None and self.context.settings.get("data_interval"):
-            start, end = self.context.settings["data_interval"]  # a scheduled/backfilled run reads its window
-        from airflow_amml.runtime.executor import BATCH_ROWS
+        config = self.context.config
+        if start is None and end is None and config.data_interval:
+            start, end = config.data_interval  # a scheduled/backfilled run reads its window
+        from airflow_amml.runtime.executor import Batching
 
         frames = iter_source(
             p["id"],
@@ -73,9 +74,9 @@ class CatalogSource(AbstractIngress):
             end=end,
             warmup=int(p["warmup"]),
             cols=p["cols"],
-            settings=self.context.settings,
+            config=config,
             # the executor's batch size: rebatch passes these frames through as they are
-            batch_rows=self.context.settings.get("batch_rows", BATCH_ROWS),
+            batch_rows=Batching.of(config).rows,
         )
         left = None if p["limit"] is None else int(p["limit"])
         for frame in frames:
@@ -96,7 +97,7 @@ class LogSource(AbstractIngress):
     (nothing is skipped silently); blank lines are ignored."""
 
     def open(self) -> None:
-        self.path = storage.input_file(self.name, self.params["path"], self.context.settings)
+        self.path = storage.input_file(self.name, self.params["path"], self.context.config)
         self.regex = compile_pattern(self.params["pattern"]) if self.params["format"] == "regex" else None
 
     def batches(self) -> Iterator[pd.DataFrame]:

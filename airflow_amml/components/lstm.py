@@ -5,7 +5,8 @@ TensorFlow is imported only when one of these components opens (through `airflow
 The paper's contract (Fig. 12, 14): `train_lstm model="ett:0.1"` loads the definition `ett:0.1` from the
 registry; a definition found in a model file (the dags folder's `models/`, or `$AMML_MODEL_PATH`) is
 registered first, so the file stays the source of truth for review. The trained model is registered as the
-next version of `ett` with the scaler statistics it was trained with; `lstm model="ett@champion"` loads a
+next version of `ett` with the scaler statistics it was trained with and the dynamic threshold of its
+one-step errors (for `residual_detector model=...`); `lstm model="ett@champion"` loads a
 version once, verifies its checksum, and predicts.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import tempfile
 import threading
@@ -25,8 +25,9 @@ from typing import Any
 import pandas as pd
 
 from airflow_amml.models.errors import ModelDataError
-from airflow_amml.registry import Lineage, ModelNotFoundError, ModelRegistry, RegistryError
+from airflow_amml.registry import ModelNotFoundError, ModelRegistry, RegistryError
 from airflow_amml.registry.names import check_alias
+from airflow_amml.run_config import RunConfig
 from airflow_amml.sdk import AbstractProgress, PipelineError
 from compiler.errors import AmmlError
 
@@ -35,15 +36,7 @@ from .scaler_stats import SCALER_ATTR
 log = logging.getLogger(__name__)
 
 
-def model_paths(settings: dict[str, Any]) -> list[Path]:
-    if settings.get("model_paths"):
-        return [Path(p) for p in settings["model_paths"]]
-    if os.environ.get("AMML_MODEL_PATH"):
-        return [Path(p) for p in os.environ["AMML_MODEL_PATH"].split(os.pathsep) if p]
-    return [Path("dags/models")]
-
-
-def definition_yaml(registry: ModelRegistry, ref: str, settings: dict[str, Any]) -> str:
+def definition_yaml(registry: ModelRegistry, ref: str, config: RunConfig) -> str:
     """The YAML of definition `name:version`: registered from a model file if one defines it.
 
     A model file that does not check stops the run only when it is the one asked for (its top-level `name`
@@ -55,7 +48,7 @@ def definition_yaml(registry: ModelRegistry, ref: str, settings: dict[str, Any])
     if ":" not in ref:
         raise PipelineError(f"`train_lstm model={ref!r}`: expected a definition NAME:VERSION such as 'ett:0.1'")
     broken: list[AmmlError] = []
-    for folder in model_paths(settings):
+    for folder in config.model_paths:
         for path in find_model_files(folder) if folder.is_dir() else ():
             try:
                 spec = load_model_spec(path)
@@ -80,10 +73,8 @@ def definition_yaml(registry: ModelRegistry, ref: str, settings: dict[str, Any])
         ) from exc
 
 
-def run_output_dir(settings: dict[str, Any], name: str) -> Path:
-    from airflow_amml.storage import amml_home
-
-    base = Path(settings.get("output_dir") or amml_home() / "runs")
+def run_output_dir(config: RunConfig, name: str) -> Path:
+    base = config.runs_dir or config.home / "runs"
     folder = base / name / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -108,9 +99,9 @@ class TrainLstm(AbstractProgress):
                 check_alias(self.params["promote"])
             except RegistryError as exc:
                 raise PipelineError(f"`train_lstm promote=`: {exc.message}", hint=exc.hint) from None
-        self.registry = ModelRegistry.from_settings(self.context.settings)
+        self.registry = ModelRegistry.from_config(self.context.config)
         ref = self.params["model"]
-        self.spec = parse_model_spec(definition_yaml(self.registry, ref, self.context.settings), f"model {ref}")
+        self.spec = parse_model_spec(definition_yaml(self.registry, ref, self.context.config), f"model {ref}")
         self.frames: list[pd.DataFrame] = []
         self.rows = self.frame_bytes = 0
         self.scaler: dict[str, Any] | None = None
@@ -130,7 +121,11 @@ class TrainLstm(AbstractProgress):
 
         # the records are held, then concatenated into one frame: twice their size at the peak
         problem = training_budget_problem(
-            self.spec, rows=self.rows, batch_size=self.params["batch_size"], extra_bytes=2 * self.frame_bytes
+            self.spec,
+            rows=self.rows,
+            batch_size=self.params["batch_size"],
+            extra_bytes=2 * self.frame_bytes,
+            limit=self.context.config.train_memory_limit,
         )
         if problem is not None:
             raise PipelineError(
@@ -142,11 +137,9 @@ class TrainLstm(AbstractProgress):
     def finish(self) -> Iterator[pd.DataFrame]:
         if not self.frames:
             raise PipelineError(f"`train_lstm` received no records to train {self.spec.ref} on")
-        lineage = self.context.settings.get("lineage") or {}
-        if self.params["register"] and lineage.get("run_id") and lineage.get("task_id"):
-            done = self.registry.find_by_lineage(
-                self.spec.name, lineage.get("dag_id"), lineage["run_id"], lineage["task_id"]
-            )
+        lineage = self.context.config.lineage
+        if self.params["register"] and lineage.run_id and lineage.task_id:
+            done = self.registry.find_by_lineage(self.spec.name, lineage.dag_id, lineage.run_id, lineage.task_id)
             if done is not None:  # a retry of a task that already registered: do not make a second version
                 log.info(
                     "train_lstm: %s already registered %s for this run; not training again", self.spec.ref, done.ref
@@ -204,8 +197,22 @@ class TrainLstm(AbstractProgress):
         worker.join()
         evaluation = self._evaluate(result["model"], holdout) if holdout is not None else {}
         if self.params["register"]:
-            self.registered = self._register(result["model"], result["history"], frame, evaluation)
+            residuals = self._residual_threshold(result["model"], holdout if holdout is not None else frame)
+            self.registered = self._register(result["model"], result["history"], frame, {**evaluation, **residuals})
             self._promote(evaluation)
+
+    def _residual_threshold(self, model: Any, records: pd.DataFrame) -> dict[str, Any]:
+        """The dynamic threshold of the model's one-step errors on `records` (the hold-out, else the training
+        records), stored with the version for `residual_detector model=...`; in the stream's (scaled) units."""
+        from airflow_amml.detection.dynamic_threshold import residual_threshold
+        from airflow_amml.models import keras_builder
+
+        t = self.spec.training
+        n = len(records) - t.window  # forecasts whose next value is among the records
+        if n < 2:
+            return {}
+        forecasts = keras_builder.predict(model, self.spec, records)[:n, 0]
+        return residual_threshold(records[t.target].to_numpy(dtype=float)[t.window : t.window + n], forecasts)
 
     def _evaluate(self, model: Any, holdout: pd.DataFrame) -> dict[str, Any]:
         """Hold-out MAE (original units) of the new model and, with `promote`, of the alias's current model."""
@@ -242,7 +249,7 @@ class TrainLstm(AbstractProgress):
 
         from .plots import plot_loss, plot_prediction
 
-        out = run_output_dir(self.context.settings, self.spec.name)
+        out = run_output_dir(self.context.config, self.spec.name)
         model_file = keras_builder.save_model(model, out / "model.keras")
         tail = frame.iloc[-min(len(frame), 24 * 14 + self.spec.training.window) :]
         predicted = keras_builder.predict(model, self.spec, tail)[:, 0]
@@ -258,13 +265,6 @@ class TrainLstm(AbstractProgress):
             "train_records": len(frame),
             **evaluation,
         }
-        lineage = Lineage(
-            **{
-                k: v
-                for k, v in (self.context.settings.get("lineage") or {}).items()
-                if k in Lineage.__dataclass_fields__
-            }
-        )
         try:
             entry = self.registry.register_version(
                 self.spec.name,
@@ -273,7 +273,7 @@ class TrainLstm(AbstractProgress):
                 scaler=self.scaler,
                 metrics=metrics,
                 plots=plots,
-                lineage=lineage,
+                lineage=self.context.config.lineage,
             )
         except RegistryError as exc:
             raise PipelineError(
@@ -292,7 +292,7 @@ class LstmPredict(AbstractProgress):
         from airflow_amml.models import keras_builder
         from airflow_amml.models.spec import parse_model_spec
 
-        registry = ModelRegistry.from_settings(self.context.settings)
+        registry = ModelRegistry.from_config(self.context.config)
         self.scratch = tempfile.TemporaryDirectory(prefix="amml-lstm-")
         try:
             self.entry, path = registry.download(self.params["model"], Path(self.scratch.name))

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_amml.run_config import RunConfig
 from airflow_amml.sdk import PipelineError
 
 SCALER_ATTR = "amml.scaler"
 
 
-def stored_scaler(model_ref: str, settings: dict[str, Any]) -> dict[str, Any]:
+def stored_scaler(model_ref: str, config: RunConfig) -> dict[str, Any]:
     """The scaler statistics stored with a registered model version (for `minmax_scaler model=...`)."""
     # The registry (SQLAlchemy, the artifact stores) is loaded only by a pipeline that asks for stored
     # statistics, not by every pipeline that scales.
     from airflow_amml.registry import ModelRegistry, RegistryError
 
-    registry = ModelRegistry.from_settings(settings)
+    registry = ModelRegistry.from_config(config)
     try:
         entry = registry.resolve(model_ref)
     except RegistryError as exc:

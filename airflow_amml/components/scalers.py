@@ -39,7 +39,7 @@ class _FittingScaler(AbstractProgress):
         self.fitted_rows = 0
         self.stats: dict[str, list[float]] | None = None
         if self.params.get("model"):  # use the statistics the model was trained with: never refit on new data
-            stored = stored_scaler(self.params["model"], self.context.settings)
+            stored = stored_scaler(self.params["model"], self.context.config)
             if stored.get("kind") != self.kind_name:
                 raise PipelineError(
                     f"`{self.name} model={self.params['model']!r}`: that model was trained with a "
@@ -176,7 +176,7 @@ class MinMaxInverse(AbstractProgress):
     def open(self) -> None:
         self.stored = None
         if self.params.get("model"):
-            self.stored = stored_scaler(self.params["model"], self.context.settings)
+            self.stored = stored_scaler(self.params["model"], self.context.config)
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         scaler = batch.attrs.get(SCALER_ATTR) or self.stored

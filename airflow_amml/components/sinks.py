@@ -45,7 +45,7 @@ class ParquetSink(AbstractEgress):
     failed run never leaves a truncated file behind."""
 
     def open(self) -> None:
-        self.path = storage.output_file(self.name, self.params["path"], ".parquet", self.context.settings)
+        self.path = storage.output_file(self.name, self.params["path"], ".parquet", self.context.config)
         self.tmp: Path | None = None  # made by the first write: a run failing before it leaves no file
         self.writer = None
 
@@ -104,7 +104,7 @@ class SqlSink(AbstractEgress):
     def open(self) -> None:
         self.table_name = tables.check_table_name(self.name, self.params["table"])
         self.key = column_names(self.name, "key", self.params["key"])
-        url = storage.named_database_url(self.name, self.params["db"], self.context.settings)
+        url = storage.named_database_url(self.name, self.params["db"], self.context.config)
         self.engine = storage.engine_for(url)
         self.where = f"`{self.name} table={self.table_name!r}`"
         self.table: sa.Table | None = None  # reflected once it exists (the first batch may create it)

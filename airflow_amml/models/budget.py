@@ -5,18 +5,16 @@ checks a definition against the budget; `train_lstm` checks again with the recor
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import AmmlModelError
+from airflow_amml.run_config import DEFAULT_TRAIN_MEMORY, TRAIN_MEMORY_ENV, parse_memory_size
 
 if TYPE_CHECKING:
     from .spec import ModelSpec
 
 MAX_PARAMETERS = 50_000_000
-DEFAULT_TRAIN_MEMORY = 4 * 1024**3
-TRAIN_MEMORY_ENV = "AMML_TRAIN_MEMORY_LIMIT"
 
 # Floats kept per time step and unit for the backward pass (gate inputs and outputs, cell and hidden states)
 _STEP_FLOATS = {"LSTM": 12, "GRU": 9}
@@ -87,21 +85,11 @@ def estimate_training(spec: ModelSpec, rows: int | None = None, batch_size: int 
     )
 
 
-def train_memory_limit() -> int:
-    """The training memory budget in bytes: ``AMML_TRAIN_MEMORY_LIMIT`` (``512MiB``, ``8GiB``, ``2e9``) or 4 GiB."""
-    raw = os.environ.get(TRAIN_MEMORY_ENV, "").strip()
-    if not raw:
-        return DEFAULT_TRAIN_MEMORY
-    match = re.fullmatch(r"(\d+(?:\.\d+)?(?:[eE]\d+)?)\s*([KMGT]i?B?|B)?", raw, re.IGNORECASE)
-    if match is None or float(match.group(1)) <= 0:
-        raise AmmlModelError(
-            f"{TRAIN_MEMORY_ENV}={raw!r} is not a memory size",
-            filename=TRAIN_MEMORY_ENV,
-            hint=f"write a number of bytes with an optional unit, e.g. {TRAIN_MEMORY_ENV}=8GiB",
-        )
-    unit = (match.group(2) or "B").upper().rstrip("B").rstrip("I")
-    factor = 1024 ** "KMGT".index(unit) * 1024 if unit else 1
-    return int(float(match.group(1)) * factor)
+def train_memory_limit(environ: Mapping[str, str] = os.environ) -> int:
+    """The training memory budget in bytes: ``AMML_TRAIN_MEMORY_LIMIT`` (``512MiB``, ``8GiB``, ``2e9``) or 4 GiB.
+    Read by lint, which has no run; a run reads it once, into ``RunConfig.train_memory_limit``."""
+    raw = environ.get(TRAIN_MEMORY_ENV, "").strip()
+    return parse_memory_size(raw) if raw else DEFAULT_TRAIN_MEMORY
 
 
 def format_bytes(n: float) -> str:
@@ -113,9 +101,14 @@ def format_bytes(n: float) -> str:
 
 
 def training_budget_problem(
-    spec: ModelSpec, rows: int | None = None, batch_size: int | None = None, extra_bytes: int = 0
+    spec: ModelSpec,
+    rows: int | None = None,
+    batch_size: int | None = None,
+    extra_bytes: int = 0,
+    limit: int | None = None,
 ) -> str | None:
-    """Why training ``spec`` (on ``rows`` records, holding ``extra_bytes`` more) would not fit, or None."""
+    """Why training ``spec`` (on ``rows`` records, holding ``extra_bytes`` more) would not fit in ``limit`` bytes
+    (None: :func:`train_memory_limit`, as lint has no run configuration), or None."""
     estimate = estimate_training(spec, rows, batch_size)
     if estimate.parameters > MAX_PARAMETERS:
         return (
@@ -123,7 +116,7 @@ def training_budget_problem(
             "(fewer units or layers, or a shorter window when the model has no recurrent layer)"
         )
     total = estimate.total_bytes + extra_bytes
-    limit = train_memory_limit()
+    limit = train_memory_limit() if limit is None else limit
     if total <= limit:
         return None
     parts = [

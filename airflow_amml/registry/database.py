@@ -1,21 +1,17 @@
 """The registry's database: one engine per URL and process (`storage.engine_for`, shared with the sinks), and
 the schema brought to the newest revision once per process and database.
 
-The api-server answers every request of the models page with a fresh `ModelRegistry.from_settings()` (so a
+The api-server answers every request of the models page with a fresh `ModelRegistry.from_config()` (so a
 changed configuration is seen at once); the engine and the migration check are what make that cheap.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import logging
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from airflow_amml.schema_history import SchemaHistory
 from airflow_amml.storage import engine_for
 
 from .errors import RegistryError
@@ -24,8 +20,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0002"
 URL_HINT = "use e.g. postgresql+psycopg://user:password@host/db or sqlite:////absolute/path/registry.db"
 
-_migrated: set[str] = set()  # URLs whose schema this process has seen at HEAD_REVISION
-_migrated_lock = threading.Lock()
 
 
 def registry_engine(db_url: str) -> sa.Engine:
@@ -44,78 +38,13 @@ def registry_engine(db_url: str) -> sa.Engine:
         raise RegistryError(f"cannot use the registry database URL {safe_url(db_url)}: {exc}", hint=URL_HINT) from exc
 
 
+# The registry's own version table: it may share a database with Airflow's tables, or the runtime's
+HISTORY = SchemaHistory(MIGRATIONS, "amml_alembic_version", HEAD_REVISION)
+
+
 def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to HEAD_REVISION: checked once per process and database, upgraded under a lock that
-    serialises processes (safe in parallel). Raises SQLAlchemyError or OSError (the SQLite lock file)."""
-    key = engine.url.render_as_string(hide_password=False)
-    if key in _migrated:
-        return
-    with _migrated_lock:
-        if key in _migrated:
-            return
-        with engine.connect() as conn:
-            current = current_revision(conn)
-        if current != HEAD_REVISION:
-            with _migration_lock(engine), engine.begin() as conn:
-                if current_revision(conn) != HEAD_REVISION:
-                    _upgrade(conn)
-        _migrated.add(key)
-
-
-def _upgrade(conn: sa.Connection) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = conn
-    with _quiet_alembic():
-        command.upgrade(config, "head")
-
-
-def current_revision(conn: sa.Connection) -> str | None:
-    if not sa.inspect(conn).has_table("amml_alembic_version"):
-        return None
-    return conn.execute(sa.text("select version_num from amml_alembic_version")).scalar()
-
-
-@contextlib.contextmanager
-def _migration_lock(engine: sa.Engine) -> Iterator[None]:
-    """Serialise schema upgrades between processes: an advisory lock on PostgreSQL, a file lock on SQLite."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execute(sa.text("select pg_advisory_lock(727274)"))
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("select pg_advisory_unlock(727274)"))
-                conn.commit()
-        return
-    database = engine.url.database
-    if engine.dialect.name == "sqlite" and database and database != ":memory:":
-        with open(f"{database}.migrate.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-        return
-    yield
-
-
-@contextlib.contextmanager
-def _quiet_alembic() -> Iterator[None]:
-    """Migrations are routine: keep alembic's INFO lines out of task logs and CLI output, unless the user
-    set a level for the `alembic` logger themselves (that choice is kept)."""
-    logger = logging.getLogger("alembic")
-    if logger.level != logging.NOTSET:
-        yield
-        return
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(logging.NOTSET)
+    """Bring the registry's schema to HEAD_REVISION (once per process and database; safe in parallel)."""
+    HISTORY.migrate(engine)
 
 
 def reason(exc: sa.exc.SQLAlchemyError) -> str:

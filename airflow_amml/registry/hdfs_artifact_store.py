@@ -6,7 +6,8 @@ import os
 import posixpath
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, unquote, urlparse
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from .artifact_store import ArtifactStore, check_file_names, check_key
 from .errors import ArtifactError
@@ -22,20 +23,32 @@ class HdfsArtifactStore(ArtifactStore):
 
     @classmethod
     def from_uri(cls, uri: str) -> HdfsArtifactStore:
-        """`webhdfs://[user@]namenode:9870/root` (also `http`, `https`, and `hdfs` naming the WebHDFS port)."""
+        """`webhdfs://[user[:password]@]namenode[,namenode2...]:9870/root[?options]`; also `http`, `https` (WebHDFS
+        over TLS) and `hdfs` naming the WebHDFS port. Several namenodes (high availability) are tried in turn by
+        the client. Options, for what an Airflow `webhdfs` connection may carry (``operators/connections.py``
+        writes them): ``verify=false|true|/ca.pem`` and ``cert=``/``key=`` (TLS), ``auth=kerberos``. A password
+        is sent as HTTP basic authentication."""
         parsed = urlparse(uri)
-        if not parsed.hostname:
+        hosts = [h for h in (parsed.hostname or "").split(",") if h]
+        if not hosts:
             raise ArtifactError(
                 f"artifact location {uri!r} names no namenode",
                 hint="write webhdfs://namenode:9870/amml/models, or configure the HDFS connection "
                 "(AMML_ARTIFACT_CONN_ID) that reaches it",
             )
+        options = _options(uri, parsed.query)
+        scheme = "https" if parsed.scheme == "https" else "http"
+        urls = ";".join(f"{scheme}://{host}:{parsed.port or WEBHDFS_PORT}" for host in hosts)
+        user = unquote(parsed.username) if parsed.username else os.environ.get("HADOOP_USER_NAME") or "root"
+        session = _session(user, parsed.password, options)
+        root = unquote(parsed.path) or DEFAULT_ROOT
+        if options.get("auth") == "kerberos":
+            from hdfs.ext.kerberos import KerberosClient
+
+            return cls(KerberosClient(urls, session=session), root)
         from hdfs import InsecureClient
 
-        scheme = "https" if parsed.scheme == "https" else "http"
-        user = parsed.username or os.environ.get("HADOOP_USER_NAME") or "root"
-        client = InsecureClient(f"{scheme}://{parsed.hostname}:{parsed.port or WEBHDFS_PORT}", user=user)
-        return cls(client, unquote(parsed.path) or DEFAULT_ROOT)
+        return cls(InsecureClient(urls, user=user, session=session), root)
 
     def __init__(self, client: object, root: str = DEFAULT_ROOT) -> None:
         if not isinstance(root, str) or not root.startswith("/"):
@@ -132,3 +145,38 @@ class HdfsArtifactStore(ArtifactStore):
                 for entry, info in self._call("list", self.client.list, folder, status=True):
                     if info.get("type") == "FILE" and not entry.startswith("."):
                         yield self._uri(f"{folder}/{entry}"), info.get("modificationTime", 0) / 1000.0
+
+
+LOCATION_OPTIONS = ("verify", "cert", "key", "auth")
+
+
+def _options(uri: str, query: str) -> dict[str, str]:
+    """The location's ``?key=value`` options, each known and given once."""
+    options = parse_qs(query, keep_blank_values=True)
+    unknown = sorted(set(options) - set(LOCATION_OPTIONS))
+    if unknown or any(len(values) > 1 for values in options.values()):
+        raise ArtifactError(
+            f"artifact location {uri!r}: unknown or repeated option(s) {unknown or sorted(options)}",
+            hint=f"a WebHDFS location takes {', '.join(LOCATION_OPTIONS)}, once each",
+        )
+    if options.get("auth", ["kerberos"])[0] != "kerberos":
+        raise ArtifactError(
+            f"artifact location {uri!r}: unknown auth={options['auth'][0]!r}",
+            hint="write auth=kerberos, or leave it out",
+        )
+    return {key: values[0] for key, values in options.items()}
+
+
+def _session(user: str, password: str | None, options: dict[str, str]) -> Any:
+    """The HTTP session of the client: made here, in the process that uses it (never shared across a fork)."""
+    import requests
+
+    session = requests.Session()
+    if password is not None:
+        session.auth = (user, unquote(password))
+    if "verify" in options:
+        verify = options["verify"]
+        session.verify = {"false": False, "true": True}.get(verify.lower(), verify)
+    if "cert" in options:
+        session.cert = (options["cert"], options["key"]) if options.get("key") else options["cert"]
+    return session

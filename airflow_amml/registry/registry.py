@@ -25,7 +25,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import random
 import tempfile
 import time
@@ -41,6 +40,8 @@ from urllib.parse import unquote
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from airflow_amml.run_config import Lineage, RunConfig
+
 from .artifact_store import ArtifactStore, artifact_root_of, sha256_file
 from .artifact_store_registry import artifact_store_for
 from .database import URL_HINT, reason, registry_engine, safe_url
@@ -55,16 +56,6 @@ log = logging.getLogger(__name__)
 
 VERSION_ALLOCATION_RETRIES = 60
 MAX_DEFINITION_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class Lineage:
-    dag_id: str | None = None
-    run_id: str | None = None
-    task_id: str | None = None
-    data_interval_start: str | None = None
-    data_interval_end: str | None = None
-    source_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,11 +79,9 @@ class RegisteredVersion:
         return f"{self.name}/{self.version}"
 
 
-def _home() -> Path:
+def _home(config: RunConfig) -> Path:
     """`$AMML_HOME`, which must be absolute: each process (worker, api-server, CLI) starts in another folder."""
-    from airflow_amml.storage import amml_home
-
-    home = amml_home()
+    home = config.home
     if not home.is_absolute():
         raise RegistryError(
             f"AMML_HOME {str(home)!r} is a relative path: each process would find its registry somewhere else",
@@ -101,17 +90,11 @@ def _home() -> Path:
     return home
 
 
-def default_registry_url(settings: Mapping[str, Any] | None = None) -> str:
-    if settings and settings.get("registry_url"):
-        return str(settings["registry_url"])
-    conn_id = (settings or {}).get("registry_conn_id") or os.environ.get("AMML_REGISTRY_CONN_ID")
-    if os.environ.get("AMML_REGISTRY_URL") and not (settings or {}).get("registry_conn_id"):
-        return os.environ["AMML_REGISTRY_URL"]
-    if conn_id:
-        from airflow_amml.connections import registry_url
-
-        return registry_url(conn_id)
-    home = _home()
+def registry_url(config: RunConfig) -> str:
+    """The registry database: ``config.registry_url``, else SQLite in `$AMML_HOME` (the folder made here)."""
+    if config.registry_url:
+        return config.registry_url
+    home = _home(config)
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -122,10 +105,9 @@ def default_registry_url(settings: Mapping[str, Any] | None = None) -> str:
     return f"sqlite:///{home / 'registry.db'}"
 
 
-def default_artifact_location(settings: Mapping[str, Any] | None = None) -> str:
-    if settings and settings.get("artifact_location"):
-        return str(settings["artifact_location"])
-    return os.environ.get("AMML_ARTIFACTS") or str(_home() / "artifacts")
+def artifact_location(config: RunConfig) -> str:
+    """Where new versions' files go: ``config.artifact_location``, else the folder `artifacts` in `$AMML_HOME`."""
+    return config.artifact_location or str(_home(config) / "artifacts")
 
 
 class ModelRegistry:
@@ -137,21 +119,14 @@ class ModelRegistry:
         self.migrate()
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any] | None = None) -> ModelRegistry:
-        """Configuration only (first found wins): URLs or Airflow connection ids in the run's settings, then
-        the environment (`AMML_REGISTRY_URL`, `AMML_REGISTRY_CONN_ID`, `AMML_ARTIFACTS`,
-        `AMML_ARTIFACT_CONN_ID`), then the embedded defaults (SQLite and a folder in `$AMML_HOME`)."""
-        settings = settings or {}
-        conn_id = settings.get("artifact_conn_id")
-        if not conn_id and not settings.get("artifact_location") and not os.environ.get("AMML_ARTIFACTS"):
-            conn_id = os.environ.get("AMML_ARTIFACT_CONN_ID")
-        if conn_id and not settings.get("artifact_location"):
-            from airflow_amml.connections import artifact_store
-
-            store: ArtifactStore = artifact_store(conn_id)
-        else:
-            store = artifact_store_for(default_artifact_location(settings))
-        return cls(default_registry_url(settings), store)
+    def from_config(cls, config: RunConfig | None = None) -> ModelRegistry:
+        """The registry a run's configuration names (None: :meth:`RunConfig.from_environment`): its database
+        URL (`AMML_REGISTRY_URL`, or an Airflow connection the operator resolved) and its artifact location
+        (`AMML_ARTIFACTS`, a folder or a URI whose scheme picks the store), else the embedded defaults (SQLite
+        and a folder in `$AMML_HOME`). The store is opened here, in the process that uses it."""
+        config = config if config is not None else RunConfig.from_environment()
+        store = artifact_store_for(artifact_location(config))
+        return cls(registry_url(config), store)
 
     # ---- schema ---------------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from airflow_amml.run_config import RunConfig
 from compiler import vm
 from compiler.bytecode import Code
 from compiler.components import ComponentSpec, Kind
@@ -41,17 +42,19 @@ class Event:
 
 
 class ComponentContext:
-    """What the executor gives a component: run parameters, an event emitter, settings."""
+    """What the executor gives a component: run parameters, an event emitter, and the run's configuration
+    (:class:`~airflow_amml.run_config.RunConfig`: where to read and write, which databases; without one, the
+    environment's)."""
 
     def __init__(
         self,
         *,
         run_params: Mapping[str, Any] | None = None,
-        settings: Mapping[str, Any] | None = None,
+        config: RunConfig | None = None,
         emit_event: Any = None,
     ) -> None:
         self.run_params = dict(run_params or {})
-        self.settings = dict(settings or {})
+        self.config = config if config is not None else RunConfig.from_environment()
         self._emit_event = emit_event
 
     def emit_event(self, event: Event) -> None:

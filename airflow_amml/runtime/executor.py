@@ -47,6 +47,7 @@ from typing import Any
 import pandas as pd
 import psutil
 
+from airflow_amml.run_config import RunConfig
 from compiler.bytecode import PipelineCode
 from compiler.component_spec import Kind
 from compiler.components import ComponentRegistry
@@ -78,20 +79,16 @@ _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 class Batching:
     """How an ingress groups records: ``rows`` per batch at most, and no record held longer than ``delay``
     seconds (a slow stream still delivers promptly). Set per DAG with ``batch_rows``/``flush_delay`` in the
-    `dag` block, or in ``settings`` of :func:`run_pipeline`."""
+    `dag` block, or in the :class:`RunConfig` of :func:`run_pipeline` (checked there)."""
 
     rows: int = BATCH_ROWS
     delay: float = FLUSH_DELAY
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any] | None) -> Batching:
-        settings = settings or {}
-        rows, delay = settings.get("batch_rows", BATCH_ROWS), settings.get("flush_delay", FLUSH_DELAY)
-        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-            raise PipelineError(f"batch_rows must be a whole number of records ≥ 1, got {rows!r}")
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
-            raise PipelineError(f"flush_delay must be a number of seconds ≥ 0, got {delay!r}")
-        return cls(rows, float(delay))
+    def of(cls, config: RunConfig) -> Batching:
+        """The config's batching; what it leaves unset (None) is the default."""
+        rows = BATCH_ROWS if config.batch_rows is None else config.batch_rows
+        return cls(rows, FLUSH_DELAY if config.flush_delay is None else config.flush_delay)
 
 
 @dataclass
@@ -131,15 +128,19 @@ def run_pipeline(
     pipeline: PipelineCode,
     *,
     run_params: Mapping[str, Any] | None = None,
-    settings: Mapping[str, Any] | None = None,
+    config: RunConfig | None = None,
     mode: str = "multiprocess",
     registry: ComponentRegistry | None = None,
     filename: str = "<pipeline>",
 ) -> RunResult:
-    """Run one compiled pipeline to the end; raise :class:`PipelineError` if any component fails."""
+    """Run one compiled pipeline to the end; raise :class:`PipelineError` if any component fails.
+
+    ``config`` is what every component reads (None: :meth:`RunConfig.from_environment`); the parameters are
+    the run's (a program's dag-block defaults are merged in by :func:`airflow_amml.run.run_program`)."""
+    config = config if config is not None else RunConfig.from_environment()
     stages = make_plan(pipeline, registry)
-    batching = Batching.from_settings(settings)
-    context_args = {"run_params": run_params, "settings": settings}
+    batching = Batching.of(config)
+    context_args = {"run_params": run_params, "config": config}
     if mode == "single":
         return _SingleProcess(pipeline.name, stages, context_args, filename, batching).run()
     if mode == "multiprocess":
@@ -329,7 +330,8 @@ class _MultiProcess:
         event_boxes = {s.id: self.ctx.Queue() for s in self.stages if s.listens_to is not None}
         control = self.ctx.Queue()
         transport.sweep_stale()
-        channel = transport.Transport()  # one segment-name prefix per run: what `finally` sweeps
+        # one segment-name prefix per run: what `finally` sweeps
+        channel = transport.Transport(enabled=self.context_args["config"].shm_transport)
         wirings = [
             _Wiring(
                 stage,

@@ -16,7 +16,8 @@
   killed mid-send or mid-receive, or by messages still queued when a pipeline fails, all carry the run's
   prefix; the executor's parent removes them (:func:`cleanup`) after its children are gone. Segments of a
   parent that was itself killed are removed by the next run on this host (:func:`sweep_stale`).
-* ``AMML_SHM_TRANSPORT=0`` in the environment turns it off: batches are put on the queues as they are.
+* ``AMML_SHM_TRANSPORT=0`` in the environment (``RunConfig.shm_transport``) turns it off: batches are put on
+  the queues as they are.
 * No ``multiprocessing.shared_memory`` / resource_tracker: segments are plain files on the ``/dev/shm`` tmpfs
   (what ``shm_open`` does on Linux). The sender writes with ``pwrite``, so a full tmpfs is an ``OSError`` (and
   the batch falls back to in-band) rather than a SIGBUS on a mapped page; the receiver maps a segment only
@@ -75,10 +76,10 @@ def new_prefix() -> str:
 class Transport:
     """Packs batches for one run. Created in the parent, inherited by the forked components."""
 
-    def __init__(self, prefix: str | None = None, *, inband_bytes: int = INBAND_BYTES) -> None:
+    def __init__(self, prefix: str | None = None, *, inband_bytes: int = INBAND_BYTES, enabled: bool = True) -> None:
         self.prefix = prefix or new_prefix()
         self.inband_bytes = inband_bytes
-        self.enabled = os.path.isdir(SHM_DIR) and os.environ.get("AMML_SHM_TRANSPORT", "1") != "0"
+        self.enabled = enabled and os.path.isdir(SHM_DIR)
         self._counter = itertools.count()
 
     def pack(self, batch: pd.DataFrame, copies: int = 1) -> list[Any]:

@@ -176,7 +176,7 @@ def test_retraining_promotes_only_a_better_model(airflow_env, ett_path):
     code = """
         import json
         from airflow_amml.registry import ModelRegistry
-        r = ModelRegistry.from_settings()
+        r = ModelRegistry.from_config()
         print(json.dumps({"champion": r.resolve("ett@champion").version,
                           "versions": [{"version": v.version, "metrics": v.metrics, "dag_id": v.lineage.dag_id,
                                         "start": v.lineage.data_interval_start, "scaler": v.scaler}
@@ -248,7 +248,7 @@ TRAIN_THEN_PREDICT = """
     from airflow_amml.registry import ModelRegistry
     bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
     train = bag.dags["ett_train"].test(run_conf={{"epochs": 1}})
-    ModelRegistry.from_settings().set_alias("ett", "champion", 1)
+    ModelRegistry.from_config().set_alias("ett", "champion", 1)
     predict = bag.dags["ett_predict"].test(logical_date=pendulum.datetime(2017, 11, 2, tz="UTC"))
     print(json.dumps({{"states": [str(train.state), str(predict.state)]}}))
 """

@@ -34,7 +34,7 @@ def test_models_endpoint_reads_the_registry(tmp_path, monkeypatch):
 
     model = tmp_path / "model.keras"
     model.write_bytes(b"weights")
-    registry = ModelRegistry.from_settings()
+    registry = ModelRegistry.from_config()
     registry.register_definition("ett", "0.1", "name: ett\n")
     registry.register_version("ett", "ett:0.1", model, metrics={"mae": 0.01})
     registry.set_alias("ett", "champion", 1)
@@ -81,10 +81,10 @@ def test_requests_reuse_one_engine_and_check_the_schema_once(monkeypatch, tmp_pa
     model = tmp_path / "model.keras"
     model.write_bytes(b"weights")
     engines, checks = [], []
-    create_engine, current_revision = sa.create_engine, database.current_revision
+    create_engine, current_revision = sa.create_engine, database.HISTORY.current_revision
     monkeypatch.setattr(sa, "create_engine", lambda *a, **k: engines.append(a) or create_engine(*a, **k))
-    monkeypatch.setattr(database, "current_revision", lambda conn: checks.append(1) or current_revision(conn))
-    registry = ModelRegistry.from_settings()
+    monkeypatch.setattr(database.HISTORY, "current_revision", lambda conn: checks.append(1) or current_revision(conn))
+    registry = ModelRegistry.from_config()
     registry.register_definition("ett", "0.1", "name: ett\n")
     registry.register_version("ett", "ett:0.1", model)
     assert (len(engines), len(checks)) == (1, 2), "the first registry of the process connects and migrates"
@@ -98,4 +98,4 @@ def test_requests_reuse_one_engine_and_check_the_schema_once(monkeypatch, tmp_pa
         assert client.get("/models").status_code == 200 and client.get("/models/ett").status_code == 200
     assert (len(engines), len(checks)) == (1, 2), "no new engine, no schema check per request"
     assert not [s for s in statements if "alembic" in s or "sqlite_master" in s], statements
-    assert ModelRegistry.from_settings().engine is registry.engine
+    assert ModelRegistry.from_config().engine is registry.engine

@@ -40,9 +40,19 @@ normalsource col='v', count=0, rate=1000 | filter cond=v > 0 | print limit=0
 """
 
 
-def amml_processes():
-    """Component processes (the executor names them `amml:<component>`)."""
-    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("amml:")]
+def amml_processes(airflow_home=None):
+    """Component processes (the executor names them `amml:<component>`) — of this test's Airflow only, when
+    ``airflow_home`` is given (other pipelines may be running on the machine meanwhile)."""
+    found = []
+    for p in psutil.process_iter(["name"]):
+        if not (p.info["name"] or "").startswith("amml:"):
+            continue
+        try:
+            if airflow_home is None or p.environ().get("AIRFLOW_HOME") == str(airflow_home):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone meanwhile: not left over
+            continue
+    return found
 
 
 def free_port():
@@ -268,14 +278,15 @@ def test_real_scheduler_runs_a_backfill_and_shows_a_broken_file(airflow_standalo
     assert shown["lineage"]["dag_id"] == "ett_train" and shown["metrics"]["epochs"] == 1
 
     # Airflow kills a running task (a user marks it failed): every component process goes with it.
-    assert amml_processes() == []
+    home = af["env"]["AIRFLOW_HOME"]
+    assert amml_processes(home) == []
     patch("/dags/endless", {"is_paused": False})
     run_id = post("/dags/endless/dagRuns", {"logical_date": None})["dag_run_id"]
-    wait_for("the endless pipeline's processes", lambda: len(amml_processes()) >= 3, 300, log)
+    wait_for("the endless pipeline's processes", lambda: len(amml_processes(home)) >= 3, 300, log)
     requests.patch(
         f"{url}/api/v2/dags/endless/dagRuns/{run_id}/taskInstances/main",
         headers=headers,
         timeout=30,
         json={"new_state": "failed"},
     ).raise_for_status()
-    wait_for("every component process to be gone", lambda: amml_processes() == [], 120, log)
+    wait_for("every component process to be gone", lambda: amml_processes(home) == [], 120, log)

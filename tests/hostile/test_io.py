@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from airflow_amml.components.catalog import iter_source
 from airflow_amml.components.ingress import GENERATE_ROWS, NormalSource
+from airflow_amml.run_config import RunConfig
 from airflow_amml.runtime.component import ComponentContext
 from airflow_amml.runtime.errors import PipelineError
 from airflow_amml.runtime.executor import run_pipeline
@@ -19,9 +20,9 @@ from compiler.errors import AmmlError
 INJECTED = 'v" , (select password from secrets) as "v2'
 
 
-def run(text, run_params=None, settings=None, mode="single"):
+def run(text, run_params=None, config=None, mode="single"):
     program = compile_source(text, "hostile.amml", cache=ProgramCache())
-    return run_pipeline(program.pipelines[0], run_params=run_params, settings=settings, mode=mode)
+    return run_pipeline(program.pipelines[0], run_params=run_params, config=config, mode=mode)
 
 
 def run_param(text, value, **kwargs):
@@ -76,19 +77,22 @@ def sql_sources(url):
     }
 
 
+def sql_config(url):
+    return RunConfig.from_environment(sources=sql_sources(url))
+
+
 @pytest.mark.parametrize("source_id", ["t", "q", "s"])
 def test_sql_source_cols_from_a_trigger_param_never_reach_the_sql(secret_db, source_id):
     text = f"dag d {{ params = {{cols: [\"v\"]}} }}\nsource id='{source_id}', cols=params.cols | print"
-    settings = {"sources": sql_sources(secret_db)}
     with pytest.raises(PipelineError, match=r"has no column\(s\)") as caught:
-        run(text, run_params={"cols": [INJECTED]}, settings=settings)
+        run(text, run_params={"cols": [INJECTED]}, config=sql_config(secret_db))
     assert "hunter2" not in str(caught.value) and "`source`" in str(caught.value)
 
 
 @pytest.mark.parametrize("source_id", ["t", "q", "s"])
 def test_sql_source_selects_columns_and_binds_the_window(secret_db, source_id):
     frames = iter_source(
-        source_id, settings={"sources": sql_sources(secret_db)}, cols=["v"], start="2017-01-01 10:00", end="2017-01-02"
+        source_id, config=sql_config(secret_db), cols=["v"], start="2017-01-01 10:00", end="2017-01-02"
     )
     frame = pd.concat(list(frames))
     assert list(frame.columns) == ["v"] and frame["v"].tolist() == list(range(10, 24))
@@ -96,19 +100,19 @@ def test_sql_source_selects_columns_and_binds_the_window(secret_db, source_id):
 
 def test_sql_source_unknown_column_suggests_the_nearest(secret_db):
     with pytest.raises(PipelineError, match=r"no column\(s\) \['vv'\]; it has \['ts', 'v'\]") as caught:
-        list(iter_source("t", settings={"sources": sql_sources(secret_db)}, cols=["vv"]))
+        list(iter_source("t", config=sql_config(secret_db), cols=["vv"]))
     assert caught.value.hint == "did you mean `v`?"
 
 
 @pytest.mark.parametrize("bound", ["2017-01-01' or 1=1 --", "", "not a time"])
 def test_sql_source_window_bound_that_is_not_a_time_is_refused(secret_db, bound):
     with pytest.raises(PipelineError, match="is not a time"):
-        list(iter_source("t", settings={"sources": sql_sources(secret_db)}, start=bound))
+        list(iter_source("t", config=sql_config(secret_db), start=bound))
 
 
 def test_source_cols_as_a_lone_string_is_not_read_as_letters(secret_db):
     with pytest.raises(PipelineError, match="must be a list of column names"):
-        list(iter_source("t", settings={"sources": sql_sources(secret_db)}, cols="v"))
+        list(iter_source("t", config=sql_config(secret_db), cols="v"))
 
 
 # ---- file sinks: the output root -----------------------------------------------------------------------
@@ -257,7 +261,7 @@ def test_normalsource_huge_rate_generates_bounded_frames():
 def rows(sql):
     from airflow_amml import storage
 
-    with storage.engine().connect() as conn:
+    with storage.engine(RunConfig.from_environment()).connect() as conn:
         return conn.execute(sa.text(sql)).fetchall()
 
 

@@ -261,6 +261,7 @@ def test_escapes_giving_real_characters_are_fine_and_cacheable(tmp_path: Path) -
 
 
 def test_a_type_error_names_the_record_in_the_stream() -> None:
+    from airflow_amml.run_config import RunConfig
     from airflow_amml.runtime.errors import PipelineError
     from airflow_amml.runtime.executor import run_pipeline
 
@@ -271,7 +272,7 @@ def test_a_type_error_names_the_record_in_the_stream() -> None:
     program = compile_text(f"normalsource col='val1', count={count}, seed={seed} "
                            "| derive s=if(val1 > 2, 'pos', 1) | derive t=s + 1 | print")
     with pytest.raises(PipelineError) as info:
-        run_pipeline(program.pipelines[0], mode="single", settings={"batch_rows": 10})
+        run_pipeline(program.pipelines[0], mode="single", config=RunConfig.from_environment(batch_rows=10))
     message = info.value.message
     assert "`derive`" in message and "cannot apply `+` to str and int" in message
     assert f"record {first}" in message and "s='pos'" in message

@@ -197,11 +197,11 @@ def test_docs_and_description_are_capped(dags):
                                      "normalsource col='v' | filter cond=v != '```' | print\n")
     huge_error = """
         import operators.dag_builder
-        from compiler import AmmlError
+        from compiler import SourceError
         compile_file = operators.dag_builder.compile_file
         def huge(path, **kwargs):  # an error text of 5 MB (a probe once made 100 MB)
             if path.name == "huge.amml":
-                raise AmmlError("unknown component\\n" + "y" * 5_000_000, filename=str(path), line=1, column=16)
+                raise SourceError("unknown component\\n" + "y" * 5_000_000, filename=str(path), line=1, column=16)
             return compile_file(path, **kwargs)
         operators.dag_builder.compile_file = huge
     """

@@ -24,6 +24,7 @@ from airflow_amml.models.spec import (
     train_memory_limit,
 )
 from airflow_amml.registry import ModelRegistry
+from airflow_amml.run_config import RunConfig
 from airflow_amml.runtime.errors import PipelineError
 from airflow_amml.runtime.executor import run_pipeline
 from compiler import ProgramCache, compile_source
@@ -203,14 +204,14 @@ def test_a_broken_model_file_does_not_break_the_others(tmp_path, caplog):
     (folder / "deep.yaml").write_text(f"model: {DEEP}\ntraining: {{target: OT}}\n")
     (folder / "laughs.yaml").write_text(LAUGHS)
     assert {p.name for p in find_model_files(folder)} == {"good.yaml", "deep.yaml", "laughs.yaml"}
-    registry = ModelRegistry.from_settings()
-    assert definition_yaml(registry, "tiny:0.1", {"model_paths": [str(folder)]}) == GOOD
+    registry = ModelRegistry.from_config()
+    assert definition_yaml(registry, "tiny:0.1", RunConfig.from_environment(model_paths=[folder])) == GOOD
     assert "skipping the model file" in caplog.text and "deep.yaml" in caplog.text
     with pytest.raises(PipelineError, match="its model file has errors") as info:  # the broken one is asked for
-        definition_yaml(registry, "lol:1", {"model_paths": [str(folder)]})
+        definition_yaml(registry, "lol:1", RunConfig.from_environment(model_paths=[folder]))
     assert "laughs.yaml:6:4" in str(info.value)
     with pytest.raises(PipelineError, match="2 model file\\(s\\) have errors"):
-        definition_yaml(registry, "other:1", {"model_paths": [str(folder)]})
+        definition_yaml(registry, "other:1", RunConfig.from_environment(model_paths=[folder]))
 
 
 # ---- at train time -----------------------------------------------------------------------------------------
@@ -226,7 +227,7 @@ def test_train_lstm_stops_when_the_stream_outgrows_the_budget(tmp_path, monkeypa
     text = "normalsource col='OT', mean=0, std=1, count=200000 | train_lstm model='tiny:0.1' | print"
     program = compile_source(text, "big.amml", cache=ProgramCache())
     with pytest.raises(PipelineError) as info:
-        run_pipeline(program.pipelines[0], settings={"model_paths": [str(folder)]}, mode="single")
+        run_pipeline(program.pipelines[0], config=RunConfig.from_environment(model_paths=[folder]), mode="single")
     e = info.value
     assert e.component == "train_lstm" and "`train_lstm` stopped after" in e.message
     assert "the limit is 2." in e.message and "(AMML_TRAIN_MEMORY_LIMIT)" in e.message
@@ -240,7 +241,7 @@ def test_train_lstm_parameters_are_bounded(tmp_path, key, value):
     text = f"normalsource col='OT', mean=0, std=1, count=100 | train_lstm model='tiny:0.1', {key}={value} | print"
     program = compile_source(text, "p.amml", cache=ProgramCache())
     with pytest.raises(PipelineError, match=f"`train_lstm {key}={value}`: expected"):
-        run_pipeline(program.pipelines[0], settings={"model_paths": [str(folder)]}, mode="single")
+        run_pipeline(program.pipelines[0], config=RunConfig.from_environment(model_paths=[folder]), mode="single")
 
 
 def test_a_bad_promote_alias_fails_before_any_training(tmp_path, monkeypatch):
@@ -256,7 +257,7 @@ def test_a_bad_promote_alias_fails_before_any_training(tmp_path, monkeypatch):
     text = "normalsource col='OT', count=100 | train_lstm model='tiny:0.1', promote='../champion' | print"
     program = compile_source(text, "p.amml", cache=ProgramCache())
     with pytest.raises(PipelineError) as info:
-        run_pipeline(program.pipelines[0], settings={"model_paths": [str(folder)]}, mode="single")
+        run_pipeline(program.pipelines[0], config=RunConfig.from_environment(model_paths=[folder]), mode="single")
     assert "`train_lstm promote=`" in info.value.message and info.value.hint, str(info.value)
 
 

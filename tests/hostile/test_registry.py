@@ -68,7 +68,7 @@ def test_cli_register_with_a_climbing_name_writes_nothing(tmp_path, model_file, 
     from airflow_amml.cli import main
 
     monkeypatch.setenv("AMML_ARTIFACTS", str(tmp_path / "deep" / "artifacts"))
-    ModelRegistry.from_settings().register_definition("ett", "0.1", YAML)
+    ModelRegistry.from_config().register_definition("ett", "0.1", YAML)
     before = files_under(tmp_path)
     for name in ("../../x", str(tmp_path / "abs")):
         assert main(["model", "register", str(model_file), "--definition", "ett:0.1", "--name", name]) == 1
@@ -198,7 +198,7 @@ def test_stored_file_names_are_plain(registry, tmp_path, name):
 def test_a_space_and_an_at_sign_in_amml_home_work(tmp_path, monkeypatch, model_file):
     home = tmp_path / "my home@work"
     monkeypatch.setenv("AMML_HOME", str(home))
-    registry = ModelRegistry.from_settings()
+    registry = ModelRegistry.from_config()
     registry.register_definition("ett", "0.1", YAML)
     plot = tmp_path / "loss plot.png"
     plot.write_bytes(b"png")
@@ -327,7 +327,7 @@ def test_a_relative_artifact_root_is_refused_with_a_hint(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AMML_ARTIFACTS", "rel/artifacts")
     with pytest.raises(ArtifactError, match="relative path") as info:
-        ModelRegistry.from_settings()
+        ModelRegistry.from_config()
     assert str(tmp_path / "rel" / "artifacts") in info.value.hint
     assert main(["model", "list"]) == 1
     assert "relative path" in capsys.readouterr().err
@@ -350,7 +350,7 @@ def test_bad_configuration_is_a_registry_error(tmp_path, monkeypatch, env, value
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(env, value)
     with pytest.raises(RegistryError, match=match):
-        ModelRegistry.from_settings()
+        ModelRegistry.from_config()
 
 
 def test_a_password_in_an_unreachable_url_is_not_shown(tmp_path):
@@ -415,7 +415,7 @@ def test_parallel_registrations_leave_no_write_records(registry, tmp_path, model
 def app(model_file):
     from airflow_amml.plugin import create_app
 
-    registry = ModelRegistry.from_settings()
+    registry = ModelRegistry.from_config()
     registry.register_definition("ett", "0.1", YAML)
     registry.register_version("ett", "ett:0.1", model_file, metrics={"mae": 0.5})
     return create_app()
@@ -465,7 +465,7 @@ def test_a_misconfigured_registry_is_a_503_with_the_reason(app, monkeypatch):
 
 
 def test_non_finite_metrics_of_old_rows_do_not_break_the_api(app):
-    registry = ModelRegistry.from_settings()
+    registry = ModelRegistry.from_config()
     with registry.engine.begin() as conn:  # a row written before metrics were checked
         conn.execute(sa.text("""update amml_model_versions set metrics = '{"loss": NaN}'"""))
     response = as_viewer(app).get("/models/ett")

@@ -1,5 +1,6 @@
 """`train_lstm` and `lstm` on real ETTh1 data with real Keras training (small: a few epochs, few rows)."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from airflow_amml.registry import ModelRegistry
+from airflow_amml.run_config import Lineage, RunConfig
 from airflow_amml.runtime.errors import PipelineError
 from airflow_amml.runtime.executor import run_pipeline
 from compiler import ProgramCache, compile_source
@@ -43,28 +45,28 @@ def models_dir(tmp_path):
     return folder
 
 
-def run(text, settings, mode="single"):
+def run(text, config, mode="single"):
     program = compile_source(text, "models.amml", cache=ProgramCache())
-    return run_pipeline(program.pipelines[0], settings=settings, mode=mode)
+    return run_pipeline(program.pipelines[0], config=config, mode=mode)
 
 
 def test_train_then_predict_with_the_stored_scaler(tmp_path, models_dir):
-    settings = {
-        "model_paths": [str(models_dir)],
-        "output_dir": str(tmp_path / "runs"),
-        "output_root": str(tmp_path),  # the sinks below write here
-        "lineage": {"dag_id": "ett_train", "run_id": "manual__1", "source_hash": "abc"},
-    }
+    config = RunConfig.from_environment(
+        model_paths=[models_dir],
+        runs_dir=tmp_path / "runs",
+        output_root=tmp_path,  # the sinks below write here
+        lineage=Lineage(dag_id="ett_train", run_id="manual__1", source_hash="abc"),
+    )
     epochs = tmp_path / "epochs.csv"
     run(
         f"source id='ett', limit=1500 | minmax_scaler | train_lstm model='tiny:0.1', epoch=3 "
         f"| csv_sink path='{epochs}'",
-        settings,
+        config,
     )
     history = pd.read_csv(epochs)
     assert list(history["epoch"]) == [1, 2, 3] and np.isfinite(history["loss"]).all()
 
-    registry = ModelRegistry.from_settings()
+    registry = ModelRegistry.from_config()
     entry = registry.resolve("tiny")
     assert entry.version == 1 and entry.definition == "tiny:0.1"
     assert entry.metrics["epochs"] == 3 and entry.metrics["loss"] == pytest.approx(history["loss"].iloc[-1])
@@ -80,7 +82,7 @@ def test_train_then_predict_with_the_stored_scaler(tmp_path, models_dir):
     run(
         f"source id='ett', start='2017-06-01', end='2017-06-03' | minmax_scaler model='tiny' | lstm model='tiny' "
         f"| minmax_inverse model='tiny' | csv_sink path='{out}'",
-        settings,
+        config,
     )
     pred = pd.read_csv(out)
     day = ett[(ett["date"] >= "2017-06-01") & (ett["date"] < "2017-06-03")].reset_index(drop=True)
@@ -91,18 +93,19 @@ def test_train_then_predict_with_the_stored_scaler(tmp_path, models_dir):
 
 
 def test_unknown_definition_and_model_are_clear_errors(tmp_path, models_dir):
-    settings = {"model_paths": [str(models_dir)]}
+    config = RunConfig.from_environment(model_paths=[models_dir])
     with pytest.raises(PipelineError, match=r"no model definition 'tiny:9'; registered: \(none\)"):
-        run("source id='ett', limit=100 | train_lstm model='tiny:9' | print", settings)
+        run("source id='ett', limit=100 | train_lstm model='tiny:9' | print", config)
     with pytest.raises(PipelineError, match=r"no model named 'tiny'"):
-        run("source id='ett', limit=100 | lstm model='tiny@champion' | print", settings)
+        run("source id='ett', limit=100 | lstm model='tiny@champion' | print", config)
 
 
 def test_a_changed_definition_needs_a_new_version(tmp_path, models_dir):
-    registry = ModelRegistry.from_settings()
+    registry = ModelRegistry.from_config()
     registry.register_definition("tiny", "0.1", SMALL_MODEL.replace("units: 8", "units: 4"))
+    config = RunConfig.from_environment(model_paths=[models_dir])
     with pytest.raises(PipelineError, match=r"already registered with different content") as info:
-        run("source id='ett', limit=100 | train_lstm model='tiny:0.1' | print", {"model_paths": [str(models_dir)]})
+        run("source id='ett', limit=100 | train_lstm model='tiny:0.1' | print", config)
     assert "tiny:0.2" in str(info.value)
 
 
@@ -129,17 +132,17 @@ def test_amml_run_trains_in_the_multiprocess_executor(tmp_path, models_dir):
 
 
 def test_a_retried_training_task_does_not_register_twice(tmp_path, models_dir):
-    settings = {
-        "model_paths": [str(models_dir)],
-        "output_dir": str(tmp_path / "runs"),
-        "lineage": {"dag_id": "ett_train", "run_id": "manual__1", "task_id": "main"},
-    }
+    config = RunConfig.from_environment(
+        model_paths=[models_dir],
+        runs_dir=tmp_path / "runs",
+        lineage=Lineage(dag_id="ett_train", run_id="manual__1", task_id="main"),
+    )
     text = "source id='ett', limit=600 | minmax_scaler | train_lstm model='tiny:0.1', epoch=1 | print"
-    run(text, settings)
-    run(text, settings)  # Airflow retries the task of the same run
-    assert [v.version for v in ModelRegistry.from_settings().list_versions("tiny")] == [1]
-    run(text, {**settings, "lineage": {**settings["lineage"], "run_id": "manual__2"}})
-    assert [v.version for v in ModelRegistry.from_settings().list_versions("tiny")] == [1, 2]
+    run(text, config)
+    run(text, config)  # Airflow retries the task of the same run
+    assert [v.version for v in ModelRegistry.from_config().list_versions("tiny")] == [1]
+    run(text, dataclasses.replace(config, lineage=dataclasses.replace(config.lineage, run_id="manual__2")))
+    assert [v.version for v in ModelRegistry.from_config().list_versions("tiny")] == [1, 2]
 
 
 def test_records_a_model_cannot_take_are_an_error_naming_the_component_without_a_traceback(tmp_path):
@@ -151,7 +154,7 @@ def test_records_a_model_cannot_take_are_an_error_naming_the_component_without_a
     text = "normalsource col='v', count=200 | derive HUFL=v, OT='warm' | train_lstm model='tiny:0.1', epoch=1 | print"
     program = compile_source(text, "p.amml", cache=ProgramCache())
     with pytest.raises(PipelineError) as info:
-        run_pipeline(program.pipelines[0], settings={"model_paths": [str(folder)]}, mode="single")
+        run_pipeline(program.pipelines[0], config=RunConfig.from_environment(model_paths=[folder]), mode="single")
     message = str(info.value)
     assert "`train_lstm`" in message and "column OT must be numeric" in message, message
     assert "Traceback" not in message and "ValueError" not in message, message

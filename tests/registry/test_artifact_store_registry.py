@@ -79,7 +79,7 @@ def test_a_version_stays_readable_after_the_default_location_moves(tmp_path, mod
 
     monkeypatch.setenv("AMML_REGISTRY_URL", db_url)
     monkeypatch.setenv("AMML_ARTIFACTS", "webhdfs://namenode.invalid:9870/amml/models")  # another kind of store
-    elsewhere = ModelRegistry.from_settings()
+    elsewhere = ModelRegistry.from_config()
     assert isinstance(elsewhere.artifacts, HdfsArtifactStore)
     for entry, folder in ((old, "dl-2"), (new, "dl-3")):
         _, local = elsewhere.download(entry.ref, tmp_path / folder)
@@ -173,7 +173,7 @@ def memory_store_distribution(tmp_path, monkeypatch):
 def test_a_third_party_store_through_an_entry_point_is_used(memory_store_distribution, model_file, monkeypatch):
     monkeypatch.setenv("AMML_ARTIFACTS", "memory://bucket/models")
     with pytest.warns(UserWarning, match=r"entry point 'broken' \(amml_no_such_module:Store\)"):
-        registry = ModelRegistry.from_settings()
+        registry = ModelRegistry.from_config()
     assert type(registry.artifacts).__name__ == "MemoryStore"
     registry.register_definition("ett", "0.1", YAML)
     entry = registry.register_version("ett", "ett:0.1", model_file)
@@ -188,11 +188,11 @@ def test_a_version_in_a_third_party_store_stays_readable_from_a_local_default(
 ):
     monkeypatch.setenv("AMML_ARTIFACTS", "memory://bucket/models")
     with pytest.warns(UserWarning):
-        registry = ModelRegistry.from_settings()
+        registry = ModelRegistry.from_config()
     registry.register_definition("ett", "0.1", YAML)
     registry.register_version("ett", "ett:0.1", model_file)
     monkeypatch.setenv("AMML_ARTIFACTS", str(tmp_path / "local"))
-    _, local = ModelRegistry.from_settings().download("ett/1", tmp_path / "dl")
+    _, local = ModelRegistry.from_config().download("ett/1", tmp_path / "dl")
     assert local.read_bytes() == model_file.read_bytes()
 
 

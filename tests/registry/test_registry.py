@@ -194,7 +194,7 @@ def test_cli_model_commands(tmp_path, model_file, monkeypatch, capsys):
 
     monkeypatch.setenv("AMML_REGISTRY_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("AMML_ARTIFACTS", str(tmp_path / "cli-artifacts"))
-    ModelRegistry.from_settings().register_definition("ett", "0.1", YAML)
+    ModelRegistry.from_config().register_definition("ett", "0.1", YAML)
     assert main(["model", "register", str(model_file), "--definition", "ett:0.1"]) == 0
     assert main(["model", "alias", "champion", "ett/1"]) == 0
     assert main(["model", "list"]) == 0

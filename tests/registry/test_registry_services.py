@@ -16,6 +16,7 @@ from airflow_amml.registry import (
     ModelRegistry,
     RegistryError,
 )
+from airflow_amml.run_config import RunConfig
 from tests.registry.test_registry import age_writes
 from tests.services.fixtures import airflow_conn_env
 
@@ -176,7 +177,10 @@ def test_configured_through_airflow_connections(postgres_url, hdfs_cluster, hdfs
     airflow_url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
     monkeypatch.setenv("AIRFLOW_CONN_AMML_REGISTRY", airflow_url)
     monkeypatch.setenv("AIRFLOW_CONN_WEBHDFS_DEFAULT", airflow_conn_env(hdfs_cluster))
-    registry = ModelRegistry.from_settings({"registry_conn_id": "amml_registry", "artifact_conn_id": "webhdfs_default"})
+    from operators.connections import connection_overrides
+
+    overrides = connection_overrides(registry_conn_id="amml_registry", artifact_conn_id="webhdfs_default")
+    registry = ModelRegistry.from_config(RunConfig.from_environment(**overrides))
     assert registry.engine.dialect.name == "postgresql"
     assert isinstance(registry.artifacts, HdfsArtifactStore)
     registry.register_definition("ett", "0.1", YAML)

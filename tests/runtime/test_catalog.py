@@ -5,6 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_amml.components.catalog import iter_source
+from airflow_amml.run_config import RunConfig
 from airflow_amml.runtime.errors import PipelineError
 
 
@@ -35,8 +36,8 @@ def parquet_reads(monkeypatch):
 
 
 def read(path, batch_rows, **kwargs):
-    settings = {"sources": {"e": {"path": str(path), "time_column": "date"}}}
-    return list(iter_source("e", settings=settings, batch_rows=batch_rows, **kwargs))
+    config = RunConfig.from_environment(sources={"e": {"path": str(path), "time_column": "date"}})
+    return list(iter_source("e", config=config, batch_rows=batch_rows, **kwargs))
 
 
 @pytest.mark.parametrize(
@@ -50,8 +51,8 @@ def read(path, batch_rows, **kwargs):
     ],
 )
 def test_parquet_streams_the_same_records_as_a_whole_csv_read(ett_path, ett_parquet, tmp_path, window):
-    csv_settings = {"sources": {"c": {"path": str(ett_path), "time_column": "date"}}}
-    whole = pd.concat(list(iter_source("c", settings=csv_settings, **window)), ignore_index=True)
+    csv_config = RunConfig.from_environment(sources={"c": {"path": str(ett_path), "time_column": "date"}})
+    whole = pd.concat(list(iter_source("c", config=csv_config, **window)), ignore_index=True)
     frames = read(ett_parquet, 512, **window)
     streamed = pd.concat(frames, ignore_index=True)
     assert all(len(f) <= 512 for f in frames) and len(frames) > 2
@@ -64,7 +65,8 @@ def test_parquet_streams_the_same_records_as_a_whole_csv_read(ett_path, ett_parq
 
 def test_parquet_is_read_lazily(ett_parquet, parquet_reads):
     """Memory does not grow with the file: frames come one record batch at a time, not after a whole read."""
-    frames = iter_source("e", settings={"sources": {"e": {"path": str(ett_parquet)}}}, batch_rows=256)
+    config = RunConfig.from_environment(sources={"e": {"path": str(ett_parquet)}})
+    frames = iter_source("e", config=config, batch_rows=256)
     first = next(frames)
     assert len(first) == 256 and [c["batches"] for c in parquet_reads] == [[256]]
 
@@ -105,7 +107,7 @@ def test_an_unsorted_file_gives_the_same_window_and_warmup(ett_path, tmp_path):
     shuffled.to_csv(tmp_path / "s.csv", index=False)
     shuffled.to_parquet(tmp_path / "s.parquet", index=False, row_group_size=1000)
     window = {"start": "2017-01-01", "end": "2017-03-01", "warmup": 50}
-    csv_settings = {"sources": {"c": {"path": str(tmp_path / "s.csv"), "time_column": "date"}}}
-    csv = pd.concat(iter_source("c", settings=csv_settings, **window))
+    csv_config = RunConfig.from_environment(sources={"c": {"path": str(tmp_path / "s.csv"), "time_column": "date"}})
+    csv = pd.concat(iter_source("c", config=csv_config, **window))
     parquet = pd.concat(read(tmp_path / "s.parquet", 700, **window))
     pd.testing.assert_frame_equal(parquet.reset_index(drop=True), csv.reset_index(drop=True), check_dtype=False)

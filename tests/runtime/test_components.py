@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_amml import storage
+from airflow_amml.run_config import RunConfig
 from airflow_amml.runtime.errors import PipelineError
 from airflow_amml.runtime.executor import run_pipeline
 from compiler import ProgramCache, compile_file, compile_source
@@ -21,7 +22,7 @@ def run(text, mode="multiprocess", **kwargs):
 
 
 def db():
-    return storage.engine()
+    return storage.engine(RunConfig.from_environment())
 
 
 def query(sql):
@@ -190,7 +191,7 @@ def test_sql_source_with_a_time_window(tmp_path, ett_path):
     sources = {"db": {"url": url, "table": "readings", "time_column": "date"}}
     run(
         f"source id='db', start='2017-03-01', end='2017-03-03', cols=['date', 'OT'] | csv_sink path='{out}'",
-        settings={"sources": sources},
+        config=RunConfig.from_environment(sources=sources),
     )
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["date", "OT"] and len(frame) == 48

@@ -12,6 +12,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from airflow_amml.run_config import RunConfig
 from airflow_amml.runtime.errors import PipelineError
 from airflow_amml.runtime.executor import rebatch, run_pipeline
 from compiler import ProgramCache, compile_source
@@ -159,15 +160,15 @@ def test_amml_run_cli(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["single", "multiprocess"])
-def test_batch_rows_and_flush_delay_are_settings(mode):
+def test_batch_rows_and_flush_delay_are_configuration(mode):
     """Records per batch and how long an ingress may hold them: Logstash's batch.size and batch.delay."""
     counted = pipeline("normalsource col='v', count=5000 | filter cond=v > -100 | print limit=0")
-    result = run_pipeline(counted, mode=mode, settings={"batch_rows": 1000})
+    result = run_pipeline(counted, mode=mode, config=RunConfig.from_environment(batch_rows=1000))
     assert [result.counters[s.id].batches_in for s in result.stages[1:]] == [5, 5]
     # 200 records paced over about half a second: held up to 1 s they go as one batch; up to 10 ms, as many
     paced = pipeline("normalsource col='v', count=200, rate=400 | print limit=0")
-    held = run_pipeline(paced, mode=mode, settings={"flush_delay": 1.0})
-    prompt = run_pipeline(paced, mode=mode, settings={"flush_delay": 0.01})
+    held = run_pipeline(paced, mode=mode, config=RunConfig.from_environment(flush_delay=1.0))
+    prompt = run_pipeline(paced, mode=mode, config=RunConfig.from_environment(flush_delay=0.01))
     assert held.counters[held.stages[-1].id].batches_in == 1
     assert prompt.counters[prompt.stages[-1].id].batches_in >= 10
 
@@ -181,7 +182,7 @@ def test_batch_rows_and_flush_delay_are_settings(mode):
 )
 def test_bad_batching_settings_are_refused_before_anything_runs(settings, words, new_processes):
     with pytest.raises(PipelineError, match=words):
-        run_pipeline(pipeline("normalsource count=10 | print"), settings=settings)
+        run_pipeline(pipeline("normalsource count=10 | print"), config=RunConfig.from_environment(**settings))
     assert new_processes() == []
 
 

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_amml import storage
+from airflow_amml.run_config import RunConfig
 from airflow_amml.runtime.errors import PipelineError
 from airflow_amml.runtime.executor import run_pipeline
 from compiler import ProgramCache, compile_source
@@ -36,7 +37,7 @@ def failure(text, mode="multiprocess", **kwargs):
 @pytest.mark.parametrize("mode", MODES)
 def test_missing_file(tmp_path, mode):
     sources = {"gone": {"path": str(tmp_path / "nope.csv")}}
-    message = failure("source id='gone' | print", mode, settings={"sources": sources})
+    message = failure("source id='gone' | print", mode, config=RunConfig.from_environment(sources=sources))
     assert "`source` (position 1" in message and "nope.csv does not exist" in message
 
 
@@ -44,7 +45,8 @@ def test_missing_file(tmp_path, mode):
 def test_unreadable_csv_row(tmp_path, mode):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n3,4,5,6\n")
-    message = failure("source id='bad' | print", mode, settings={"sources": {"bad": {"path": str(bad)}}})
+    config = RunConfig.from_environment(sources={"bad": {"path": str(bad)}})
+    message = failure("source id='bad' | print", mode, config=config)
     assert "cannot read" in message and "line 3" in message
 
 
@@ -80,7 +82,7 @@ def test_snapshot_saved_before_a_failure_stays_saved(tmp_path):
     program = compile_source(text, "faults.amml", cache=ProgramCache())
     with pytest.raises(PipelineError, match="cannot apply `\\+` to str and float"):
         run_pipeline(program.pipelines[0])
-    with storage.engine().connect() as conn:
+    with storage.engine(RunConfig.from_environment()).connect() as conn:
         alerts = conn.execute(sa.text("select position from amml_alerts")).fetchall()
         snapshot = conn.execute(sa.text("select max(row_position), count(*) from amml_snapshots")).fetchone()
     assert len(alerts) == 1

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from airflow_amml.run_config import RunConfig
 from airflow_amml.runtime import transport
 from airflow_amml.runtime.errors import PipelineError
 from airflow_amml.runtime.executor import run_pipeline
@@ -213,7 +214,7 @@ def test_no_resource_tracker_warnings(tmp_path):
 def test_switched_off_batches_travel_as_they_are(monkeypatch):
     monkeypatch.setenv("AMML_SHM_TRANSPORT", "0")
     df = frame(100_000)
-    messages = transport.Transport().pack(df, 2)
+    messages = transport.Transport(enabled=RunConfig.from_environment().shm_transport).pack(df, 2)
     assert all(m is df for m in messages) and transport.unpack(messages[0]) is df
 
 

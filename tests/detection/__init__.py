@@ -1,0 +1,1 @@
+"""Anomaly detection: detectors, alarms, alerts, NAB-grade evaluation."""
