@@ -85,8 +85,9 @@ class RunConfig:
     :param artifact_location: where new model files go (a folder or ``webhdfs://``/``file://`` URI) — env
         ``AMML_ARTIFACTS``; task: ``artifact_conn`` (``artifact_conn_id``), else ``AMML_ARTIFACT_CONN_ID``, as a
         ``webhdfs://`` URL; None: ``home/artifacts``.
-    :param model_paths: folders of model YAML files ``train_lstm`` looks in — env ``AMML_MODEL_PATH``
-        (``os.pathsep``-separated); CLI: the file's ``models/`` and its folder; task: the file's ``models/``.
+    :param model_paths: folders of model YAML files ``train_lstm`` looks in — CLI: the file's ``models/`` and its
+        folder; task: the file's ``models/``; then env ``AMML_MODEL_PATH`` (``os.pathsep``-separated), searched
+        after the run's own folders (alone when the run names none).
     :param output_root: the only folder file sinks write under — env ``AMML_OUTPUT_ROOT``; None: ``home/output``.
     :param input_root: the only folder ``logsource`` reads under — env ``AMML_INPUT_ROOT``; None: ``home/input``.
     :param dags_folder: Airflow's dags folder, where no sink may write — env ``AIRFLOW__CORE__DAGS_FOLDER``, else
@@ -181,6 +182,9 @@ class RunConfig:
             raw = environ.get(variable)
             if name not in overrides and raw and raw.strip():
                 values[name] = parse(raw)
+        searched = environ.get("AMML_MODEL_PATH", "").strip()
+        if "model_paths" in overrides and searched:  # the run's own folders first, then the deployment's
+            overrides = {**overrides, "model_paths": (*_loose_paths(overrides["model_paths"]), *_path_list(searched))}
         if "dags_folder" not in overrides:
             values["dags_folder"] = _dags_folder(environ)
         for variable, name in CONNECTION_VARIABLES.items():
@@ -225,6 +229,10 @@ def _webhooks(raw: str) -> dict[str, str]:
     if not isinstance(declared, dict):
         raise PipelineError(f"{WEBHOOKS_ENV} must be a JSON object mapping names to http(s) URLs")
     return {str(k): str(v) for k, v in declared.items()}
+
+
+def _loose_paths(paths: Any) -> tuple[Path, ...]:
+    return (Path(paths),) if isinstance(paths, str | os.PathLike) else tuple(map(Path, paths))
 
 
 def _path_list(raw: str) -> tuple[Path, ...]:

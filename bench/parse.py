@@ -11,7 +11,7 @@ The corpus
 Three dags folders are generated in a temporary directory, holding the SAME ``--dags`` DAGs
 (``station_000`` ... ``station_199``). Each DAG: schedule ``@daily`` as ``CronDataIntervalTimetable`` (UTC),
 start_date 2024-01-01, catchup off, three tags, three typed run params (``threshold``, ``model``, ``epochs``:
-``Param(default, type=...)``, as ``operators/dag_builder.py`` makes them),
+``Param(default, type=...)``, as ``operators/dag_factory.py`` makes them),
 owner/retries/retry_delay as default_args, a description, max_active_runs 16, and three
 ``operators.AmmlPipelineOperator`` tasks ``prepare >> train >> report`` (``amml_file`` = the AMML file of that
 DAG, ``pipeline`` = the task id).

@@ -1,6 +1,7 @@
 """Declarations of the built-in components: one place for names, kinds, parameters and docs.
 
-Error messages, `amml components` and the README's component table are all generated from this list.
+Error messages and `amml components` are generated from this list; `tests/test_readme.py` checks the README's
+component table against it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from .value_checks import FileSuffix, Re2Pattern, TableName
 
 _INGRESS = "airflow_amml.components.ingress"
 _PROGRESS = "airflow_amml.components.progress"
-_EGRESS = "airflow_amml.components.egress"
+_CONSOLE = "airflow_amml.components.console"
 _LSTM = "airflow_amml.components.lstm"
 _SCALERS = "airflow_amml.components.scalers"
 _EVENTS = "airflow_amml.components.events"
-_SINKS = "airflow_amml.components.sinks"
+_FILE_SINKS = "airflow_amml.components.file_sinks"
+_SQL_SINK = "airflow_amml.components.sql_sink"
 
 _WINDOW = (
     param("start", "any", "start of the time window (ISO time); default: the run's data interval", None),
@@ -72,6 +74,8 @@ def _detector_params(threshold_doc: str, *, cols: bool = True) -> tuple[ParamSpe
 _MIN_PERIODS = param("min_periods", "int", "records the window needs before it scores; default min(30, window)",
                      None, check=_RECORDS)
 _SIGMA3 = "flag at this score or more; default 0.9973 (3 standard deviations)"
+_Z_SCALE = param("scale", "str", "score from z: tail, erf(|z|/√2) (0.9973 at 3σ); or sigma, |z|/20 capped at 1 "
+                 "(keeps growing past 5σ, for anomaly_likelihood; 3σ is then 0.15)", "tail", choices=("tail", "sigma"))
 
 
 BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
@@ -241,6 +245,21 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
     ),
     # ---- anomaly detection ----------------------------------------------------------------------
     ComponentSpec(
+        "difference",
+        Kind.PROGRESS,
+        "Add each column's change since `lag` records, or a duration (`lag='1D'`), before: x[t] - x[t - lag].",
+        (
+            param("cols", "list[str]", "columns to difference; default: every numeric column", None),
+            param("lag", "any", "records back (a number), or a duration on the time column ('1h', '1D', '7D')", 1),
+            param("time", "str", "the time column a duration is measured on; default: the first datetime column, or "
+                  "timestamp/date/time",
+                  None),
+            param("suffix", "str", "added to each column's name for its difference (`value` → `value_diff`)",
+                  "_diff"),
+        ),
+        impl="airflow_amml.components.difference:Difference",
+    ),
+    ComponentSpec(
         "threshold_detector",
         Kind.PROGRESS,
         "Flag values beyond fixed bounds (`low`, `high`) or where `cond` holds; the score grows with the distance.",
@@ -264,6 +283,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("step", "int", "refresh the window's statistics every this many records once full (NAB: 100)",
                   1, check=_RECORDS),
             _MIN_PERIODS,
+            _Z_SCALE,
             *_detector_params(_SIGMA3),
         ),
         impl=f"{_DETECT}:GaussianDetector",
@@ -275,6 +295,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         (
             param("window", "int", "records in the window", 1000, check=_RECORDS),
             _MIN_PERIODS,
+            _Z_SCALE,
             *_detector_params(_SIGMA3),
         ),
         impl=f"{_DETECT}:RobustDetector",
@@ -292,6 +313,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("alpha", "float", "weight of each new record in its slot's exponentially weighted statistics",
                   0.05, check=Between(1e-6, 1.0, "e.g. alpha=0.05")),
             param("min_periods", "int", "records a slot needs before it scores", 10, check=_RECORDS),
+            _Z_SCALE,
             *_detector_params(_SIGMA3),
         ),
         impl=f"{_DETECT}:SeasonalDetector",
@@ -353,7 +375,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("limit", "int", "print at most this many records", None),
             param("cols", "list[str]", "columns to print; default: all", None),
         ),
-        impl=f"{_EGRESS}:Print",
+        impl=f"{_CONSOLE}:Print",
     ),
     ComponentSpec(
         "alert",
@@ -420,7 +442,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
                   check=FileSuffix(".csv")),
             param("mode", "str", "replace the file or append to it", "replace", choices=("replace", "append")),
         ),
-        impl=f"{_EGRESS}:CsvSink",
+        impl=f"{_FILE_SINKS}:CsvSink",
     ),
     ComponentSpec(
         "parquet_sink",
@@ -430,7 +452,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("path", "str", "file to write, under the output root (`$AMML_OUTPUT_ROOT`)",
                   check=FileSuffix(".parquet")),
         ),
-        impl=f"{_SINKS}:ParquetSink",
+        impl=f"{_FILE_SINKS}:ParquetSink",
     ),
     ComponentSpec(
         "sql_sink",
@@ -441,6 +463,6 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("key", "list[str]", "columns identifying a row; rows with these keys are replaced", None),
             param("db", "str", "a database the deployment names (`$AMML_DATABASES`); default: AMML's own", None),
         ),
-        impl=f"{_SINKS}:SqlSink",
+        impl=f"{_SQL_SINK}:SqlSink",
     ),
 )

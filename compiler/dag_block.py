@@ -1,6 +1,6 @@
 """The `dag { ... }` block: DAG settings written in AMML, checked at compile time.
 
-Values are constants (folded expressions). The Airflow side (`operators/dag_builder.py`) turns them into DAG
+Values are constants (folded expressions). The Airflow side (`operators/dag_factory.py`) turns them into DAG
 arguments; this module knows their names, types and the rules Airflow applies to them (dag id, dates, time
 zones, cron, durations, tag and text lengths), so that `amml lint` rejects what Airflow would reject, without
 Airflow. The loader converts dates and durations with the functions below, so the two cannot disagree.

@@ -158,3 +158,10 @@ def test_the_program_fills_only_what_the_configuration_leaves_unset():
     assert (flagged.batch_rows, flagged.flush_delay) == (7, 0.2)
     plain = compile_source("normalsource count=1 | print\n", "p.amml", cache=ProgramCache())
     assert program_config(plain, RunConfig()).batch_rows is None  # the executor's default then
+
+
+def test_the_deployments_model_folders_are_searched_after_the_runs_own():
+    environ = {"AMML_MODEL_PATH": "/shared/models"}
+    config = RunConfig.from_environment(environ, model_paths=("/dags/models",))
+    assert config.model_paths == (Path("/dags/models"), Path("/shared/models"))
+    assert RunConfig.from_environment({}, model_paths=("/dags/models",)).model_paths == (Path("/dags/models"),)

@@ -42,6 +42,15 @@ def two_sided_score(z: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(z), 0.0, erf(np.abs(z) / math.sqrt(2.0)))
 
 
+SIGMA_SCALE = 20.0  # `scale='sigma'`: |z| / 20, so a score keeps growing up to 20σ
+
+
+def sigma_score(z: np.ndarray) -> np.ndarray:
+    """min(|z| / 20, 1): linear in the distance, where erf saturates past 5σ (1 - 1e-7) and every big outlier
+    looks alike — what a post-processor comparing scores with their own history needs."""
+    return np.where(np.isnan(z), 0.0, np.minimum(np.abs(z) / SIGMA_SCALE, 1.0))
+
+
 def z_values(x: np.ndarray, centre: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """(x - centre) / spread, with a zero spread floored at :data:`STD_FLOOR` (a value equal to the centre is
     then z = 0, any other is far out)."""
@@ -67,6 +76,7 @@ class _Detector(AbstractProgress):
         self.combine = self.params.get("combine", "max")
         self.cols: list[str] | None = None
         self.states: dict[str, Any] = {}
+        self.z_score = sigma_score if self.params.get("scale") == "sigma" else two_sided_score
         self.setup()
         given = self.params.get("threshold")
         self.threshold = self._number("threshold", 0.0, 1.0, self.default_threshold if given is None else given)
@@ -270,7 +280,7 @@ class GaussianDetector(_Detector):
                 st.carried = here.at(slice(following - start, following - start + 1))
         st.seen += n
         z = z_values(values, stats.mean, np.sqrt(stats.var))
-        return np.where(stats.count >= self.min_periods, two_sided_score(z), 0.0)
+        return np.where(stats.count >= self.min_periods, self.z_score(z), 0.0)
 
     def _refresh_point(self, i: np.ndarray) -> np.ndarray:
         """The position whose window scores record i: i-1 while the window fills, then the last of every
@@ -322,7 +332,7 @@ class RobustDetector(_Detector):
             st.before = (q1[-1], median[-1], q3[-1], count[-1])
         q1p, medp, q3p, countp = prev
         z = z_values(values, medp, (q3p - q1p) / IQR_TO_SIGMA)
-        return np.where(countp >= self.min_periods, two_sided_score(z), 0.0)
+        return np.where(countp >= self.min_periods, self.z_score(z), 0.0)
 
 
 # ---- 4. seasonal baseline -------------------------------------------------------------------------------
@@ -435,7 +445,7 @@ class SeasonalDetector(_Detector):
             with np.errstate(invalid="ignore", divide="ignore"):
                 var_before = var_before / ((1.0 - a) * (1.0 - (1.0 - a) ** (counts - 1.0)))
             z = z_values(x, mean_before, np.sqrt(var_before))
-            scores[idx] = np.where(counts >= self.min_periods, two_sided_score(z), 0.0)
+            scores[idx] = np.where(counts >= self.min_periods, self.z_score(z), 0.0)
         return scores
 
 

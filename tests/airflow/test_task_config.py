@@ -14,7 +14,7 @@ from airflow_amml.registry import HdfsArtifactStore, LocalArtifactStore, ModelRe
 from airflow_amml.run_config import Lineage
 from compiler import compile_file
 from operators.connections import connection_overrides, webhdfs_location
-from operators.dag_builder import build_dag
+from operators.dag_factory import build_dag
 from operators.pipeline import AmmlPipelineOperator
 from operators.task_config import task_run_config
 

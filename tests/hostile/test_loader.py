@@ -1,4 +1,4 @@
-"""Hostile .amml files against the Airflow loader (dags/amml_dags.py → operators/dag_builder.py).
+"""Hostile .amml files against the Airflow loader (dags/amml_dags.py → operators/dag_factory.py).
 
 The rule: whatever one file holds, the loader never raises (in Airflow 3.3 that hides every AMML DAG), no
 other file's DAG is affected, and the file shows up as a failing `amml_error__…` DAG. And `amml lint` agrees:
@@ -196,14 +196,14 @@ def test_docs_and_description_are_capped(dags):
     (dags / "fence.amml").write_text("dag fence { }\n"
                                      "normalsource col='v' | filter cond=v != '```' | print\n")
     huge_error = """
-        import operators.dag_builder
+        import operators.dag_factory
         from compiler import SourceError
-        compile_file = operators.dag_builder.compile_file
+        compile_file = operators.dag_factory.compile_file
         def huge(path, **kwargs):  # an error text of 5 MB (a probe once made 100 MB)
             if path.name == "huge.amml":
                 raise SourceError("unknown component\\n" + "y" * 5_000_000, filename=str(path), line=1, column=16)
             return compile_file(path, **kwargs)
-        operators.dag_builder.compile_file = huge
+        operators.dag_factory.compile_file = huge
     """
     loaded = load(dags, patch=huge_error)
     huge = assert_error_dag(loaded, "huge.amml", "more characters")
@@ -223,10 +223,10 @@ INTERNAL_FAILURES = {
     # Airflow refusing what the compiler let through (here: a cron the check no longer sees)
     # listing the folder failing (unreadable, a symlink loop)
     "folder": """
-        import operators.dag_builder
+        import operators.dag_factory
         def fail(folder):
             raise PermissionError(13, "Permission denied", str(folder))
-        operators.dag_builder.amml_files = fail
+        operators.dag_factory.amml_files = fail
     """,
     "airflow": """
         import compiler.dag_block

@@ -1,19 +1,14 @@
-"""Sinks to Parquet files and SQL tables.
+"""`sql_sink`: records into a SQL table, idempotently with `key`.
 
-A sink's `path`, `table`, `key` and `db` come from the pipeline (or a trigger param), so they are checked
-first: files only under the output root (:func:`airflow_amml.storage.output_file`), tables by plain names
-that are not AMML's own (:func:`airflow_amml.tables.check_table_name`), databases only by the names the
-deployment declared, and statements built with SQLAlchemy Core against the reflected table.
+A sink's `table`, `key` and `db` come from the pipeline (or a trigger param), so they are checked first: tables
+by plain names that are not AMML's own (:func:`airflow_amml.tables.check_table_name`), databases only by the
+names the deployment declared, and statements built with SQLAlchemy Core against the reflected table.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -21,79 +16,15 @@ import sqlalchemy as sa
 from airflow_amml import storage, tables
 from airflow_amml.sdk import AbstractEgress, PipelineError
 
+from .column_params import column_names, did_you_mean_columns
+
 # Keys per DELETE statement: SQLite allows 32,766 bound parameters per statement (999 before 3.32)
 DELETE_KEYS_PER_STATEMENT = 400
 
 
-def temporary_beside(component: str, path: Path) -> Path:
-    """A new empty file next to ``path``, to be renamed over it at the end (so a failed run never leaves a
-    truncated file). Created exclusively: never an existing file, nor a link planted under that name."""
-    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as exc:
-        raise PipelineError(
-            f"`{component}`: cannot write in {path.parent}: {exc.strerror or exc}",
-            hint="choose a path in a folder this process may write",
-        ) from exc
-    return tmp
-
-
-class ParquetSink(AbstractEgress):
-    """`parquet_sink path=...`: written to a temporary file, renamed into place when the stream ends, so a
-    failed run never leaves a truncated file behind."""
-
-    def open(self) -> None:
-        self.path = storage.output_file(self.name, self.params["path"], ".parquet", self.context.config)
-        self.tmp: Path | None = None  # made by the first write: a run failing before it leaves no file
-        self.writer = None
-
-    def write(self, batch: pd.DataFrame) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if self.writer is None:
-            table = pa.Table.from_pandas(batch, preserve_index=False)
-            self.tmp = temporary_beside(self.name, self.path)
-            self.writer = pq.ParquetWriter(self.tmp, table.schema)
-        else:
-            table = pa.Table.from_pandas(batch, schema=self.writer.schema, preserve_index=False)
-        self.writer.write_table(table)
-
-    def finish(self) -> None:
-        if self.writer is None:  # an empty stream still produces a (schema-less) file
-            self.tmp = temporary_beside(self.name, self.path)
-            pd.DataFrame().to_parquet(self.tmp)
-        else:
-            self.writer.close()
-            self.writer = None
-        self.tmp.replace(self.path)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.tmp is not None:
-            self.tmp.unlink(missing_ok=True)
-
-
-def column_names(component: str, param: str, value: Any) -> list[str]:
-    """A list-of-names parameter (None: empty); a lone string (`key=params.k` with k='date') is refused
-    rather than read as a list of its letters."""
-    if value is None:
-        return []
-    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
-        raise PipelineError(
-            f"`{component} {param}={value!r}`: expected a list of column names", hint=f"e.g. {param}=['date']"
-        )
-    return list(dict.fromkeys(value))
-
-
 def _not_found(names: Sequence[str], candidates: Sequence[str]) -> str:
-    from compiler.errors import did_you_mean
-
-    hints = [h for h in (did_you_mean(n, candidates) for n in names) if h]
-    return f"; {' '.join(hints)}" if hints else ""
+    hints = did_you_mean_columns(names, candidates)
+    return f"; {hints}" if hints else ""
 
 
 class SqlSink(AbstractEgress):
