@@ -34,10 +34,17 @@ PIPELINES = [
 
 
 def row(name: str, report, seconds: float | None) -> dict:
-    pooled = report.to_json()["all"]
+    report_json = report.to_json()
+    pooled = report_json["all"]
     opt, fixed = pooled["nab_optimised_on_these_labels"], pooled["nab_fixed"]
+    by_category = {
+        name: group["nab_optimised_on_these_labels"]["standard"]["score"]
+        for name, group in report_json["categories"].items()
+        if group["windows"]
+    }
     return {
         "detector": name,
+        "categories": by_category,
         "standard": opt["standard"]["score"],
         "low_fp": opt["reward_low_FP_rate"]["score"],
         "low_fn": opt["reward_low_FN_rate"]["score"],
@@ -62,7 +69,9 @@ def baselines(corpus) -> list[dict]:
         scores = {id(s): rng.random(len(s.times)) for s in corpus}
         randoms.append(scored(f"random {seed}", lambda s, scores=scores: scores[id(s)]))
     mean = {k: float(np.mean([r[k] for r in randoms])) for k in ("standard", "low_fp", "low_fn", "standard_fixed")}
-    out.append({**randoms[0], **mean, "detector": "random (mean of 3 seeds)", "found": "—", "mttd_rows": None,
+    categories = {c: float(np.mean([r["categories"][c] for r in randoms])) for c in randoms[0]["categories"]}
+    out.append({**randoms[0], **mean, "categories": categories, "detector": "random (mean of 3 seeds)", "found": "—",
+                "mttd_rows": None,
                 "event_f1": float(np.mean([r["event_f1"] or 0 for r in randoms]))})
     return out
 
@@ -84,11 +93,13 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print("| detector | NAB standard | low FP | low FN | standard, fixed threshold | event F1 | windows found "
-          "| MTTD (records) | seconds |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    categories = list(rows[0]["categories"])
+    print("| detector | NAB standard | low FP | low FN | " + " | ".join(categories)
+          + " | standard, fixed threshold | event F1 | windows found | MTTD (records) | seconds |")
+    print("|---" * (10 + len(categories)) + "|")
     for r in rows:
-        print(f"| {r['detector']} | {fmt(r['standard'])} | {fmt(r['low_fp'])} | {fmt(r['low_fn'])} "
+        per_category = " | ".join(fmt(r["categories"].get(c)) for c in categories)
+        print(f"| {r['detector']} | {fmt(r['standard'])} | {fmt(r['low_fp'])} | {fmt(r['low_fn'])} | {per_category} "
               f"| {fmt(r['standard_fixed'])} | {fmt(r['event_f1'], 3)} | {r['found']} | {fmt(r['mttd_rows'], 0)} "
               f"| {fmt(r['seconds'])} |")
 
