@@ -6,11 +6,8 @@ component table against it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from .component_spec import ComponentSpec, Kind, ParamSpec, ParamType, param
-from .value_checks import FileSuffix, Re2Pattern, TableName
+from .value_checks import Between, FileSuffix, Re2Pattern, RecordsOrDuration, TableName
 
 _INGRESS = "airflow_amml.components.ingress"
 _PROGRESS = "airflow_amml.components.progress"
@@ -33,20 +30,6 @@ _STATS_FROM = param(
 # ---- anomaly detection: shared parameters (the specs are in the section of the same name below) ----------
 _DETECT = "airflow_amml.components.detectors"
 MAX_DETECTOR_WINDOW = 1_000_000  # records a detector's window may hold (airflow_amml.detection.rolling)
-
-
-@dataclass(frozen=True)
-class Between:
-    """A constant number from ``low`` to ``high`` (a frozen dataclass: its repr keys the compile cache)."""
-
-    low: float
-    high: float
-    example: str
-
-    def __call__(self, value: Any) -> tuple[str, str] | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or self.low <= value <= self.high:
-            return None
-        return (f"expected a value from {self.low:,g} to {self.high:,g}", self.example)
 
 
 _RECORDS = Between(1, MAX_DETECTOR_WINDOW, "a window holds at most 1,000,000 records; use a shorter one")
@@ -250,7 +233,8 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         "Add each column's change since `lag` records, or a duration (`lag='1D'`), before: x[t] - x[t - lag].",
         (
             param("cols", "list[str]", "columns to difference; default: every numeric column", None),
-            param("lag", "any", "records back (a number), or a duration on the time column ('1h', '1D', '7D')", 1),
+            param("lag", "any", "records back (a number), or a duration on the time column ('1h', '1d', '7d')", 1,
+                  check=RecordsOrDuration(1, MAX_DETECTOR_WINDOW, "e.g. lag=1, lag='1h' or lag='1d'")),
             param("time", "str", "the time column a duration is measured on; default: the first datetime column, or "
                   "timestamp/date/time",
                   None),
@@ -426,8 +410,10 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("score", "str", "flag by a score column instead (with `threshold`; default `anomaly_score`)", None),
             param("threshold", "float", "a record is flagged when its score is at least this", None),
             param("min_count", "int", "flagged records the window must hold to raise an alarm", 2),
-            param("window", "any", "the window: a number of records, or a duration such as '1h' (needs `time`)", 60),
-            param("suppress", "any", "after an alarm, records (or a duration) in which no other is raised", 120),
+            param("window", "any", "the window: a number of records, or a duration such as '1h' (needs `time`)", 60,
+                  check=RecordsOrDuration(1, MAX_DETECTOR_WINDOW, "e.g. window=60, or window='1h' with time='...'")),
+            param("suppress", "any", "after an alarm, records (or a duration) in which no other is raised", 120,
+                  check=RecordsOrDuration(0, MAX_DETECTOR_WINDOW, "e.g. suppress=120, or suppress='2h'")),
             param("time", "str", "the records' timestamp column, for durations", None),
             param("output", "str", "name of the added boolean column", "alarm"),
         ),

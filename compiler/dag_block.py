@@ -21,6 +21,7 @@ from . import ast
 from .errors import AmmlError, AmmlNameError, AmmlTypeError, did_you_mean, one_of
 from .expressions import fold
 from .semantics import type_name
+from .value_checks import DURATION, MAX_DURATION_SECONDS, duration_seconds
 
 # name → (accepted Python types, description)
 DAG_SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -64,10 +65,8 @@ DEFAULT_TIMEZONE = "UTC"
 # Dates stay well inside datetime's years 1..9999, so that time zone conversion and schedule arithmetic
 # (start + interval) cannot overflow in the scheduler.
 MIN_YEAR, MAX_YEAR = 1900, 9000
-MAX_DURATION = timedelta(days=3660)
+MAX_DURATION = timedelta(seconds=MAX_DURATION_SECONDS)
 
-_DURATION = re.compile(r"(\d{1,12})\s*(s|m|h|d|w)")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # airflow.sdk.definitions.timetables._cron.CRON_PRESETS; anything else starting with @ goes to croniter
 CRON_PRESETS = {
     "@hourly": "0 * * * *",
@@ -225,19 +224,17 @@ def parse_duration(value: str | int) -> timedelta:
     if isinstance(value, int):
         delta = timedelta(seconds=value) if 0 <= value <= MAX_DURATION.total_seconds() else None
     else:
-        match = _DURATION.fullmatch(value.strip())
-        if match is None:
+        if DURATION.fullmatch(value.strip()) is None:
             raise SettingError(f"must be a duration such as '90s', '5m', '1h', '2d' or '1w'; got {value!r}")
-        number, unit = match.groups()
-        seconds = int(number) * timedelta(**{_UNITS[unit]: 1}).total_seconds()
-        delta = timedelta(seconds=seconds) if seconds <= MAX_DURATION.total_seconds() else None
+        seconds = duration_seconds(value)
+        delta = timedelta(seconds=seconds) if seconds is not None else None
     if delta is None:
         raise SettingError(f"must be between 0 seconds and {MAX_DURATION.days} days; got {value!r}")
     return delta
 
 
 def is_duration(value: Any) -> bool:
-    return isinstance(value, str) and _DURATION.fullmatch(value.strip()) is not None
+    return isinstance(value, str) and DURATION.fullmatch(value.strip()) is not None
 
 
 def check_timezone(name: str) -> None:

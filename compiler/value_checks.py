@@ -15,6 +15,57 @@ from typing import Any
 
 Problem = tuple[str, str] | None
 
+# One spelling of durations for every AMML file (dag settings, `alarm window=`, `difference lag=`): a whole
+# number and a unit — seconds, minutes, hours, days or weeks ('90s', '30min', '1h', '1D', '2w').
+DURATION = re.compile(r"(\d{1,12})\s*(s|sec|m|min|h|d|w)", re.IGNORECASE)
+DURATION_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86_400, "w": 604_800}
+DURATION_EXAMPLES = "'90s', '30min', '1h', '1d' or '2w'"
+MAX_DURATION_SECONDS = 3660 * 86_400  # ten years: far beyond any window, well inside every clock's range
+
+
+def duration_seconds(text: object) -> int | None:
+    """The seconds a duration such as ``'30min'`` or ``'1D'`` names; None when it is not one (or too long)."""
+    if not isinstance(text, str):
+        return None
+    match = DURATION.fullmatch(text.strip())
+    if match is None:
+        return None
+    seconds = int(match.group(1)) * DURATION_UNITS[match.group(2).lower()]
+    return seconds if seconds <= MAX_DURATION_SECONDS else None
+
+
+@dataclass(frozen=True)
+class RecordsOrDuration:
+    """A number of records from ``minimum`` to ``maximum``, or a duration (positive when ``minimum`` > 0)."""
+
+    minimum: int
+    maximum: int
+    example: str
+
+    def __call__(self, value: Any) -> Problem:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if self.minimum <= value <= self.maximum:
+                return None
+            return (f"expected {self.minimum:,} to {self.maximum:,} records, or a duration", self.example)
+        seconds = duration_seconds(value)
+        if seconds is not None and (seconds > 0 or self.minimum == 0):
+            return None
+        return (f"expected a number of records or a duration such as {DURATION_EXAMPLES}", self.example)
+
+
+@dataclass(frozen=True)
+class Between:
+    """A constant number from ``low`` to ``high``."""
+
+    low: float
+    high: float
+    example: str
+
+    def __call__(self, value: Any) -> Problem:
+        if isinstance(value, bool) or not isinstance(value, int | float) or self.low <= value <= self.high:
+            return None
+        return (f"expected a value from {self.low:,g} to {self.high:,g}", self.example)
+
 # 63: PostgreSQL's limit for an identifier (longer names are silently cut there, and could then collide)
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # AMML's own tables (alerts, snapshots, the registry's amml_model_*), Alembic's and SQLite's internal ones

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_amml.sdk import AbstractProgress, PipelineError
+from compiler.value_checks import DURATION_EXAMPLES, duration_seconds
 
 NS_PER_SECOND = 1_000_000_000
 
@@ -37,16 +38,13 @@ class _Span:
         self.name = name
         self.in_time = isinstance(raw, str)
         if self.in_time:
-            try:
-                length = pd.Timedelta(raw)
-            except ValueError:
-                length = pd.NaT
-            if length is pd.NaT or length < pd.Timedelta(0) or (minimum and length == pd.Timedelta(0)):
+            seconds = duration_seconds(raw)
+            if seconds is None or (minimum and seconds == 0):
                 raise PipelineError(
-                    f"`alarm {name}={raw!r}`: expected a duration such as '30min', '1h' or '2d'",
+                    f"`alarm {name}={raw!r}`: expected a duration such as {DURATION_EXAMPLES}",
                     hint=f"give a number of records ({name}=10) or a duration ({name}='1h') with time='<column>'",
                 )
-            self.length = int(length.value)
+            self.length = seconds * NS_PER_SECOND
         else:
             if isinstance(raw, bool) or not isinstance(raw, int) or raw < minimum:
                 raise PipelineError(

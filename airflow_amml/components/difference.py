@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from airflow_amml.sdk import AbstractProgress, PipelineError
+from compiler.value_checks import DURATION_EXAMPLES, duration_seconds
 
 from .scalers import numeric_columns
 
@@ -32,16 +33,13 @@ class Difference(AbstractProgress):
                 )
             self.records = lag
         else:
-            try:
-                delta = pd.Timedelta(str(lag))
-            except ValueError:
-                delta = pd.NaT
-            if pd.isna(delta) or delta <= pd.Timedelta(0):
+            seconds = duration_seconds(lag)
+            if not seconds:
                 raise PipelineError(
                     f"`difference lag={lag!r}`: expected a number of records or a positive duration",
-                    hint="e.g. lag=1, lag='1h', lag='1D' or lag='7D' (a duration needs time='...')",
+                    hint=f"e.g. lag=1, or a duration such as {DURATION_EXAMPLES} (a duration needs time='...')",
                 )
-            self.duration = delta.to_timedelta64()
+            self.duration = np.timedelta64(seconds, "s").astype("timedelta64[ns]")
         self.cols: list[str] | None = list(self.params["cols"]) if self.params["cols"] is not None else None
         self.time_col: str | None = self.params["time"]
         self.suffix = str(self.params["suffix"])

@@ -1,6 +1,8 @@
 """`difference` (x[t] - x[t - lag], in records or a duration) and the detectors' `scale='sigma'`: hand-checked
 values, batch independence, a clock that steps back, and the errors."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,8 +58,6 @@ def test_output_does_not_depend_on_the_batches(xs, gaps, cuts, lag):
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("difference cols=['v'], lag=0", "expected 1 to 1,000,000 records"),
-        ("difference cols=['v'], lag='soon'", "expected a number of records or a positive duration"),
         ("difference cols=['w']", "no column(s) ['w']"),
         ("difference cols=['v'], lag='1h'", "a duration needs a time column"),
     ],
@@ -73,3 +73,29 @@ def test_the_sigma_scale_keeps_growing_where_the_tail_saturates():
     for value, expected in ((10, 7.5 / 1.1180340 / 20), (30, 1.0)):
         out = scores("gaussian_detector window=4, min_periods=4, scale='sigma'", frame_of([1, 2, 3, 4, value]))
         assert out["anomaly_score"].iloc[4] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("difference lag='soon'", "expected a number of records or a duration such as"),
+        ("difference lag=0", "expected 1 to 1,000,000 records, or a duration"),
+        ("alarm window='1.5h'", "expected a number of records or a duration such as"),
+        ("alarm suppress=-1", "expected 0 to 1,000,000 records, or a duration"),
+    ],
+)
+def test_a_constant_lag_window_or_suppression_is_checked_when_the_file_compiles(text, words):
+    from compiler import ProgramCache, compile_source
+    from compiler.errors import AmmlError
+
+    with pytest.raises(AmmlError, match=re.escape(words)) as info:
+        compile_source(f"normalsource | {text} | print", "t.amml", cache=ProgramCache())
+    assert "t.amml:1:" in str(info.value) and "hint: e.g." in str(info.value)
+
+
+def test_a_duration_is_read_the_same_everywhere():
+    from compiler.value_checks import duration_seconds
+
+    assert [duration_seconds(t) for t in ("90s", "30min", "5m", "1h", "1D", "7d", "2w")] == [
+        90, 1800, 300, 3600, 86_400, 604_800, 1_209_600]
+    assert [duration_seconds(t) for t in ("1.5h", "soon", "1 day", "", 3)] == [None] * 5
