@@ -207,28 +207,24 @@ FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(RunConfig))
 # ---- reading the environment ------------------------------------------------------------------------------
 
 
-def _databases(raw: str) -> dict[str, str]:
-    try:
-        declared = json.loads(raw)
-    except ValueError as exc:
-        raise PipelineError(
-            f"AMML_DATABASES is not JSON: {exc}", hint='set it to an object such as {"warehouse": "postgresql://..."}'
-        ) from exc
-    if not isinstance(declared, dict):
-        raise PipelineError("AMML_DATABASES must be a JSON object mapping names to SQLAlchemy URLs")
-    return {str(k): str(v) for k, v in declared.items()}
+def _names_to_urls(variable: str, what: str, example: str) -> Callable[[str], dict[str, str]]:
+    """The parser of a variable holding a JSON object of names → URLs (``AMML_DATABASES``, ``AMML_WEBHOOKS``)."""
+
+    def parse(raw: str) -> dict[str, str]:
+        try:
+            declared = json.loads(raw)
+        except ValueError as exc:
+            hint = f"set it to an object such as {example}"
+            raise PipelineError(f"{variable} is not JSON: {exc}", hint=hint) from exc
+        if not isinstance(declared, dict):
+            raise PipelineError(f"{variable} must be a JSON object mapping names to {what}")
+        return {str(k): str(v) for k, v in declared.items()}
+
+    return parse
 
 
-def _webhooks(raw: str) -> dict[str, str]:
-    try:
-        declared = json.loads(raw)
-    except ValueError as exc:
-        raise PipelineError(
-            f"{WEBHOOKS_ENV} is not JSON: {exc}", hint='set it to an object such as {"ops": "https://..."}'
-        ) from exc
-    if not isinstance(declared, dict):
-        raise PipelineError(f"{WEBHOOKS_ENV} must be a JSON object mapping names to http(s) URLs")
-    return {str(k): str(v) for k, v in declared.items()}
+_databases = _names_to_urls("AMML_DATABASES", "SQLAlchemy URLs", '{"warehouse": "postgresql://..."}')
+_webhooks = _names_to_urls(WEBHOOKS_ENV, "http(s) URLs", '{"ops": "https://..."}')
 
 
 def _loose_paths(paths: Any) -> tuple[Path, ...]:
