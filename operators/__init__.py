@@ -1,4 +1,7 @@
-"""Airflow operators for AMML (thin adapters: the work happens in `airflow_amml`)."""
+"""The Airflow side of AMML — the only package (with `dags/` and the plugin) that imports Airflow:
+`pipeline.py` (the operator), `dag_factory.py` (.amml files → DAGs), `task_config.py` (a task's context →
+`RunConfig`) and `connections.py` (Airflow connections → URLs). Thin adapters: the work happens in
+`airflow_amml`."""
 
 from .pipeline import AmmlPipelineOperator
 
