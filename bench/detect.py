@@ -3,6 +3,7 @@
 Run from the project root::
 
     .venv/bin/python bench/detect.py [--rows 2000000] [--repeat 2] [--river-rows 50000] [--window 1000]
+        [--only robust_detector ...]
 
 River (https://riverml.xyz) is needed only here: if ``import river`` fails, the script installs it into the
 running interpreter's environment with pip (``river==0.26.1``, which adds only ``narwhals``) and says so.
@@ -70,6 +71,7 @@ def detectors(window: int) -> dict[str, str]:
         "threshold_detector": "threshold_detector cols=['value'], low=0, high=20",
         "gaussian_detector": f"gaussian_detector cols=['value'], window={window}",
         "robust_detector": f"robust_detector cols=['value'], window={window}",
+        "flatline_detector": "flatline_detector cols=['value']",
         "seasonal_detector": "seasonal_detector cols=['value'], time='timestamp'",
         "residual_detector": "residual_detector col='value'",
         "gaussian | anomaly_likelihood": f"gaussian_detector cols=['value'], window={window} | anomaly_likelihood",
@@ -97,11 +99,13 @@ def timed(fn):
     return time.perf_counter() - start, value
 
 
-def amml(path: Path, rows: int, repeat: int, window: int) -> dict[str, float]:
+def amml(path: Path, rows: int, repeat: int, window: int, only: list[str] | None = None) -> dict[str, float]:
     config = RunConfig.from_environment(sources={"s": {"path": str(path), "time_column": "timestamp"}})
     rates = {}
     print(f"1. AMML, multiprocess, {rows:,} records, best of {repeat}")
     for label, detector in detectors(window).items():
+        if only and detector and label not in only:
+            continue
         text = f"source id='s' | {detector} | print limit=0" if detector else "source id='s' | print limit=0"
         pipeline = compile_source(text, "bench.amml", cache=ProgramCache()).pipelines[0]
         best = math.inf
@@ -204,10 +208,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--river-rows", type=int, default=50_000)
     parser.add_argument("--window", type=int, default=1000)
+    parser.add_argument(
+        "--only", nargs="+", metavar="DETECTOR", help="measure only these detectors (and the transport)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="amml-bench-detect-") as tmp:
         path = build_data(args.rows, Path(tmp))
-        ours = amml(path, args.rows, args.repeat, args.window)
+        ours = amml(path, args.rows, args.repeat, args.window, args.only)
         theirs = river(path, min(args.river_rows, args.rows), args.window)
     print("3. ratios (AMML records/s over River's, measured above)")
     print(f"   {'detector':<32} {'M rec/s':>8} {'x rolling z':>12} {'x Gaussian':>11} {'x HST':>8}  target")

@@ -22,7 +22,9 @@ is not touched):
        pred='prediction', model=…`` — the registered model's forecast residuals against its stored threshold;
    (a+alarm) the same, flags through ``alarm min_count=2, window=6, suppress=24`` (dags/ett_watch.amml's policy);
    (b) ``ewma``: ``residual_detector col='value'`` — an online EWMA forecast, threshold chosen on the stream;
-   (c) ``gaussian``: ``gaussian_detector cols=['value']`` — NAB's windowed Gaussian, the baseline.
+   (c) ``gaussian``: ``gaussian_detector cols=['value']`` — NAB's windowed Gaussian, the baseline;
+   (d) ``flatline``: ``flatline_detector cols=['value']`` — a stuck sensor (12 records without a change); it
+       is meant for the ``stuck`` rows and flags nothing else by design.
 
 Printed per anomaly type and pooled: the NAB standard score optimised on these labels and with the fixed
 flags, event precision/recall/F1 (every flagged hour outside a window is a false positive), and the mean time
@@ -64,6 +66,7 @@ PIPELINES = {
     "| alarm flag='raw_flag', output='anomaly_flag', min_count=2, window=6, suppress=24 | print limit=0",
     "ewma": "source id='nab' | residual_detector col='value' | print limit=0",
     "gaussian": "source id='nab' | gaussian_detector cols=['value'] | print limit=0",
+    "flatline": "source id='nab' | flatline_detector cols=['value'] | print limit=0",
 }
 
 

@@ -285,6 +285,21 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         impl=f"{_DETECT}:RobustDetector",
     ),
     ComponentSpec(
+        "flatline_detector",
+        Kind.PROGRESS,
+        "Stuck sensor: flag a column whose value has not moved by more than `tolerance` for `records` records "
+        "(or a duration); score min(run / (2·records), 1).",
+        (
+            param("records", "any", "run length flagged: a number of records, or a duration such as '1h' (on `time`)",
+                  12, check=RecordsOrDuration(2, MAX_DETECTOR_WINDOW, "e.g. records=12, or records='1h'")),
+            param("tolerance", "float", "largest change between consecutive records that still counts as stuck", 0.0),
+            param("time", "str", "the time column a duration is measured on; default: the first datetime column, or "
+                  "timestamp/date/time", None),
+            *_detector_params("flag at this score or more; default 0.5 (a run of `records`)"),
+        ),
+        impl=f"{_DETECT}:FlatlineDetector",
+    ),
+    ComponentSpec(
         "seasonal_detector",
         Kind.PROGRESS,
         "Seasonal baseline: each record against the running mean and spread of its hour of day, day of week or "

@@ -29,8 +29,17 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import erf, ndtr
 
 from airflow_amml.detection.dynamic_threshold import STORED_METRICS, thresholds
-from airflow_amml.detection.rolling import MAX_WINDOW, Ewma, Lag, Moments, RollingMoments, RollingQuantiles
+from airflow_amml.detection.rolling import (
+    MAX_WINDOW,
+    Ewma,
+    Lag,
+    Moments,
+    RollingMoments,
+    RollingQuantiles,
+    previous,
+)
 from airflow_amml.sdk import AbstractProgress, PipelineError, RunConfig
+from compiler.value_checks import DURATION_EXAMPLES, duration_seconds
 
 DETECTOR_ATTR = "amml.detector_columns"  # score and flag columns added upstream: not data to score again
 STD_FLOOR = 1e-6  # NAB's: a window whose values are all equal has std 0, and any other value is then anomalous
@@ -333,6 +342,123 @@ class RobustDetector(_Detector):
         q1p, medp, q3p, countp = prev
         z = z_values(values, medp, (q3p - q1p) / IQR_TO_SIGMA)
         return np.where(countp >= self.min_periods, self.z_score(z), 0.0)
+
+
+# ---- 3b. stuck sensor ----------------------------------------------------------------------------------
+
+
+class _RunState:
+    def __init__(self) -> None:
+        self.last = np.nan  # the previous record's value (NaN: none, or missing)
+        self.run = 0  # records in the run ending at the previous record (0 after a missing value)
+        self.start = np.datetime64("NaT", "ns")  # when that run began (duration mode)
+
+
+class FlatlineDetector(_Detector):
+    """`flatline_detector records=12`: a stuck sensor — a column whose value has not changed by more than
+    `tolerance` from one record to the next for at least `records` consecutive records, or for a duration
+    (`records='1h'`, measured on the `time` column from the run's first record).
+
+    A record's run is the records since the value last moved by more than `tolerance` (itself included: a
+    value unlike the one before has run 1); a missing value has run 0 and ends the run. The score is
+    min(run / (2·records), 1) — for a duration D, min(elapsed / (2·D), 1), elapsed being 0 at the run's
+    first record — so it grows with the run, and the default threshold 0.5 flags a run once it is `records`
+    long (or has lasted D). Only the current run length (and its start) is carried across batches."""
+
+    def setup(self) -> None:
+        tolerance = self.params.get("tolerance", 0.0)
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 <= tolerance < math.inf:
+            raise PipelineError(
+                f"`{self.name} tolerance={tolerance!r}`: expected a change of 0 or more",
+                hint="tolerance=0 counts only exactly equal values as stuck; e.g. tolerance=0.01 allows noise",
+            )
+        self.tolerance = float(tolerance)
+        length = self.params.get("records", 12)
+        self.records: int | None = None
+        self.duration: np.timedelta64 | None = None
+        if isinstance(length, int) and not isinstance(length, bool):
+            self.records = self._count("records", 2)
+        else:
+            seconds = duration_seconds(length)
+            if not seconds:
+                raise PipelineError(
+                    f"`{self.name} records={length!r}`: expected a number of records or a positive duration",
+                    hint=f"e.g. records=12, or a duration such as {DURATION_EXAMPLES} (with time='...')",
+                )
+            self.duration = np.timedelta64(seconds, "s").astype("timedelta64[ns]")
+        self.time_col: str | None = self.params.get("time")
+        self.stamps: np.ndarray | None = None
+
+    def new_state(self) -> _RunState:
+        return _RunState()
+
+    def default_columns(self, batch: pd.DataFrame) -> list[str]:
+        return [c for c in super().default_columns(batch) if c != self.time_col]
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
+        if self.duration is not None:
+            self.stamps = record_times(self.name, batch, self.time_col)
+        return super().process(batch)
+
+    def score(self, col: str, values: np.ndarray, batch: pd.DataFrame) -> np.ndarray:
+        st: _RunState = self.state(col)
+        n = len(values)
+        if not n:
+            return np.zeros(0)
+        before, _ = previous(values, st.last)
+        with np.errstate(invalid="ignore"):
+            moved = ~(np.abs(values - before) <= self.tolerance)  # NaN on either side: not the same value
+        positions = np.arange(n)
+        # the last position at or before each record where a run began (-1: it began before the batch)
+        began = np.maximum.accumulate(np.where(moved, positions, -1))
+        missing = ~np.isfinite(values)
+        if self.duration is None:
+            run = np.where(began >= 0, positions - began + 1, st.run + positions + 1)
+            run[missing] = 0
+            st.run, st.last = int(run[-1]), values[-1]
+            return np.minimum(run / (2.0 * self.records), 1.0)
+        stamps = self.stamps
+        start = np.where(began >= 0, stamps[np.maximum(began, 0)], st.start)
+        elapsed = np.maximum((stamps - start) / self.duration, 0.0)  # a clock stepping back: 0, not negative
+        elapsed[missing] = 0.0
+        st.start, st.last = start[-1], values[-1]
+        return np.minimum(elapsed / 2.0, 1.0)
+
+
+def record_times(name: str, batch: pd.DataFrame, col: str | None) -> np.ndarray:
+    """The records' timestamps (UTC, datetime64[ns]) from `col`, by default the first datetime column or one
+    named timestamp, date or time."""
+    if col is None:
+        found = [c for c in batch.columns if pd.api.types.is_datetime64_any_dtype(batch[c])]
+        found += [c for c in ("timestamp", "date", "time") if c in batch.columns]
+        if not found:
+            raise PipelineError(
+                f"`{name}`: a duration needs a time column; the records have no datetime column (or one named "
+                f"timestamp, date or time) among {list(batch.columns)}",
+                hint="name it with time='...', or give a number of records",
+            )
+        col = found[0]
+    if col not in batch.columns:
+        raise PipelineError(
+            f"`{name} time={col!r}`: no such column; the records have {list(batch.columns)}",
+            hint="name the timestamp column with time='...'",
+        )
+    try:
+        stamps = pd.to_datetime(batch[col], format="ISO8601" if batch[col].dtype == object else None)
+    except (ValueError, TypeError) as exc:
+        raise PipelineError(
+            f"`{name}`: column `{col}` does not hold timestamps: {exc}",
+            hint="name the timestamp column with time='...'",
+        ) from None
+    if stamps.isna().any():
+        where = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        raise PipelineError(
+            f"`{name}`: record {batch.index[where]} has no timestamp in `{col}`",
+            hint="drop such records upstream: filter cond=...",
+        )
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    return stamps.to_numpy(dtype="datetime64[ns]")
 
 
 # ---- 4. seasonal baseline -------------------------------------------------------------------------------

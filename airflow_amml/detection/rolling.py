@@ -6,7 +6,8 @@ stream, never on how the stream was cut into batches: a detector built on them g
 ``batch_rows`` is, and bit for bit, not merely to rounding. Memory is bounded by the window, not the stream.
 
 * :class:`RollingMoments` — count, mean and variance of the last ``window`` finite values.
-* :class:`RollingQuantiles` — quantiles of the last ``window`` finite values (order statistics, pandas).
+* :class:`RollingQuantiles` — quantiles of the last ``window`` finite values (order statistics: scipy's rank
+  filter, or pandas where values are missing).
 * :class:`Ewma` — exponentially weighted mean (``scipy.signal.lfilter`` with its state carried).
 * :class:`Lag` — the stream shifted by ``k`` records.
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import rank_filter
 from scipy.signal import lfilter
 
 MAX_WINDOW = 1_000_000  # records a window may hold: a column's state is a few arrays of this length
@@ -142,12 +144,48 @@ class RollingQuantiles:
         values = np.asarray(values, dtype=np.float64)
         joined = np.concatenate([self.tail, values])
         clean = np.where(np.isfinite(joined), joined, np.nan)  # ±inf is missing, not an order statistic
-        rolling = pd.Series(clean).rolling(self.window, min_periods=self.min_periods)
         mine = slice(len(self.tail), None)
-        out = [rolling.quantile(q, interpolation="linear").to_numpy()[mine] for q in self.quantiles]
-        count = rolling.count().to_numpy()[mine]
+        full = self.window - 1  # from joined[full] on, a window spans `window` records
+        if len(joined) > full and np.isfinite(clean).all():
+            # no missing value: every window from `full` on holds `window` values, and order-statistic
+            # filters give their quantiles several times faster than pandas' skiplist — the same numbers, bit
+            # for bit (tests/detection/test_rolling_quantiles.py); the windows still filling at the stream's start
+            # (only while the carried tail is short) go to pandas
+            if len(self.tail) == full:  # the tail carries the window before the batch: all of the batch's are full
+                out = [_full_windows(clean, self.window, q) for q in self.quantiles]
+            else:  # the stream's first records: the windows still filling by pandas, then the full ones
+                filling = pd.Series(clean[:full]).rolling(self.window, min_periods=self.min_periods)
+                out = [
+                    np.concatenate(
+                        [filling.quantile(q, interpolation="linear").to_numpy(), _full_windows(clean, self.window, q)]
+                    )[mine]
+                    for q in self.quantiles
+                ]
+            count = np.minimum(np.arange(1.0, len(joined) + 1.0), self.window)
+            count = np.where(count >= self.min_periods, count, np.nan)[mine]  # as pandas' count: NaN below
+        else:
+            rolling = pd.Series(clean).rolling(self.window, min_periods=self.min_periods)
+            out = [rolling.quantile(q, interpolation="linear").to_numpy()[mine] for q in self.quantiles]
+            count = rolling.count().to_numpy()[mine]
         self.tail = joined[-(self.window - 1) :] if self.window > 1 else np.empty(0)
         return out, count
+
+
+def _full_windows(values: np.ndarray, window: int, q: float) -> np.ndarray:
+    """Quantile q of each window of `window` values ending at values[window - 1:] (all finite), interpolated
+    linearly between the order statistics around rank q·(window - 1) with pandas' own formula."""
+    rank = q * (window - 1)
+    low = int(rank)
+
+    def order_statistic(k: int) -> np.ndarray:
+        # origin (window - 1) // 2 shifts the filter's footprint to the `window` values ending at each position
+        return rank_filter(values, k, size=window, origin=(window - 1) // 2, mode="nearest")[window - 1 :]
+
+    below = order_statistic(low)
+    if low == rank:
+        return below
+    above = order_statistic(low + 1)
+    return below + (above - below) * (rank - low)
 
 
 class Ewma:
