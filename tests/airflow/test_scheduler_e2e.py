@@ -40,17 +40,18 @@ normalsource col='v', count=0, rate=1000 | filter cond=v > 0 | print limit=0
 """
 
 
-def amml_processes(airflow_home=None):
+def amml_processes(airflow_pid=None):
     """Component processes (the executor names them `amml:<component>`) — of this test's Airflow only, when
-    ``airflow_home`` is given (other pipelines may be running on the machine meanwhile)."""
+    ``airflow_pid`` (its `airflow standalone`, started in a session of its own) is given: other pipelines may
+    be running on the machine meanwhile. (Not by environment: setproctitle reuses that memory.)"""
     found = []
     for p in psutil.process_iter(["name"]):
         if not (p.info["name"] or "").startswith("amml:"):
             continue
         try:
-            if airflow_home is None or p.environ().get("AIRFLOW_HOME") == str(airflow_home):
+            if airflow_pid is None or os.getsid(p.pid) == airflow_pid or airflow_pid in {a.pid for a in p.parents()}:
                 found.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone meanwhile: not left over
+        except (psutil.NoSuchProcess, ProcessLookupError):  # gone meanwhile: not left over
             continue
     return found
 
@@ -113,7 +114,7 @@ def airflow_standalone(tmp_path, ett_path, postgres_url):
             [f"{bin_dir}/airflow", "standalone"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        yield {"url": f"http://localhost:{port}", "home": home, "log": log, "env": env}
+        yield {"url": f"http://localhost:{port}", "home": home, "log": log, "env": env, "pid": proc.pid}
     finally:
         tree = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         os.killpg(proc.pid, signal.SIGTERM)
@@ -278,15 +279,15 @@ def test_real_scheduler_runs_a_backfill_and_shows_a_broken_file(airflow_standalo
     assert shown["lineage"]["dag_id"] == "ett_train" and shown["metrics"]["epochs"] == 1
 
     # Airflow kills a running task (a user marks it failed): every component process goes with it.
-    home = af["env"]["AIRFLOW_HOME"]
-    assert amml_processes(home) == []
+    airflow_pid = af["pid"]
+    assert amml_processes(airflow_pid) == []
     patch("/dags/endless", {"is_paused": False})
     run_id = post("/dags/endless/dagRuns", {"logical_date": None})["dag_run_id"]
-    wait_for("the endless pipeline's processes", lambda: len(amml_processes(home)) >= 3, 300, log)
+    wait_for("the endless pipeline's processes", lambda: len(amml_processes(airflow_pid)) >= 3, 300, log)
     requests.patch(
         f"{url}/api/v2/dags/endless/dagRuns/{run_id}/taskInstances/main",
         headers=headers,
         timeout=30,
         json={"new_state": "failed"},
     ).raise_for_status()
-    wait_for("every component process to be gone", lambda: amml_processes(home) == [], 120, log)
+    wait_for("every component process to be gone", lambda: amml_processes(airflow_pid) == [], 120, log)

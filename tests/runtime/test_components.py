@@ -123,7 +123,7 @@ def test_select_drop_rename_derive(tmp_path):
 @pytest.mark.parametrize("mode", MODES)
 def test_alert_records_and_snapshot_saves_the_records_before_it(mode):
     program = compile_file("dags/ett_watch.amml", cache=ProgramCache())
-    run_pipeline(program.pipelines[0], mode=mode)
+    run_pipeline(program.pipeline("hot_oil"), run_params=program.dag["params"], mode=mode)
     alerts = query("select position, record from amml_alerts order by position")
     ett = pd.read_csv(storage.os.environ["AMML_ETT_PATH"])
     hot = ett.index[(ett["OT"] > 40) & (ett["HUFL"] > 10)]
