@@ -41,6 +41,8 @@ from airflow_amml.detection.rolling import (
 from airflow_amml.sdk import AbstractProgress, PipelineError, RunConfig
 from compiler.value_checks import DURATION_EXAMPLES, duration_seconds
 
+from .column_params import record_times
+
 DETECTOR_ATTR = "amml.detector_columns"  # score and flag columns added upstream: not data to score again
 STD_FLOOR = 1e-6  # NAB's: a window whose values are all equal has std 0, and any other value is then anomalous
 IQR_TO_SIGMA = 1.3489795003921634  # IQR of the standard normal: IQR / 1.349 estimates σ
@@ -423,42 +425,6 @@ class FlatlineDetector(_Detector):
         elapsed[missing] = 0.0
         st.start, st.last = start[-1], values[-1]
         return np.minimum(elapsed / 2.0, 1.0)
-
-
-def record_times(name: str, batch: pd.DataFrame, col: str | None) -> np.ndarray:
-    """The records' timestamps (UTC, datetime64[ns]) from `col`, by default the first datetime column or one
-    named timestamp, date or time."""
-    if col is None:
-        found = [c for c in batch.columns if pd.api.types.is_datetime64_any_dtype(batch[c])]
-        found += [c for c in ("timestamp", "date", "time") if c in batch.columns]
-        if not found:
-            raise PipelineError(
-                f"`{name}`: a duration needs a time column; the records have no datetime column (or one named "
-                f"timestamp, date or time) among {list(batch.columns)}",
-                hint="name it with time='...', or give a number of records",
-            )
-        col = found[0]
-    if col not in batch.columns:
-        raise PipelineError(
-            f"`{name} time={col!r}`: no such column; the records have {list(batch.columns)}",
-            hint="name the timestamp column with time='...'",
-        )
-    try:
-        stamps = pd.to_datetime(batch[col], format="ISO8601" if batch[col].dtype == object else None)
-    except (ValueError, TypeError) as exc:
-        raise PipelineError(
-            f"`{name}`: column `{col}` does not hold timestamps: {exc}",
-            hint="name the timestamp column with time='...'",
-        ) from None
-    if stamps.isna().any():
-        where = int(np.flatnonzero(stamps.isna().to_numpy())[0])
-        raise PipelineError(
-            f"`{name}`: record {batch.index[where]} has no timestamp in `{col}`",
-            hint="drop such records upstream: filter cond=...",
-        )
-    if stamps.dt.tz is not None:
-        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    return stamps.to_numpy(dtype="datetime64[ns]")
 
 
 # ---- 4. seasonal baseline -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pandas as pd
 from airflow_amml.sdk import AbstractProgress, PipelineError
 from compiler.value_checks import DURATION_EXAMPLES, duration_seconds
 
+from .column_params import record_times
 from .scalers import numeric_columns
 
 # Records carried for a duration lag (a week of 1-second data would be 604,800): memory stays bounded
@@ -61,7 +62,7 @@ class Difference(AbstractProgress):
         else:
             # A clock that steps back (NAB's machine temperature has one) is read as standing still: the
             # running maximum keeps the times sorted, so each record still finds the records before it.
-            times = np.concatenate([self.tail_times, self._times(batch)])
+            times = np.concatenate([self.tail_times, record_times("difference", batch, self.time_col)])
             times[start:] = np.maximum.accumulate(
                 np.maximum(times[start:], times[start - 1] if start else times[start])
             )
@@ -91,30 +92,3 @@ class Difference(AbstractProgress):
                 hint="name numeric columns in cols=[...]",
             )
         return self.cols
-
-    def _times(self, batch: pd.DataFrame) -> np.ndarray:
-        if self.time_col is None:
-            stamps = [c for c in batch.columns if pd.api.types.is_datetime64_any_dtype(batch[c])]
-            stamps += [c for c in ("timestamp", "date", "time") if c in batch.columns]
-            if not stamps:
-                raise PipelineError(
-                    f"`difference lag={self.params['lag']!r}`: a duration needs a time column; the records have "
-                    f"no datetime column (or one named timestamp, date or time) among {list(batch.columns)}",
-                    hint="name it with time='...'",
-                )
-            self.time_col = stamps[0]
-        if self.time_col not in batch.columns:
-            raise PipelineError(
-                f"`difference time={self.time_col!r}`: no such column; the records have {list(batch.columns)}"
-            )
-        try:
-            column = batch[self.time_col]
-            stamps = pd.to_datetime(column, format="ISO8601" if column.dtype == object else None)
-        except (ValueError, TypeError) as exc:
-            raise PipelineError(
-                f"`difference`: column `{self.time_col}` does not hold timestamps: {exc}",
-                hint="name the timestamp column with time='...'",
-            ) from None
-        if stamps.dt.tz is not None:
-            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-        return stamps.to_numpy(dtype="datetime64[ns]")
