@@ -2,9 +2,9 @@
 FROM apache/airflow:3.3.2-python3.11
 
 USER root
-# the HDFS provider builds gssapi (Kerberos headers); gcc for any sdist
+# the HDFS provider builds gssapi (Kerberos headers); gcc for any sdist; graphviz draws the pipeline graph
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libkrb5-dev gcc \
+    && apt-get install -y --no-install-recommends libkrb5-dev gcc graphviz \
     && rm -rf /var/lib/apt/lists/*
 USER airflow
 
