@@ -4,7 +4,7 @@
     amml compile FILE --emit bytecode|ast|graph|json [--format text|mermaid|dot] [--pipeline NAME]
     amml components [NAME]                 the components the compiler knows, with their parameters
     amml run FILE [--pipeline NAME] [--mode multiprocess|single] [--param KEY=VALUE]
-    amml model list|show|register|alias|gc  the model registry
+    amml model list|show|register|alias|aliases|gc  the model registry
     amml evaluate FILE --data DIR --labels WINDOWS.json [--out DIR] [--json]   a detector scored on labelled series
 
 No Airflow, database or HDFS is needed for any of these (with `AMML_REGISTRY_CONN_ID`/`AMML_ARTIFACT_CONN_ID`
@@ -387,8 +387,33 @@ def _model_alias(args: argparse.Namespace) -> int:
     name, kind, number = parse_ref(args.version)  # a malformed one is a registry error, with the pattern
     if kind != "version":
         raise _UsageError(f"expected NAME/VERSION such as ett/3, got {args.version!r}")
-    _registry().set_alias(name, args.alias, number)
+    _registry().set_alias(name, args.alias, number, set_by=_cli_user(), reason=args.reason)
     print(f"{name}@{args.alias} → {name}/{number}")
+    return 0
+
+
+def _cli_user() -> str:
+    """Who moved an alias from the command line, as the alias history records it: `$USER (amml)`."""
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} (amml)"
+    except (OSError, KeyError):  # no USER/LOGNAME and no passwd entry (a bare container)
+        return "amml"
+
+
+def _model_aliases(args: argparse.Namespace) -> int:
+    history = _registry().alias_history(args.name, args.alias)
+    for change in history:
+        moved = (
+            f"{change.previous_version} → {change.version}"
+            if change.previous_version is not None
+            else f"→ {change.version}"
+        )
+        reason = f"  {change.reason}" if change.reason else ""
+        print(f"{change.set_at:%Y-%m-%d %H:%M:%S}  @{change.alias:<12} {moved:<10} {change.set_by or '?'}{reason}")
+    if not history:
+        print(f"{args.name} has no alias history")
     return 0
 
 
@@ -406,6 +431,7 @@ MODEL_COMMANDS = {
     "show": _model_show,
     "register": _model_register,
     "alias": _model_alias,
+    "aliases": _model_aliases,
     "gc": _model_gc,
 }
 
@@ -440,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    model = sub.add_parser("model", help="the model registry: list, show, register, alias, gc")
+    model = sub.add_parser("model", help="the model registry: list, show, register, alias, aliases, gc")
     msub = model.add_subparsers(dest="model_command", required=True)
     mlist = msub.add_parser("list", help="registered versions (and definitions)")
     mlist.add_argument("name", nargs="?")
@@ -453,6 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
     malias = msub.add_parser("alias", help="point an alias at a version: amml model alias champion ett/3")
     malias.add_argument("alias")
     malias.add_argument("version")
+    malias.add_argument("--reason", help="why (kept in the alias history)")
+    maliases = msub.add_parser("aliases", help="the alias history of a model, newest first")
+    maliases.add_argument("name")
+    maliases.add_argument("--alias", help="only this alias")
     mgc = msub.add_parser("gc", help="remove artifacts that no version points at")
     mgc.add_argument("--grace", type=_seconds, default=3600.0, help="only files older than this many seconds")
     mgc.add_argument("--dry-run", action="store_true")

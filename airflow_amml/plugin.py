@@ -1,75 +1,71 @@
-"""The Airflow plugin: a read-only "ML Models" page over the model registry, mounted on the api-server.
+"""The Airflow plugin: the "ML Models" pages and JSON API over the model registry, mounted on the api-server
+at /amml and shown inside Airflow's UI (an `external_views` entry rendered in an iframe).
 
-    GET /amml/models            every registered version (name, version, definition, aliases, metrics)
-    GET /amml/models/{ref}      one version: `ett`, `ett@champion` or `ett/3`
-    GET /amml/openapi.json      the OpenAPI schema of these endpoints
+    /amml/ui/                         the registered models (HTML; see airflow_amml/ui/)
+    /amml/ui/dags/{dag_id}/pipeline   a pipeline's source and graph (operators/pipeline_page.py)
+    /amml/models...                   the JSON API;  /amml/docs, /amml/openapi.json  its documentation
 
-Airflow does not authenticate plugin endpoints (a plugin app is mounted, and inherits none of the core API's
-router dependencies), so this app asks for the caller itself, on every route including the schema: the same
-JWT as the REST API (a bearer token, or the UI's cookie, so the page works inside Airflow's UI) and the
-permission to view plugins. FastAPI's HTML docs pages (/docs, /redoc) are off: they are served without any
-dependency and load their scripts from a CDN. Read-only, and it never shows secrets.
+The app itself is Airflow-free (`airflow_amml.ui.app.create_app`); this module hands it Airflow's login and
+the auth manager's permission checks:
+
+* Airflow does not authenticate plugin endpoints (a plugin app is mounted, and inherits none of the core
+  API's router dependencies), so every route, the schema and the docs included, asks for the caller: the
+  same JWT as the REST API (a bearer token, or the UI's `_token` cookie, so the pages work inside Airflow's
+  UI) and the permission to view plugins.
+* Promoting (moving an alias) needs more than viewing: edit (`PUT`) permission on the DAG that trained the
+  version (on every DAG when no DAG did), because moving `ett@champion` changes what that DAG's prediction
+  runs load, the same trust as changing the DAG; and `PUT` on the custom view "ML Models", which a FAB
+  deployment can grant or withhold on its own. (SimpleAuthManager lets every viewer through the custom-view
+  check whatever the method, so the DAG check is what keeps viewers out there: it needs the USER role.)
 
 Each request opens the registry from the configuration as it is then (a changed AMML_ARTIFACTS is seen at
 once), as the tasks do: the environment, with `AMML_REGISTRY_CONN_ID`/`AMML_ARTIFACT_CONN_ID` resolved
 through Airflow (`operators/connections.py`). That costs no database connection and no schema check, as the
 engine is cached per process and the schema is checked once per process (`registry/database.py`).
-
-Errors are JSON `{"detail": "..."}`: 400 for a malformed reference, 404 for an unknown model, 503 when the
-registry cannot be reached or is misconfigured.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
+URL_PREFIX = "/amml"
+VIEW_NAME = "ML Models"  # the nav entry, and the custom view whose PUT permission promoting needs
+
 
 def create_app() -> Any:
-    import dataclasses
-
     from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
-    from airflow.api_fastapi.core_api.security import requires_access_view
-    from fastapi import Depends, FastAPI, HTTPException
+    from airflow.api_fastapi.core_api.security import get_user, requires_access_view
+    from fastapi import Depends
 
-    from airflow_amml.registry import RegistryError
+    from airflow_amml.ui.app import create_app as create_ui_app
+    from airflow_amml.ui.context import Access
+    from operators.pipeline_page import router as pipeline_router
 
-    app = FastAPI(
-        title="AMML models",
-        dependencies=[Depends(requires_access_view(AccessView.PLUGINS))],
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,  # served below, behind the app's authentication
+    logged_in, may_view = Depends(get_user), Depends(requires_access_view(AccessView.PLUGINS))
+
+    # defaults, not Annotated types: this module's annotations are strings, which FastAPI resolves against the
+    # module's globals, where these local imports are not
+    def current_user(user: Any = logged_in, _: Any = may_view) -> Any:
+        return user  # FastAPI resolves the JWT once per request for both
+
+    access = Access(current_user=current_user, user_name=lambda user: user.get_name(), can_promote=can_promote)
+    return create_ui_app(_registry, access, url_prefix=URL_PREFIX, routers=[(pipeline_router, "/ui")])
+
+
+def can_promote(user: Any, version: Any) -> bool:
+    """Edit permission on the DAG that trained `version` (every DAG when none did), and PUT on the
+    "ML Models" custom view (see the module docstring for why both)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    auth = get_auth_manager()
+    dag = DagDetails(id=version.lineage.dag_id) if version.lineage.dag_id else None
+    return auth.is_authorized_dag(method="PUT", details=dag, user=user) and auth.is_authorized_custom_view(
+        method="PUT", resource_name=VIEW_NAME, user=user
     )
-
-    def entry(version: Any) -> dict[str, Any]:
-        data = dataclasses.asdict(version)
-        data["created_at"] = version.created_at.isoformat()
-        return _json_safe(data)
-
-    def registry_call(fn: Any, *args: Any) -> Any:
-        try:
-            return fn(_registry(), *args)
-        except RegistryError as exc:
-            detail = f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message
-            raise HTTPException(status_code=_status(exc), detail=detail) from exc
-
-    @app.get("/openapi.json", include_in_schema=False)
-    def openapi_schema() -> dict[str, Any]:
-        return app.openapi()
-
-    @app.get("/models")
-    def list_models() -> list[dict[str, Any]]:
-        return [entry(v) for v in registry_call(lambda registry: registry.list_versions())]
-
-    @app.get("/models/{ref:path}")
-    def show_model(ref: str) -> dict[str, Any]:
-        return entry(registry_call(lambda registry: registry.resolve(ref)))
-
-    return app
 
 
 def _registry() -> Any:
@@ -80,31 +76,10 @@ def _registry() -> Any:
     return ModelRegistry.from_config(RunConfig.from_environment(**connection_overrides()))
 
 
-def _status(exc: Exception) -> int:
-    from airflow_amml.registry import InvalidValueError, ModelNotFoundError
-
-    if isinstance(exc, ModelNotFoundError):
-        return 404
-    if isinstance(exc, InvalidValueError):
-        return 400
-    return 503  # the registry's database or artifact store is unreachable or misconfigured
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinity are not JSON: versions registered before metrics were checked may still hold them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 class _BuiltOnFirstRead:
     """`fastapi_apps`, built when Airflow first reads it: only the api-server (and `airflow plugins`) do. Every
     task process loads the plugins too (for their macros), and building the app there would import FastAPI,
-    the registry and Airflow's API security: about a second added to the start of every task."""
+    Jinja, the registry and Airflow's API security: about a second added to the start of every task."""
 
     def __get__(self, obj: object, owner: type) -> list[dict[str, Any]]:
         return [_models_app()]
@@ -112,12 +87,14 @@ class _BuiltOnFirstRead:
 
 @functools.cache
 def _models_app() -> dict[str, Any]:
-    return {"app": create_app(), "url_prefix": "/amml", "name": "AMML models"}
+    return {"app": create_app(), "url_prefix": URL_PREFIX, "name": "AMML models"}
 
 
 class AmmlPlugin(AirflowPlugin):
     name = "amml"
     fastapi_apps = _BuiltOnFirstRead()
     external_views: ClassVar[list[dict[str, Any]]] = [
-        {"name": "ML Models", "href": "amml/models", "destination": "nav", "url_route": "amml-models"},
+        {"name": VIEW_NAME, "href": "amml/ui/", "destination": "nav", "url_route": "amml-models"},
     ]
+    # No operator_extra_links: the training task's "Registered model" link (operators/links.py) is resolved in
+    # the task and stored in XCom; registering it here would make the api-server call it (see that module).

@@ -6,9 +6,10 @@ from .artifact_store_registry import ArtifactStoreRegistry, artifact_store_for, 
 from .errors import ArtifactError, ChecksumMismatchError, InvalidValueError, ModelNotFoundError, RegistryError
 from .hdfs_artifact_store import HdfsArtifactStore
 from .local_artifact_store import LocalArtifactStore
-from .registry import Lineage, ModelRegistry, RegisteredVersion, parse_ref
+from .registry import AliasChange, Lineage, ModelRegistry, RegisteredVersion, parse_ref
 
 __all__ = [
+    "AliasChange",
     "ArtifactError",
     "ArtifactStore",
     "ArtifactStoreRegistry",

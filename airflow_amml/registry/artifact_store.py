@@ -61,6 +61,14 @@ def check_file_names(files: list[Path]) -> None:
         )
 
 
+def check_size(uri: str, size: int, limit: int) -> None:
+    if size > limit:
+        raise ArtifactError(
+            f"the stored file {uri} is {size} bytes; at most {limit} are served",
+            hint="this is not a plot the registry wrote: re-register the version with its plots",
+        )
+
+
 def artifact_root_of(uri: str) -> str:
     """The root URI of the store that wrote the file `uri`: every stored file is `<root>/<name>/<uuid>/<file>`
     (a model name has no `/`), so a version's own URI says where it was written, whatever is configured now."""
@@ -131,6 +139,19 @@ class ArtifactStore(ABC):
     def delete(self, uri: str) -> None:
         """Remove the file at `uri` and its unique folder."""
         self.delete_folder(self.key_of(uri))
+
+    def read_bytes(self, uri: str, limit: int, scratch: Path) -> bytes:
+        """The content of the small stored file `uri` (a plot), refused when larger than `limit` bytes.
+
+        This default copies it to `scratch` first (disk, never unbounded memory); the built-in stores
+        override it to check the size before reading anything."""
+        target = scratch / f"read-{uuid.uuid4().hex}"
+        try:
+            self.get(uri, target)
+            check_size(uri, target.stat().st_size, limit)
+            return target.read_bytes()
+        finally:
+            target.unlink(missing_ok=True)
 
     def checksum(self, uri: str, scratch: Path) -> tuple[int, str]:
         """(size, sha256) of a stored file, by reading it back."""

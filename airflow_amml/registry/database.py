@@ -17,9 +17,8 @@ from airflow_amml.storage import engine_for
 from .errors import RegistryError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 URL_HINT = "use e.g. postgresql+psycopg://user:password@host/db or sqlite:////absolute/path/registry.db"
-
 
 
 def registry_engine(db_url: str) -> sa.Engine:

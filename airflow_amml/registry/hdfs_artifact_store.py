@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
-from .artifact_store import ArtifactStore, check_file_names, check_key
+from .artifact_store import ArtifactStore, check_file_names, check_key, check_size
 from .errors import ArtifactError
 
 DEFAULT_ROOT = "/amml/models"
@@ -110,6 +110,21 @@ class HdfsArtifactStore(ArtifactStore):
 
     def get(self, uri: str, local_path: Path) -> None:
         self._call("download", self.client.download, self._path(uri), str(local_path), overwrite=True)
+
+    def read_bytes(self, uri: str, limit: int, scratch: Path) -> bytes:
+        path = self._path(uri)
+        status = self._call("status", self.client.status, path, strict=False)
+        if status is None or status.get("type") != "FILE":
+            raise ArtifactError(f"the file {uri} is missing from the artifact store")
+        check_size(uri, int(status.get("length", 0)), limit)
+
+        def read() -> bytes:
+            with self.client.read(path, length=limit + 1) as reader:  # bounded even if it grew meanwhile
+                return reader.read()
+
+        data = self._call("read", read)
+        check_size(uri, len(data), limit)
+        return data
 
     def key_of(self, uri: str) -> str:
         return posixpath.dirname(self._path(uri))[len(self.root.rstrip("/")) + 1 :]

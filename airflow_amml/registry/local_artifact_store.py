@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from .artifact_store import ArtifactStore, check_file_names, check_key
+from .artifact_store import ArtifactStore, check_file_names, check_key, check_size
 from .errors import ArtifactError
 
 
@@ -89,6 +89,18 @@ class LocalArtifactStore(ArtifactStore):
             shutil.copyfile(source, local_path)
         except OSError as exc:
             raise ArtifactError(f"cannot copy {uri} to {local_path}: {exc.strerror or exc}") from exc
+
+    def read_bytes(self, uri: str, limit: int, scratch: Path) -> bytes:
+        source = self._path(uri)
+        try:
+            with open(source, "rb") as fh:
+                data = fh.read(limit + 1)  # one byte more than allowed tells a file that is too large
+        except FileNotFoundError:
+            raise ArtifactError(f"the file {uri} is missing from the artifact store") from None
+        except OSError as exc:
+            raise ArtifactError(f"cannot read {uri}: {exc.strerror or exc}") from exc
+        check_size(uri, len(data) if len(data) <= limit else source.stat().st_size, limit)
+        return data
 
     def key_of(self, uri: str) -> str:
         folder = self._path(uri).parent

@@ -47,15 +47,17 @@ from .artifact_store_registry import artifact_store_for
 from .database import URL_HINT, reason, registry_engine, safe_url
 from .database import migrate as migrate_schema
 from .errors import ArtifactError, ChecksumMismatchError, InvalidValueError, ModelNotFoundError, RegistryError
-from .metadata import check_lineage_fields, check_metrics, check_plot_names, check_tags, scaler_json
-from .names import check_alias, check_definition_version, check_name, check_version_number, parse_definition_ref
+from .metadata import check_lineage_fields, check_metrics, check_plot_names, check_tags, check_text, scaler_json
+from .names import check_alias, check_definition_version, check_name, check_version_number, parse_definition_ref, shown
 from .names import parse_ref as parse_ref
-from .schema import ArtifactWrite, ModelAlias, ModelDefinition, ModelTag, ModelVersion
+from .schema import AliasHistory, ArtifactWrite, ModelAlias, ModelDefinition, ModelTag, ModelVersion
 
 log = logging.getLogger(__name__)
 
 VERSION_ALLOCATION_RETRIES = 60
 MAX_DEFINITION_BYTES = 1 << 20
+MAX_PLOT_BYTES = 20 << 20  # a loss curve is ~50 KB: anything this large is not a plot the registry wrote
+MAX_SET_BY = 250
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,25 @@ class RegisteredVersion:
     lineage: Lineage = field(default_factory=Lineage)
     aliases: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    status: str = "ready"
 
     @property
     def ref(self) -> str:
         return f"{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """One recorded move of an alias: `name@alias` now points at `version` (before: `previous_version`,
+    None when the alias was created), set by `set_by` (None: not recorded) at `set_at`, for `reason`."""
+
+    name: str
+    alias: str
+    version: int
+    previous_version: int | None
+    set_by: str | None
+    reason: str | None
+    set_at: datetime
 
 
 def _home(config: RunConfig) -> Path:
@@ -369,9 +386,16 @@ class ModelRegistry:
                 hint=did_you_mean(name, names) or "train one with `train_lstm`",
             )
         aliases = session.scalars(sa.select(ModelAlias.alias).filter_by(name=name)).all()
+        hint = None
+        if kind == "alias":
+            hint = (
+                f"promote a version: `amml model alias {parse_ref(ref)[2]} {name}/{max(versions)}`, "
+                f"or on the ML Models page (/amml/ui/models/{name})"
+            )
         return ModelNotFoundError(
             f"no {kind} {ref!r}; {name} has versions {', '.join(map(str, sorted(versions)))}"
             + (f" and aliases {', '.join('@' + a for a in sorted(aliases))}" if aliases else " and no aliases"),
+            hint=hint,
         )
 
     def list_versions(self, name: str | None = None) -> list[RegisteredVersion]:
@@ -396,17 +420,115 @@ class ModelRegistry:
             )
             return self._entities(session, [row])[0] if row is not None else None
 
-    def set_alias(self, name: str, alias: str, version: int) -> None:
+    def set_alias(
+        self, name: str, alias: str, version: int, *, set_by: str | None = None, reason: str | None = None
+    ) -> None:
+        """Point `name@alias` at `name/version` (creating or moving it) and record the move in the alias
+        history, in one transaction: who (`set_by`, e.g. the Airflow user or `$USER (amml)`), why, when."""
+        self._change_alias(name, alias, version, set_by, reason, only_if_absent=False)
+
+    def set_alias_if_absent(
+        self, name: str, alias: str, version: int, *, set_by: str | None = None, reason: str | None = None
+    ) -> bool:
+        """Create `name@alias` → `name/version` only when the alias does not exist yet; True when this call
+        created it. Atomic across processes: two concurrent calls create it once (the alias's primary key
+        decides), and only the winner records a history row."""
+        return self._change_alias(name, alias, version, set_by, reason, only_if_absent=True)
+
+    def _change_alias(
+        self, name: str, alias: str, version: int, set_by: str | None, why: str | None, *, only_if_absent: bool
+    ) -> bool:
         check_name(name)
         check_alias(alias)
         version = check_version_number(version)
+        if set_by is not None:
+            check_text(set_by, "alias set_by", MAX_SET_BY)
+        if why is not None:
+            check_text(why, "alias reason")
         self.resolve(f"{name}/{version}")  # must exist
-        with self._session() as session, session.begin():
-            row = session.get(ModelAlias, (name, alias))
-            if row is None:
-                session.add(ModelAlias(name=name, alias=alias, version=version, updated_at=datetime.now(UTC)))
-            else:
-                row.version, row.updated_at = version, datetime.now(UTC)
+        for attempt in range(VERSION_ALLOCATION_RETRIES):
+            try:
+                with Session(self.engine) as session, session.begin():  # raw errors: a lost race is retried
+                    # FOR UPDATE: two concurrent moves on PostgreSQL see each other's result as `previous`
+                    row = session.scalar(sa.select(ModelAlias).filter_by(name=name, alias=alias).with_for_update())
+                    if row is not None and only_if_absent:
+                        return False
+                    now = datetime.now(UTC)
+                    previous = row.version if row is not None else None
+                    if row is None:
+                        session.add(ModelAlias(name=name, alias=alias, version=version, updated_at=now))
+                        session.flush()  # a concurrent creation fails here, before any history is written
+                    else:
+                        row.version, row.updated_at = version, now
+                    session.add(
+                        AliasHistory(
+                            name=name,
+                            alias=alias,
+                            version=version,
+                            previous_version=previous,
+                            set_by=set_by,
+                            reason=why or None,
+                            set_at=now,
+                        )
+                    )
+                log.info("%s@%s → %s/%d (was %s, by %s)", name, alias, name, version, previous, set_by or "?")
+                return True
+            except sa.exc.IntegrityError:
+                # another process created the alias between our read and our insert
+                if only_if_absent:
+                    return False
+                time.sleep(random.uniform(0.005, 0.05))
+            except sa.exc.OperationalError as exc:
+                if "locked" in str(exc.orig) and attempt < VERSION_ALLOCATION_RETRIES - 1:
+                    time.sleep(random.uniform(0.01, 0.1))  # SQLite: another writer holds the file
+                    continue
+                raise RegistryError(f"cannot set {name}@{alias} in {safe_url(self.db_url)}: {reason(exc)}") from exc
+            except sa.exc.SQLAlchemyError as exc:
+                raise RegistryError(f"cannot set {name}@{alias} in {safe_url(self.db_url)}: {reason(exc)}") from exc
+        raise RegistryError(f"could not set {name}@{alias} after {VERSION_ALLOCATION_RETRIES} attempts")
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasChange]:
+        """Every recorded move of `name`'s aliases (or of one alias), newest first."""
+        check_name(name)
+        if alias is not None:
+            check_alias(alias)
+        with self._session() as session:
+            query = sa.select(AliasHistory).filter_by(name=name)
+            if alias is not None:
+                query = query.filter_by(alias=alias)
+            rows = session.scalars(query.order_by(AliasHistory.id.desc())).all()
+            return [
+                AliasChange(
+                    name=r.name,
+                    alias=r.alias,
+                    version=r.version,
+                    previous_version=r.previous_version,
+                    set_by=r.set_by,
+                    reason=r.reason,
+                    set_at=_aware(r.set_at),
+                )
+                for r in rows
+            ]
+
+    def versions_by_lineage(self, dag_id: str, run_id: str, task_id: str | None = None) -> list[RegisteredVersion]:
+        """The versions a DAG run (or one task of it) registered, oldest first: how a run links to its models."""
+        check_lineage_fields({"dag_id": dag_id, "run_id": run_id, "task_id": task_id})
+        with self._session() as session:
+            query = sa.select(ModelVersion).filter_by(dag_id=dag_id, run_id=run_id, status="ready")
+            if task_id is not None:
+                query = query.filter_by(task_id=task_id)
+            return self._entities(session, session.scalars(query.order_by(ModelVersion.id)).all())
+
+    def read_plot(self, ref: str, plot: str) -> bytes:
+        """The bytes of the plot (a PNG) named `plot` of version `ref`, read from the store that holds it;
+        at most MAX_PLOT_BYTES (a larger file is refused, never read into memory)."""
+        entry = self.resolve(ref)
+        uri = entry.plots.get(plot) if isinstance(plot, str) else None
+        if uri is None:
+            raise ModelNotFoundError(
+                f"model {entry.ref} has no plot {shown(plot)}; its plots: {', '.join(sorted(entry.plots)) or '(none)'}"
+            )
+        return self._store_holding(uri).read_bytes(uri, MAX_PLOT_BYTES, self.scratch)
 
     def set_tag(self, name: str, version: int, key: str, value: str) -> None:
         check_name(name)
@@ -545,6 +667,7 @@ def _entity(row: ModelVersion, definition: str, aliases: list[str], tags: dict[s
         ),
         aliases=tuple(sorted(aliases)),
         tags=tags,
+        status=row.status,
     )
 
 

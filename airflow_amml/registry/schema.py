@@ -82,3 +82,20 @@ class ArtifactWrite(Base):
     key: Mapped[str] = mapped_column(sa.String(250), primary_key=True)  # `name/<uuid>`, relative to the root
     folder_uri: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class AliasHistory(Base):
+    """One move of an alias: which version it pointed at before and after, who moved it, when and why.
+    Rows are only ever inserted, in the transaction that moves the alias."""
+
+    __tablename__ = "amml_model_alias_history"
+    __table_args__ = (sa.Index("ix_amml_alias_history_name_alias", "name", "alias"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    alias: Mapped[str] = mapped_column(sa.String(100))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    previous_version: Mapped[int | None] = mapped_column(sa.Integer)
+    set_by: Mapped[str | None] = mapped_column(sa.String(250))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    set_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))

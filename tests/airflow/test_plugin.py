@@ -1,4 +1,6 @@
-"""The plugin and provider entry points, as Airflow discovers them (in a fresh interpreter with its own home)."""
+"""The plugin and provider entry points, as Airflow discovers them (in a fresh interpreter with its own home),
+and the plugin's pages and API inside Airflow's real api-server app, with its real login (JWT in the UI's
+cookie or a bearer token) and SimpleAuthManager's permission checks."""
 
 import json
 import os
@@ -42,7 +44,8 @@ def test_models_endpoint_reads_the_registry(tmp_path, monkeypatch):
     client = TestClient(app)
     assert client.get("/models").status_code == 401, "no token, no models"
     assert client.get("/openapi.json").status_code == 401, "nor their schema"
-    assert client.get("/docs").status_code == 404, "the HTML docs (unauthenticated, from a CDN) are off"
+    assert client.get("/docs").status_code == 401, "the API docs page is behind the login too"
+    assert client.get("/ui/").status_code == 401, "and so are the pages"
     [authorized] = app.router.dependencies  # the api-server checks the caller's JWT: stand in for a viewer
     app.dependency_overrides[authorized.dependency] = lambda: None
     listing = client.get("/models").json()
@@ -99,3 +102,126 @@ def test_requests_reuse_one_engine_and_check_the_schema_once(monkeypatch, tmp_pa
     assert (len(engines), len(checks)) == (1, 2), "no new engine, no schema check per request"
     assert not [s for s in statements if "alembic" in s or "sqlite_master" in s], statements
     assert ModelRegistry.from_config().engine is registry.engine
+
+
+# Runs in a fresh interpreter with its own AIRFLOW_HOME (Airflow's configuration is per process): Airflow's
+# own api-server app, its SimpleAuthManager with an admin and a viewer, the plugin mounted as Airflow mounts
+# it; prints what each request got.
+THROUGH_AIRFLOW = r"""
+import json, os, sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from airflow.api_fastapi.app import create_app, get_auth_manager
+from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+from airflow_amml.registry import Lineage, ModelRegistry
+
+work = Path(sys.argv[1])
+model, plot = work / "model.keras", work / "loss.png"
+model.write_bytes(b"weights" * 100)
+plot.write_bytes(bytes(range(256)) * 4)
+registry = ModelRegistry.from_config()
+registry.register_definition("ett", "0.1", "name: ett\n")
+lineage = Lineage("ett_train", "manual__2024-01-01T00:00:00+00:00", "train_lstm")
+registry.register_version("ett", "ett:0.1", model, plots={"loss": plot}, lineage=lineage, metrics={"mae": 0.5})
+
+app = create_app("core")
+auth = get_auth_manager()
+token = {role: auth.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
+         for name, role in (("alice", "admin"), ("victor", "viewer"), ("uma", "user"))}
+client = TestClient(app, base_url="http://airflow.test")
+same_site = {"Origin": "http://airflow.test"}
+seen = {}
+
+def record(key, response):
+    seen[key] = [response.status_code, response.headers.get("content-type", ""), response.text]
+
+def as_(role):  # the UI's session: the JWT in the `_token` cookie
+    client.cookies.clear()
+    if role:
+        client.cookies.set("_token", token[role])
+
+as_(None)
+record("anonymous_page", client.get("/amml/ui/"))
+record("anonymous_api", client.get("/amml/models"))
+record("anonymous_docs", client.get("/amml/docs"))
+as_("viewer")
+record("viewer_page", client.get("/amml/ui/"))
+record("viewer_version", client.get("/amml/ui/models/ett/versions/1"))
+record("viewer_form", client.post("/amml/ui/models/ett/versions/1/promote", data={"alias": "champion"},
+                                  headers=same_site))
+record("viewer_put", client.put("/amml/models/ett/aliases/champion", json={"version": 1}, headers=same_site))
+plot_response = client.get("/amml/models/ett/versions/1/plots/loss")
+record("viewer_plot", plot_response)
+seen["viewer_plot"][2] = plot_response.content.hex()
+record("viewer_docs", client.get("/amml/docs"))
+record("viewer_schema", client.get("/amml/openapi.json"))
+as_("admin")
+record("admin_version", client.get("/amml/ui/models/ett/versions/1"))
+record("admin_cross_site", client.post("/amml/ui/models/ett/versions/1/promote", data={"alias": "champion"},
+                                       headers={"Origin": "https://evil.example"}))
+record("admin_form", client.post("/amml/ui/models/ett/versions/1/promote", data={"alias": "champion", "reason": "ok"},
+                                 headers=same_site, follow_redirects=False))
+as_("user")
+record("user_put", client.put("/amml/models/ett/aliases/challenger", json={"version": 1}, headers=same_site))
+as_(None)
+record("bearer_put", client.put("/amml/models/ett/aliases/staging", json={"version": 1},
+                                headers={"Authorization": "Bearer " + token["admin"]}))
+history = [(c.alias, c.set_by, c.reason) for c in registry.alias_history("ett")]
+print("RESULT " + json.dumps({"seen": seen, "history": history, "plot": plot.read_bytes().hex()}))
+"""
+
+
+def test_the_pages_and_the_api_behind_airflows_real_login_and_permissions(tmp_path):
+    home = tmp_path / "airflow"
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "alice:admin,victor:viewer,uma:user",
+        "PYTHONPATH": str(ROOT),
+    }
+    airflow("db", "migrate", env=env)  # the login checks revoked tokens in Airflow's database
+    script = tmp_path / "through_airflow.py"
+    script.write_text(THROUGH_AIRFLOW)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    facts = json.loads(line.removeprefix("RESULT "))
+    seen = facts["seen"]
+
+    def status(key):
+        return seen[key][0]
+
+    assert status("anonymous_page") == 401 and "not logged in to Airflow" in seen["anonymous_page"][2]
+    assert seen["anonymous_page"][1].startswith("text/html"), "a readable page, not JSON, on the pages"
+    assert (status("anonymous_api"), json.loads(seen["anonymous_api"][2])) == (401, {"detail": "Not authenticated"})
+    assert status("anonymous_docs") == 401
+    # a viewer reads everything, promotes nothing
+    assert status("viewer_page") == 200 and 'data-model="ett"' in seen["viewer_page"][2]
+    assert (
+        status("viewer_version") == 200
+        and "You (victor) may view this model but not promote it" in seen["viewer_version"][2]
+    )
+    assert status("viewer_form") == 403 and "victor may not promote ett/1" in seen["viewer_form"][2]
+    assert status("viewer_put") == 403 and "victor may not promote ett/1" in json.loads(seen["viewer_put"][2])["detail"]
+    assert status("viewer_plot") == 200 and seen["viewer_plot"][1] == "image/png"
+    assert seen["viewer_plot"][2] == facts["plot"], "the plot served is the stored file, byte for byte"
+    assert status("viewer_docs") == 200 and "PUT /amml/models/{name}/aliases/{alias}" in seen["viewer_docs"][2]
+    assert "/models/{name}/aliases/{alias}" in json.loads(seen["viewer_schema"][2])["paths"]
+    # an admin promotes from the page (not from another site); a USER may edit the DAG, so may promote
+    assert status("admin_version") == 200 and "may view this model but not promote" not in seen["admin_version"][2]
+    assert status("admin_cross_site") == 403 and "did not come from the ML Models page" in seen["admin_cross_site"][2]
+    assert status("admin_form") == 303
+    assert status("user_put") == 200 and status("bearer_put") == 200
+    assert facts["history"] == [["staging", "alice", None], ["challenger", "uma", None], ["champion", "alice", "ok"]]
+
+
+def test_the_nav_entry_opens_the_pages_in_airflows_iframe():
+    from airflow_amml.plugin import AmmlPlugin
+
+    [view] = AmmlPlugin.external_views
+    assert view == {"name": "ML Models", "href": "amml/ui/", "destination": "nav", "url_route": "amml-models"}
