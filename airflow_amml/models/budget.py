@@ -36,8 +36,12 @@ class TrainingEstimate:
 
 
 def layer_parameters(spec: ModelSpec) -> list[int]:
-    """The number of trainable parameters of each layer of ``spec.layers`` (Keras's count; Input: 0)."""
-    window, features = spec.input_shape
+    """The number of trainable parameters of each layer of ``spec.layers`` (Keras's count; Input: 0).
+
+    With ``heads: per_channel`` every input channel has its own copy of the layers, each seeing one channel."""
+    window, channels = spec.input_shape
+    copies = channels if spec.heads == "per_channel" else 1
+    features = 1 if copies > 1 else channels
     recurrent = any(layer.is_recurrent for layer in spec.layers)
     width = features if recurrent else window * features  # without recurrent layers the window is flattened
     counts = []
@@ -53,7 +57,7 @@ def layer_parameters(spec: ModelSpec) -> list[int]:
         else:
             counts.append(0)
         width = units or width
-    return counts
+    return [n * copies for n in counts]
 
 
 def estimate_training(spec: ModelSpec, rows: int | None = None, batch_size: int | None = None) -> TrainingEstimate:
@@ -62,7 +66,9 @@ def estimate_training(spec: ModelSpec, rows: int | None = None, batch_size: int 
     batch = batch_size or t.batch_size
     parameters = sum(layer_parameters(spec))
     state = 2 + _OPTIMIZER_SLOTS.get(t.optimizer, 2)
-    per_example = t.window * len(t.features)  # the input window
+    channels = t.input_shape[1]
+    copies = channels if spec.heads == "per_channel" else 1
+    per_example = t.window * channels  # the input window
     steps = t.window
     for layer in spec.layers:
         units = layer.get("units", 0)
@@ -71,12 +77,13 @@ def estimate_training(spec: ModelSpec, rows: int | None = None, batch_size: int 
             steps = t.window if layer.get("return_sequences", False) else 1
         elif layer.type == "Dense":
             per_example += (steps if any(x.is_recurrent for x in spec.layers) else 1) * units * 2
+    per_example = t.window * channels + (per_example - t.window * channels) * copies
     data = 0
     if rows is not None:
         examples = max(0, rows - t.window - t.horizon + 1)
         # the windows and labels as numpy arrays and again as the tensors Keras copies them into; the
         # feature columns (float32) and the target (float64) they are cut from
-        data = 2 * examples * (t.window * len(t.features) + t.horizon) * 4 + rows * (len(t.features) * 4 + 8)
+        data = 2 * examples * (t.window * channels + t.horizon) * 4 + rows * (channels * 4 + 8)
     return TrainingEstimate(
         parameters=parameters,
         parameter_bytes=parameters * 4 * state,

@@ -10,6 +10,12 @@ observed value). :func:`make_windows` returns the ``n - window - horizon + 1`` w
 :func:`predict` forecasts for all ``n - window + 1`` windows (also the last ones, whose future is not known
 yet): row ``i`` of its result is the forecast made at frame row ``window - 1 + i`` for the ``horizon`` rows
 after it.
+
+Input transforms (all from the window's own records, so nothing after the forecast origin is used):
+``inputs: relative``; ``decomposition`` (DLinear's moving-average split: the channels are the features'
+seasonal parts, then their trends); ``time_features`` (sine and cosine of the hour of day and day of week of
+each record, from ``time_column``). ``heads: per_channel`` gives each channel its own copy of the layers and
+sums their outputs (DLinear's "one linear head each"). Training logs one line per epoch.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from __future__ import annotations
 import contextlib
 import glob
 import importlib.util
+import logging
 import math
 import os
 import re
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["build_model", "load_model", "make_windows", "predict", "save_model", "train"]
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
+log = logging.getLogger(__name__)
 
 PREDICT_CHUNK_BYTES = 64 * 1024**2  # windows built at once for a forecast (a batch may hold 65,536 records)
 MAX_MODEL_FILE_BYTES = 2 * 1024**3  # a .keras file, unpacked: 50M parameters with optimizer state is ~800 MB
@@ -155,24 +164,51 @@ def _drop(line: bytes, min_level: int, dropping: bool) -> bool:
 
 
 def build_model(spec: ModelSpec) -> keras.Model:
-    """A compiled ``keras.Sequential``: ``Input(shape=(window, n_features))`` then the spec's layers.
+    """A compiled Keras model: ``Input(shape=(window, channels))`` then the spec's layers.
 
     A model without recurrent layers (Fig. 8's plain DNN) sees each window flattened to
-    ``window × n_features`` inputs.
+    ``window × channels`` inputs. With ``heads: per_channel`` each channel goes through its own copy of the
+    layers (built-in layers only, so the file loads with ``safe_mode``) and the copies' outputs are added.
     """
     keras = _keras()
     t = spec.training
-    layers: list[Any] = [keras.Input(shape=t.input_shape, name="window")]
+    name = re.sub(r"\W", "_", f"{spec.name}_{spec.version}")
+    window = keras.Input(shape=t.input_shape, name="window")
+    channels = t.input_shape[1]
+    if spec.heads == "per_channel" and channels > 1:
+        outputs = []
+        for c in range(channels):
+            # [window, channels] → [channels, window] → crop to channel c → [window, 1]
+            x = keras.layers.Permute((2, 1), name=f"channels_first_{c}")(window)
+            x = keras.layers.Cropping1D((c, channels - 1 - c), name=f"channel_{c}")(x)
+            x = keras.layers.Permute((2, 1), name=f"channel_window_{c}")(x)
+            for layer in _layers(keras, spec, suffix=f"_ch{c}"):
+                x = layer(x)
+            outputs.append(x)
+        output = keras.layers.Add(name="sum_of_heads")(outputs)
+        model = keras.Model(window, output, name=name)
+    else:
+        model = keras.Sequential([window, *_layers(keras, spec)], name=name)
+    model.compile(loss=t.loss, optimizer=_optimizer(keras, spec))
+    return model
+
+
+def _layers(keras: Any, spec: ModelSpec, suffix: str = "") -> list[Any]:
+    """New Keras layers for the spec's layers (a Flatten first when none is recurrent)."""
+    out = []
     if not any(layer.is_recurrent for layer in spec.layers):
-        layers.append(keras.layers.Flatten(name="flatten"))
+        out.append(keras.layers.Flatten(name=f"flatten{suffix}"))
     for i, layer in enumerate(spec.layers, 1):
         if layer.type == "Input":  # its shape is checked against `training` and inferred from it
             continue
-        cls = getattr(keras.layers, layer.type)
-        layers.append(cls(**layer.kwargs, name=f"{layer.type.lower()}_{i}"))
-    model = keras.Sequential(layers, name=re.sub(r"\W", "_", f"{spec.name}_{spec.version}"))
-    model.compile(loss=t.loss, optimizer=_optimizer(keras, spec))
-    return model
+        kwargs = layer.kwargs
+        l2 = kwargs.pop("l2", None)
+        if l2:
+            kwargs["kernel_regularizer"] = keras.regularizers.L2(l2)
+            if layer.is_recurrent:
+                kwargs["recurrent_regularizer"] = keras.regularizers.L2(l2)
+        out.append(getattr(keras.layers, layer.type)(**kwargs, name=f"{layer.type.lower()}_{i}{suffix}"))
+    return out
 
 
 def _optimizer(keras: Any, spec: ModelSpec) -> Any:
@@ -196,10 +232,11 @@ def _optimizer(keras: Any, spec: ModelSpec) -> Any:
 
 
 def _columns(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(features as float32 [n, f], target as float64 [n]), with clear errors for missing or bad columns."""
+    """(input channels of each record as float32 [n, f + 2 × time features], target as float64 [n]), with
+    clear errors for missing or bad columns. The time channels come last."""
     t = spec.training
     needed = list(dict.fromkeys([*t.features, t.target]))
-    missing = [c for c in needed if c not in frame.columns]
+    missing = [c for c in [*needed, *([t.time_column] if t.time_features else [])] if c not in frame.columns]
     if missing:
         raise ModelDataError(
             f"model {spec.ref} needs the column(s) {', '.join(missing)}; "
@@ -213,15 +250,58 @@ def _columns(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarr
             raise ModelDataError(f"model {spec.ref}: column {c} has {nulls} missing value(s); drop or fill them first")
     features = frame[list(t.features)].to_numpy(dtype=np.float32)
     target = frame[t.target].to_numpy(dtype=np.float64)
+    if t.time_features:
+        features = np.concatenate([features, time_channels(frame, spec)], axis=1)
     return features, target
 
 
+def time_channels(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
+    """float32 [n, 2 × time features]: sine and cosine of each record's hour of day (period 24) and day of
+    week (period 7, Monday = 0), from the spec's ``time_column`` (datetimes, or text pandas can parse)."""
+    t = spec.training
+    try:
+        with warnings.catch_warnings():  # text in no single format is parsed one by one: slower, not wrong
+            warnings.simplefilter("ignore", UserWarning)
+            stamps = pd.to_datetime(frame[t.time_column])
+    except (ValueError, TypeError) as exc:
+        raise ModelDataError(
+            f"model {spec.ref}: column {t.time_column} (the time of its time features) is not a time: {exc}"
+        ) from None
+    if stamps.isna().any():
+        raise ModelDataError(
+            f"model {spec.ref}: column {t.time_column} has {int(stamps.isna().sum())} missing time(s); "
+            "drop or fill them first"
+        )
+    phases = {"hour_of_day": (stamps.dt.hour + stamps.dt.minute / 60) / 24, "day_of_week": stamps.dt.day_of_week / 7}
+    out = []
+    for name in t.time_features:
+        angle = 2 * np.pi * phases[name].to_numpy(dtype=np.float64)
+        out += [np.sin(angle), np.cos(angle)]
+    return np.stack(out, axis=1).astype(np.float32)
+
+
+def moving_average(x: np.ndarray, length: int) -> np.ndarray:
+    """DLinear's trend of each window: the mean of ``length`` (odd) records centred on each record, the
+    window's first and last records repeated ``(length - 1) / 2`` times at its ends. ``x``: [m, window, f]."""
+    pad = (length - 1) // 2
+    padded = np.concatenate([np.repeat(x[:, :1], pad, axis=1), x, np.repeat(x[:, -1:], pad, axis=1)], axis=1)
+    sums = np.cumsum(padded, axis=1, dtype=np.float64)
+    sums = np.concatenate([np.zeros_like(sums[:, :1]), sums], axis=1)
+    return ((sums[:, length:] - sums[:, :-length]) / length).astype(np.float32)
+
+
 def _input_windows(features: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """All windows: [n - window + 1, window, f] float32, C-contiguous (``inputs: relative``: minus the last row)."""
-    view = np.lib.stride_tricks.sliding_window_view(features, spec.training.window, axis=0)  # [m, f, window]
-    x = np.ascontiguousarray(view.transpose(0, 2, 1), dtype=np.float32)
-    if spec.training.inputs == "relative":
-        x -= x[:, -1:, :]
+    """All windows: [n - window + 1, window, channels] float32, C-contiguous, the input transforms applied
+    (``inputs: relative``: the feature channels minus their last row; then the decomposition)."""
+    t = spec.training
+    view = np.lib.stride_tricks.sliding_window_view(features, t.window, axis=0)  # [m, f, window]
+    x = np.array(view.transpose(0, 2, 1), dtype=np.float32, order="C")  # a copy: the view is read-only
+    values = len(t.features)
+    if t.inputs == "relative":
+        x[:, :, :values] -= x[:, -1:, :values]
+    if t.moving_average:
+        trend = moving_average(x[:, :, :values], t.moving_average)
+        x = np.concatenate([x[:, :, :values] - trend, trend, x[:, :, values:]], axis=2)
     return x
 
 
@@ -306,11 +386,16 @@ def train(
                 "loss": float(logs["loss"]),
                 "val_loss": None if val_loss is None else float(val_loss),
             }
+            if t.lr_schedule is not None:  # the rate this epoch ran with (a plateau lowers it after this)
+                entry["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             history.append(entry)
+            log.info("%s", epoch_line(spec, entry, epochs))
             if on_epoch is not None:
                 on_epoch(entry["epoch"], dict(entry))
 
-    callbacks: list[Any] = [_Record()]
+    callbacks: list[Any] = [_Record()]  # first: it records the epoch's rate before a plateau changes it
+    if t.lr_schedule is not None:
+        callbacks.append(_schedule_callback(keras, spec, model, epochs, has_validation=val is not None))
     es = t.early_stopping
     if es is not None:
         monitor = es.monitor if (es.monitor == "loss" or val is not None) else "loss"
@@ -335,6 +420,37 @@ def train(
     return model, history
 
 
+def epoch_line(spec: ModelSpec, entry: dict[str, Any], epochs: int) -> str:
+    """One epoch's log line: ``ett:0.1 epoch 3/20: loss 0.0123457 val_loss 0.0134568 lr 0.0005``."""
+    val_loss = entry.get("val_loss")
+    line = (
+        f"{spec.ref} epoch {entry['epoch']}/{epochs}: loss {entry['loss']:.6g} "
+        f"val_loss {'-' if val_loss is None else format(val_loss, '.6g')}"
+    )
+    return line + (f" lr {entry['lr']:.3g}" if "lr" in entry else "")
+
+
+def _schedule_callback(keras: Any, spec: ModelSpec, model: Any, epochs: int, has_validation: bool) -> Any:
+    """The Keras callback of the spec's learning-rate schedule, from the optimizer's starting rate."""
+    schedule = spec.training.lr_schedule
+    base = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    if schedule.type == "plateau":
+        monitor = schedule.monitor if (schedule.monitor == "loss" or has_validation) else "loss"
+        return keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=schedule.factor, patience=schedule.patience, min_lr=schedule.min_learning_rate
+        )
+    return keras.callbacks.LearningRateScheduler(lambda epoch, _lr: scheduled_rate(schedule, base, epoch, epochs))
+
+
+def scheduled_rate(schedule: Any, base: float, epoch: int, epochs: int) -> float:
+    """The rate of epoch ``epoch`` (0-based) under a ``step`` or ``cosine`` schedule starting at ``base``."""
+    if schedule.type == "step":
+        return base * schedule.factor ** (epoch // schedule.every)
+    span = schedule.epochs or epochs
+    low = schedule.min_learning_rate
+    return low + (base - low) * 0.5 * (1 + math.cos(math.pi * min(epoch, span) / span))
+
+
 # ---- prediction ------------------------------------------------------------------------------------------
 
 
@@ -351,7 +467,7 @@ def predict(model: keras.Model, spec: ModelSpec, frame: pd.DataFrame, batch_size
         raise ModelDataError(f"model {spec.ref} needs at least window = {t.window} rows to forecast; got {len(frame)}")
     # windows are built a chunk at a time: all of a 65,536-record batch's at once could be gigabytes
     n_windows = len(frame) - t.window + 1
-    chunk = max(1, PREDICT_CHUNK_BYTES // (t.window * len(t.features) * 4))
+    chunk = max(1, PREDICT_CHUNK_BYTES // (t.window * t.input_shape[1] * 4 * (3 if t.moving_average else 1)))
     parts = []
     for start in range(0, n_windows, chunk):
         x = _input_windows(features[start : start + chunk + t.window - 1], spec)

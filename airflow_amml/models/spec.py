@@ -79,10 +79,13 @@ __all__ = [
     "OPTIMIZERS",
     "PREDICT_MODES",
     "RECURRENT_LAYERS",
+    "SCHEDULES",
+    "TIME_FEATURES",
     "AmmlModelError",
     "EarlyStoppingSpec",
     "LayerSpec",
     "ModelSpec",
+    "ScheduleSpec",
     "TrainingEstimate",
     "TrainingSpec",
     "declared_ref",
@@ -94,7 +97,6 @@ __all__ = [
     "train_memory_limit",
     "training_budget_problem",
 ]
-
 
 
 # ---- the language ---------------------------------------------------------------------------------------
@@ -114,6 +116,14 @@ PREDICT_MODES = ("level", "delta")
 INPUT_MODES = ("level", "relative")
 MONITORS = ("loss", "val_loss")
 RECURRENT_LAYERS = ("LSTM", "GRU")
+HEADS = ("shared", "per_channel")
+TIME_FEATURES = ("hour_of_day", "day_of_week")
+# learning-rate schedules and the settings each takes (README "Models")
+SCHEDULES: dict[str, tuple[str, ...]] = {
+    "step": ("type", "every", "factor"),
+    "cosine": ("type", "epochs", "min_learning_rate"),
+    "plateau": ("type", "patience", "factor", "min_learning_rate", "monitor"),
+}
 
 # ---- limits (README "Models": keep the two in step) ---------------------------------------------------------
 
@@ -129,6 +139,7 @@ MAX_PATIENCE = 10_000
 MAX_LEARNING_RATE = 10.0
 MAX_STRING_CHARS = 256  # names: target, features, layer types, choices, keys
 MAX_DESCRIPTION_CHARS = 10_000
+MAX_L2 = 10.0
 MAX_NUMBER_CHARS = 100  # a longer literal is not a number anyone meant (and `int()` of 5000 digits raises)
 
 _NAME_RE = re.compile(r"(?!.*\.\.)[A-Za-z_][A-Za-z0-9_.-]{0,99}\Z")  # the registry's pattern (`..` never)
@@ -152,6 +163,8 @@ _UNITS = _Arg("int", "the number of units (outputs)", required=True, minimum=1, 
 _ACTIVATION = _Arg("choice", "activation function", choices=ACTIVATIONS)
 _BOOL = _Arg("bool", "true or false")
 _FRACTION = _Arg("float", "fraction in [0, 1)", minimum=0, below=1)
+# L2 weight penalty (added to the loss): on a Dense layer's kernel; on a recurrent layer's kernel and recurrent kernel
+_L2 = _Arg("float", "L2 penalty factor on the layer's weights", minimum=0, maximum=MAX_L2)
 _RECURRENT = {
     "units": _UNITS,
     "activation": _ACTIVATION,
@@ -160,24 +173,27 @@ _RECURRENT = {
     "dropout": _FRACTION,
     "recurrent_dropout": _FRACTION,
     "use_bias": _BOOL,
+    "l2": _L2,
 }
 LAYER_TYPES: dict[str, dict[str, _Arg]] = {
     "Input": {"shape": _Arg("shape", "[window, number of features]; inferred from `training` when omitted")},
     "LSTM": _RECURRENT,
     "GRU": _RECURRENT,
-    "Dense": {"units": _UNITS, "activation": _ACTIVATION, "use_bias": _BOOL},
+    "Dense": {"units": _UNITS, "activation": _ACTIVATION, "use_bias": _BOOL, "l2": _L2},
     "Dropout": {"rate": _Arg("float", "the fraction of inputs dropped, in [0, 1)", required=True, minimum=0, below=1)},
 }
 _LAYER_BY_LOWER = {t.lower(): t for t in LAYER_TYPES}
 
 _TOP_KEYS = ("name", "version", "description", "model", "training")
-_MODEL_KEYS = ("layers",)
+_MODEL_KEYS = ("layers", "heads")
 _TRAINING_KEYS = (
     "loss", "optimizer", "epochs", "batch_size", "validation_split", "early_stopping", "window", "horizon",
-    "target", "features", "predict", "inputs", "seed", "shuffle",
+    "target", "features", "predict", "inputs", "seed", "shuffle", "lr_schedule", "time_features", "time_column",
+    "decomposition",
 )  # fmt: skip
 _OPTIMIZER_KEYS = ("name", "learning_rate", "clipnorm")
 _EARLY_STOPPING_KEYS = ("patience", "monitor", "min_delta", "restore_best_weights")
+_DECOMPOSITION_KEYS = ("moving_average",)
 
 
 # ---- the checked definition ------------------------------------------------------------------------------
@@ -231,6 +247,33 @@ class EarlyStoppingSpec:
 
 
 @dataclass(frozen=True)
+class ScheduleSpec:
+    """A learning-rate schedule, applied at the start of each epoch (``plateau``: at its end, on ``monitor``).
+
+    ``step``: the rate times ``factor`` every ``every`` epochs; ``cosine``: from the optimizer's rate down to
+    ``min_learning_rate`` along half a cosine over ``epochs`` epochs (default: the training's), then flat;
+    ``plateau``: times ``factor`` when ``monitor`` has not improved for ``patience`` epochs, not below
+    ``min_learning_rate`` (Keras's ReduceLROnPlateau).
+    """
+
+    type: str
+    every: int = 10
+    factor: float = 0.5
+    epochs: int | None = None
+    min_learning_rate: float = 0.0
+    patience: int = 3
+    monitor: str = "val_loss"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        for key in SCHEDULES[self.type][1:]:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
 class TrainingSpec:
     """How to train: the loss and optimizer, and how records become (window → horizon) examples.
 
@@ -240,6 +283,12 @@ class TrainingSpec:
     (``predict: delta``). ``inputs: relative`` feeds each window minus its last record (per feature; NLinear's
     normalisation), so the model sees the recent shape of the series and not its level, which may drift
     outside the range seen in training; it goes with ``predict: delta``.
+
+    Input transforms, applied to each window in this order: ``inputs: relative``; ``decomposition`` (DLinear:
+    each feature becomes two channels, its trend — the moving average of ``moving_average`` records, the
+    window's ends repeated so that it keeps its length — and the rest, the seasonal part); ``time_features``
+    (``hour_of_day``, ``day_of_week`` of each record of the window, from ``time_column``, as sine and cosine:
+    two channels each, never made relative). So a window has ``input_shape[1]`` channels.
     """
 
     target: str
@@ -258,10 +307,19 @@ class TrainingSpec:
     inputs: str = "level"
     seed: int | None = 0
     shuffle: bool = True
+    lr_schedule: ScheduleSpec | None = None
+    time_features: tuple[str, ...] = ()
+    time_column: str = "date"
+    moving_average: int | None = None
+
+    @property
+    def value_channels(self) -> int:
+        """Channels made from the features (two per feature with the decomposition)."""
+        return len(self.features) * (2 if self.moving_average else 1)
 
     @property
     def input_shape(self) -> tuple[int, int]:
-        return (self.window, len(self.features))
+        return (self.window, self.value_channels + 2 * len(self.time_features))
 
     def to_dict(self) -> dict[str, Any]:
         optimizer: Any = self.optimizer
@@ -286,6 +344,13 @@ class TrainingSpec:
             "inputs": self.inputs,
             "seed": self.seed,
             "shuffle": self.shuffle,
+            **({"lr_schedule": self.lr_schedule.to_dict()} if self.lr_schedule else {}),
+            **(
+                {"time_features": list(self.time_features), "time_column": self.time_column}
+                if self.time_features
+                else {}
+            ),
+            **({"decomposition": {"moving_average": self.moving_average}} if self.moving_average else {}),
         }
 
 
@@ -298,6 +363,7 @@ class ModelSpec:
     description: str
     layers: tuple[LayerSpec, ...]
     training: TrainingSpec
+    heads: str = "shared"  # per_channel: each input channel through its own copy of the layers, outputs summed
     source: str = field(default="", compare=False, repr=False)
     sha256: str = field(default="", compare=False)
     filename: str = field(default="<string>", compare=False)
@@ -316,7 +382,10 @@ class ModelSpec:
             "name": self.name,
             "version": self.version,
             "description": self.description,
-            "model": {"layers": [layer.to_dict() for layer in self.layers]},
+            "model": {
+                "layers": [layer.to_dict() for layer in self.layers],
+                **({"heads": self.heads} if self.heads != "shared" else {}),
+            },
             "training": self.training.to_dict(),
         }
 
@@ -448,6 +517,7 @@ class _Parser:
         self.errors: list[AmmlModelError] = []
         self.constructor = SafeConstructor()
         self.monitor_node: Node | None = None
+        self.heads = "shared"
 
     # -- errors --
 
@@ -541,6 +611,7 @@ class _Parser:
             description=description or "",
             layers=layers,
             training=training,
+            heads=self.heads,
             source=self.text,
             sha256=hashlib.sha256(self.text.encode("utf-8")).hexdigest(),
             filename=self.filename,
@@ -847,6 +918,10 @@ class _Parser:
         pairs = self.mapping(node, "`model`", _MODEL_KEYS, "unknown key `model.{key}`; expected one of {choices}")
         if pairs is None:
             return None
+        if "heads" in pairs:
+            heads = self.choice(pairs["heads"][1], "`model.heads`", HEADS, noun="kind of heads")
+            if heads is not _BAD:
+                self.heads = heads
         layers_node = self.required(
             pairs,
             "layers",
@@ -1058,7 +1133,20 @@ class _Parser:
         take("seed", self.seed)
         take("shuffle", self.boolean)
         take("early_stopping", self.early_stopping)
+        take("lr_schedule", self.lr_schedule)
+        take("time_features", self.time_features)
+        take("time_column", self.string)
+        take("decomposition", self.decomposition)
+        if "decomposition" in values:
+            values["moving_average"] = values.pop("decomposition")
         if not ok:
+            return None
+        if "time_column" in values and "time_features" not in values:
+            self.error(
+                "`training.time_column` names the column of the time features, but there are no `time_features`",
+                pairs["time_column"][1],
+                hint="add `time_features: [hour_of_day, day_of_week]`, or remove `time_column`",
+            )
             return None
         if "features" not in values and "target" in values:
             values["features"] = (values["target"],)
@@ -1080,7 +1168,109 @@ class _Parser:
                 hint="set `validation_split: 0.1` (taken from the end of the data), or `monitor: loss`",
             )
             return None
+        schedule = spec.lr_schedule
+        if schedule is not None and schedule.type == "plateau" and schedule.monitor == "val_loss":
+            if spec.validation_split == 0:
+                self.error(
+                    "the `plateau` schedule monitors `val_loss` but `training.validation_split` is 0: there is "
+                    "no validation data",
+                    pairs["lr_schedule"][1],
+                    hint="set `validation_split: 0.1` (taken from the end of the data), or `monitor: loss`",
+                )
+                return None
+        if schedule is not None and spec.learning_rate is not None and schedule.min_learning_rate >= spec.learning_rate:
+            self.error(
+                f"`min_learning_rate` of the schedule ({schedule.min_learning_rate:g}) is not below the optimizer's "
+                f"learning rate ({spec.learning_rate:g}): the schedule could not lower it",
+                pairs["lr_schedule"][1],
+                hint="lower `min_learning_rate` (e.g. a tenth of the learning rate)",
+            )
+            return None
         return spec
+
+    def lr_schedule(self, node: Node, what: str) -> Any:
+        """`{type: step, every: 10, factor: 0.5}`, `{type: cosine, ...}` or `{type: plateau, ...}`."""
+        all_keys = tuple(dict.fromkeys(k for keys in SCHEDULES.values() for k in keys))
+        pairs = self.mapping(node, what, all_keys, "unknown schedule setting `{key}`; expected one of {choices}")
+        if pairs is None:
+            return _BAD
+        type_node = self.required(
+            pairs, "type", node, what, hint=f"add `type: cosine` (schedules: {one_of(SCHEDULES)})"
+        )
+        if type_node is None:
+            return _BAD
+        kind = self.choice(type_node, f"{what[:-1]}.type`", tuple(SCHEDULES), noun="schedule")
+        if kind is _BAD:
+            return _BAD
+        values: dict[str, Any] = {"type": kind}
+        checks: dict[str, Callable[[Node, str], Any]] = {
+            "every": lambda n, w: self.integer(n, w, 1, MAX_EPOCHS),
+            "epochs": lambda n, w: self.integer(n, w, 1, MAX_EPOCHS),
+            "patience": lambda n, w: self.integer(n, w, 0, MAX_PATIENCE),
+            "factor": lambda n, w: self.number(n, w, below=1, above=0),
+            "min_learning_rate": lambda n, w: self.number(n, w, 0, MAX_LEARNING_RATE),
+            "monitor": lambda n, w: self.choice(n, w, MONITORS, noun="value"),
+        }
+        bad = False
+        for key, (knode, vnode) in pairs.items():
+            if key == "type":
+                continue
+            if key not in SCHEDULES[kind]:
+                takes = [k for k in SCHEDULES[kind] if k != "type"]
+                self.error(
+                    f"the `{kind}` schedule has no setting `{key}`; it takes {one_of(takes)}",
+                    knode,
+                    hint=did_you_mean(key, takes) or _setting_of(key),
+                )
+                bad = True
+                continue
+            v = checks[key](vnode, f"{what[:-1]}.{key}`")
+            if v is _BAD:
+                bad = True
+            else:
+                values[key] = int(v) if key in ("every", "epochs", "patience") else v
+        return _BAD if bad else ScheduleSpec(**values)
+
+    def time_features(self, node: Node, what: str) -> Any:
+        if not isinstance(node, SequenceNode) or not node.value:
+            self.error(
+                f"{what} must be a non-empty list of {one_of(TIME_FEATURES)}; got {self.describe(node)}",
+                node,
+                hint="write `time_features: [hour_of_day, day_of_week]`",
+            )
+            return _BAD
+        out: list[str] = []
+        for item in node.value:
+            v = self.choice(item, f"an item of {what}", TIME_FEATURES, noun="time feature")
+            if v is _BAD:
+                return _BAD
+            if v in out:
+                self.error(f"time feature `{v}` is listed twice in {what}", item)
+                return _BAD
+            out.append(v)
+        return tuple(out)
+
+    def decomposition(self, node: Node, what: str) -> Any:
+        """`{moving_average: 25}`: the trend/seasonal split of DLinear, with the moving average's length."""
+        pairs = self.mapping(
+            node, what, _DECOMPOSITION_KEYS, "unknown decomposition setting `{key}`; expected {choices}"
+        )
+        if pairs is None:
+            return _BAD
+        vnode = self.required(pairs, "moving_average", node, what, hint="add `moving_average: 25` (DLinear's)")
+        if vnode is None:
+            return _BAD
+        v = self.integer(vnode, f"{what[:-1]}.moving_average`", 3, MAX_WINDOW)
+        if v is _BAD:
+            return _BAD
+        if v % 2 == 0:
+            self.error(
+                f"{what[:-1]}.moving_average` must be odd (centred on each record); got {v}",
+                vnode,
+                hint=f"write {v + 1} (or {v - 1})",
+            )
+            return _BAD
+        return int(v)
 
     def optimizer(self, node: Node) -> Any:
         what = "`training.optimizer`"
@@ -1159,6 +1349,11 @@ class _Parser:
         if _BAD in values.values():
             return _BAD
         return EarlyStoppingSpec(**values)
+
+
+def _setting_of(key: str) -> str:
+    kinds = [f"`{kind}`" for kind, keys in SCHEDULES.items() if key in keys]
+    return f"`{key}` is a setting of the {' and '.join(kinds)} schedule{'s' if len(kinds) > 1 else ''}"
 
 
 def _fmt(x: float) -> str:

@@ -193,3 +193,155 @@ def test_train_save_load_predict_on_etth1(ett_path, tmp_path):
     np.testing.assert_array_equal(kb.predict(loaded, spec, data), pred)
     with pytest.raises(ValueError, match=r"\.keras"):
         kb.save_model(model, tmp_path / "model.h5")
+
+
+# ---- forecasting: decomposition, time features, per-channel heads, L2, schedules, the epoch log ----------
+
+FORECAST = """\
+name: fc
+version: "1"
+model:
+  HEADS
+  layers:
+    - {type: Dense, units: 2, l2: 0.5}
+training:
+  target: OT
+  window: 5
+  horizon: 2
+  epochs: 3
+  batch_size: 4
+  loss: mse
+  optimizer: {name: adam, learning_rate: 0.01}
+  EXTRA
+"""
+
+
+def forecast(extra="", heads=""):
+    return parse_model_spec(FORECAST.replace("EXTRA", extra).replace("HEADS", heads), "fc.yaml")
+
+
+def test_decomposition_is_dlinears_moving_average():
+    spec = forecast("decomposition: {moving_average: 3}")
+    ot = [1.0, 2.0, 6.0, 3.0, 8.0, 0.0, 0.0]
+    x, y, _ = kb.make_windows(pd.DataFrame({"OT": ot}), spec)
+    assert x.shape == (1, 5, 2)  # one window of 5 + 2 rows: channels (seasonal, trend)
+    # the first window [1, 2, 6, 3, 8], its ends repeated once: [1, 1, 2, 6, 3, 8, 8]; means of 3:
+    # (1+1+2)/3, (1+2+6)/3, (2+6+3)/3, (6+3+8)/3, (3+8+8)/3
+    trend = np.array([4, 9, 11, 17, 19]) / 3
+    np.testing.assert_allclose(x[0, :, 1], trend, rtol=1e-6)
+    np.testing.assert_allclose(x[0, :, 0], np.array([1, 2, 6, 3, 8]) - trend, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(y, [[0.0, 0.0]])
+    # relative inputs first, then the split: the window minus its last value 8 is [-7, -6, -2, -5, 0]
+    rel = forecast("decomposition: {moving_average: 3}\n  inputs: relative\n  predict: delta")
+    x, _, _ = kb.make_windows(pd.DataFrame({"OT": ot}), rel)
+    np.testing.assert_allclose(x[0, :, 1], trend - 8, rtol=1e-6)
+    np.testing.assert_allclose(x[0].sum(axis=1), [-7, -6, -2, -5, 0], atol=1e-6)  # seasonal + trend = input
+
+
+def test_time_features_are_sine_and_cosine_of_each_record():
+    spec = forecast("time_features: [hour_of_day, day_of_week]\n  inputs: relative\n  predict: delta")
+    stamps = pd.date_range("2016-07-01 04:00", periods=8, freq="h")  # a Friday (weekday 4)
+    frame = pd.DataFrame({"date": stamps.astype(str), "OT": np.arange(8.0)})
+    x, _, _ = kb.make_windows(frame, spec)
+    assert x.shape == (2, 5, 5)  # OT, then sin/cos of the hour, sin/cos of the weekday
+    np.testing.assert_array_equal(x[0, :, 0], [-4, -3, -2, -1, 0])  # OT is made relative...
+    hours = np.arange(4, 9)  # ...the time channels are not: rows 04:00 … 08:00
+    np.testing.assert_allclose(x[0, :, 1], np.sin(2 * np.pi * hours / 24), atol=1e-6)
+    np.testing.assert_allclose(x[0, :, 2], np.cos(2 * np.pi * hours / 24), atol=1e-6)
+    assert x[0, 2, 1] == pytest.approx(1.0) and x[0, 2, 2] == pytest.approx(0.0, abs=1e-6)  # 06:00: a quarter day
+    np.testing.assert_allclose(x[0, :, 3], np.sin(2 * np.pi * 4 / 7), atol=1e-6)
+    np.testing.assert_allclose(x[0, :, 4], np.cos(2 * np.pi * 4 / 7), atol=1e-6)
+    # datetimes work as well as text; a missing or unparseable time column is a clear error
+    np.testing.assert_array_equal(kb.make_windows(frame.assign(date=stamps), spec)[0], x)
+    with pytest.raises(ValueError, match=r"needs the column\(s\) date"):
+        kb.make_windows(frame.drop(columns=["date"]), spec)
+    with pytest.raises(ValueError, match=r"column date .* is not a time"):
+        kb.make_windows(frame.assign(date="soon"), spec)
+
+
+@pytest.mark.slow
+def test_per_channel_heads_sum_one_dense_per_channel(tmp_path):
+    pytest.importorskip("keras")
+    from airflow_amml.models.budget import layer_parameters
+
+    spec = forecast("features: [a, OT]\n  decomposition: {moving_average: 3}", heads="heads: per_channel")
+    model = kb.build_model(spec)  # 4 channels: a and OT seasonal, a and OT trend
+    assert model.input_shape == (None, 5, 4) and model.output_shape == (None, 2)
+    assert model.count_params() == sum(layer_parameters(spec)) == 4 * (5 * 2 + 2)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    by_hand = np.zeros((3, 2))
+    for c in range(4):  # the output is the sum of each channel's own linear map
+        kernel, bias = model.get_layer(f"dense_1_ch{c}").get_weights()
+        by_hand += x[:, :, c] @ kernel + bias
+    np.testing.assert_allclose(model.predict(x, verbose=0), by_hand, rtol=1e-5, atol=1e-5)
+    path = kb.save_model(model, tmp_path / "fc.keras")  # built-in layers only: loads with safe_mode
+    np.testing.assert_allclose(kb.load_model(path, spec).predict(x, verbose=0), by_hand, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_l2_adds_its_penalty_to_the_loss():
+    pytest.importorskip("keras")
+    model = kb.build_model(forecast())
+    kernel = model.get_layer("dense_1").kernel
+    assert len(model.losses) == 1  # 0.5 × the sum of the squared kernel weights
+    penalty = 0.5 * float(np.sum(np.square(np.asarray(kernel))))
+    assert float(np.asarray(model.losses[0])) == pytest.approx(penalty, rel=1e-5)
+    recurrent = parse_model_spec(
+        "name: r\nversion: '1'\nmodel: {layers: [{type: GRU, units: 3, l2: 0.1}, {type: Dense, units: 1}]}\n"
+        "training: {target: OT, window: 4}\n"
+    )
+    gru = kb.build_model(recurrent).get_layer("gru_1")
+    assert gru.kernel_regularizer is not None and gru.recurrent_regularizer is not None
+    assert float(gru.kernel_regularizer.l2) == pytest.approx(0.1)
+
+
+def _series(n=80):
+    return pd.DataFrame({"OT": np.sin(np.arange(n) / 3.0)})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("schedule", "rates"),
+    [
+        # step: 0.01 × 0.5^(epoch // 2)
+        ("{type: step, every: 2, factor: 0.5}", [0.01, 0.01, 0.005, 0.005]),
+        # cosine over 4 epochs from 0.01 to 0: 0.01 × (1 + cos(π e / 4)) / 2 = 0.01, 0.008536, 0.005, 0.001464
+        ("{type: cosine, epochs: 4}", [0.01, 0.0085355, 0.005, 0.0014645]),
+    ],
+)
+def test_learning_rate_follows_the_schedule(schedule, rates):
+    pytest.importorskip("keras")
+    model, history = kb.train(forecast(f"lr_schedule: {schedule}"), _series(), epochs=4)
+    np.testing.assert_allclose([h["lr"] for h in history], rates, rtol=1e-4)
+    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(rates[-1], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_plateau_lowers_the_rate_when_the_loss_stops_improving():
+    pytest.importorskip("keras")
+    # at a rate of 1e-7 the loss cannot improve by Keras's min_delta (1e-4): after epoch 1 (the first value is
+    # an improvement) every epoch halves the rate (patience 0), from the end of epoch 2 on
+    text = "lr_schedule: {type: plateau, patience: 0, factor: 0.5, monitor: loss}"
+    spec = parse_model_spec(FORECAST.replace("EXTRA", text).replace("HEADS", "").replace("0.01}", "0.0000001}"))
+    _, history = kb.train(spec, _series(), epochs=4)
+    np.testing.assert_allclose([h["lr"] for h in history], [1e-7, 1e-7, 5e-8, 2.5e-8], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_one_log_line_per_epoch_with_the_same_precision(caplog):
+    pytest.importorskip("keras")
+    import logging
+    import re
+
+    with caplog.at_level(logging.INFO, logger="airflow_amml.models.keras_builder"):
+        _, history = kb.train(forecast("lr_schedule: {type: step, every: 1, factor: 0.5}"), _series(), epochs=2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "airflow_amml.models.keras_builder"]
+    assert len(lines) == 2
+    for line, entry in zip(lines, history):
+        match = re.fullmatch(r"fc:1 epoch (\d)/2: loss (\S+) val_loss (\S+) lr (\S+)", line)
+        assert match, line
+        assert int(match[1]) == entry["epoch"]
+        assert match[2] == f"{entry['loss']:.6g}" and match[3] == f"{entry['val_loss']:.6g}"  # same format
+        assert float(match[4]) == pytest.approx(entry["lr"], rel=1e-3)
+    assert "lr" not in kb.train(forecast(), _series(), epochs=1)[1][0]  # no schedule: no rate in the history

@@ -485,3 +485,213 @@ def test_load_model_spec_unreadable(tmp_path):
     with pytest.raises(AmmlModelError) as info:
         load_model_spec(bad)
     assert str(info.value).startswith(f"{bad}:14:3: model error: unknown training key `epoch`")
+
+
+# ---- forecasting: schedules, L2, time features, decomposition, per-channel heads -------------------------
+
+FORECAST = """\
+name: f
+version: "1"
+model:
+  heads: per_channel
+  layers:
+    - {type: Dense, units: 24, l2: 0.0001}
+training:
+  target: OT
+  window: 96
+  horizon: 24
+  inputs: relative
+  predict: delta
+  optimizer: {name: adam, learning_rate: 0.01}
+  lr_schedule: {type: cosine, min_learning_rate: 0.0001}
+  time_features: [hour_of_day, day_of_week]
+  time_column: date
+  decomposition: {moving_average: 25}
+"""
+
+
+def forecast_error(old, new):
+    return error(edit(old, new, FORECAST))
+
+
+def test_forecasting_keys():
+    from airflow_amml.models.budget import layer_parameters
+    from airflow_amml.models.spec import ScheduleSpec
+
+    spec = parse_model_spec(FORECAST, "m.yaml")
+    t = spec.training
+    assert spec.heads == "per_channel"
+    assert spec.layers[0].kwargs == {"units": 24, "l2": 0.0001}
+    assert t.lr_schedule == ScheduleSpec(type="cosine", min_learning_rate=0.0001)
+    assert (t.time_features, t.time_column, t.moving_average) == (("hour_of_day", "day_of_week"), "date", 25)
+    # OT's seasonal part and trend, then sine and cosine of the hour and of the weekday
+    assert t.input_shape == (96, 2 + 4)
+    # one Dense head per channel, each on its own 96 values: 6 × (96 × 24 + 24)
+    assert layer_parameters(spec) == [6 * (96 * 24 + 24)]
+    d = spec.to_dict()
+    assert d["model"]["heads"] == "per_channel"
+    assert d["training"]["lr_schedule"] == {"type": "cosine", "min_learning_rate": 0.0001}
+    assert d["training"]["decomposition"] == {"moving_average": 25}
+    again = parse_model_spec(yaml.safe_dump(d, sort_keys=False), "dumped.yaml")
+    assert again == spec and again.to_dict() == d
+    # the defaults of the older files are unchanged, and their dict gains no keys
+    base = parse_model_spec(BASE)
+    assert base.heads == "shared" and base.training.lr_schedule is None and base.training.time_features == ()
+    assert "lr_schedule" not in base.to_dict()["training"] and "heads" not in base.to_dict()["model"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{type: step, every: 5, factor: 0.1}", {"type": "step", "every": 5, "factor": 0.1}),
+        ("{type: STEP}", {"type": "step", "every": 10, "factor": 0.5}),
+        ("{type: cosine, epochs: 40}", {"type": "cosine", "epochs": 40, "min_learning_rate": 0.0}),
+        (
+            "{type: plateau, patience: 2, monitor: loss}",
+            {"type": "plateau", "patience": 2, "factor": 0.5, "min_learning_rate": 0.0, "monitor": "loss"},
+        ),
+    ],
+)
+def test_schedules(text, expected):
+    spec = parse_model_spec(edit("{type: cosine, min_learning_rate: 0.0001}", text, FORECAST))
+    assert spec.training.lr_schedule.to_dict() == expected
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "column", "words", "hint"),
+    [
+        ("heads: per_channel", "heads: per_chanel", 4, 10, ["unknown kind of heads `per_chanel`"], "per_channel"),
+        ("l2: 0.0001", "l2: -1", 6, 36, ["`l2` of layer 1 (`Dense`) must be ≥ 0"], None),
+        ("l2: 0.0001", "l2: big", 6, 36, ["`l2` of layer 1 (`Dense`) must be a number"], None),
+        (
+            "{type: Dense, units: 24, l2: 0.0001}",
+            "{type: Dropout, rate: 0.1, l2: 0.1}",
+            6,
+            34,
+            ["`Dropout` layer (layer 1) has no argument `l2`"],
+            None,
+        ),
+        (
+            "type: cosine, min",
+            "type: linear, min",
+            14,
+            23,
+            ["unknown schedule `linear`", "`cosine`, `plateau`, `step`"],
+            None,
+        ),
+        (
+            "{type: cosine, min_learning_rate: 0.0001}",
+            "{min_learning_rate: 0.0001}",
+            14,
+            16,
+            ["`training.lr_schedule` has no `type`"],
+            "type: cosine",
+        ),
+        (
+            "{type: cosine, min_learning_rate: 0.0001}",
+            "{type: step, min_learning_rate: 0.0001}",
+            14,
+            29,
+            ["the `step` schedule has no setting `min_learning_rate`", "every", "factor"],
+            "of the `cosine` and `plateau` schedules",
+        ),
+        (
+            "{type: cosine, min_learning_rate: 0.0001}",
+            "{type: step, factor: 1.5}",
+            14,
+            37,
+            ["`training.lr_schedule.factor` must be < 1"],
+            None,
+        ),
+        (
+            "{type: cosine, min_learning_rate: 0.0001}",
+            "{type: step, every: 0}",
+            14,
+            36,
+            ["`training.lr_schedule.every` must be ≥ 1"],
+            None,
+        ),
+        (
+            "{type: cosine, min_learning_rate: 0.0001}",
+            "{type: plateau, patience: 2, pateince: 3}",
+            14,
+            45,
+            ["unknown schedule setting `pateince`"],
+            "patience",
+        ),
+        (
+            "min_learning_rate: 0.0001",
+            "min_learning_rate: 0.01",
+            14,
+            16,
+            ["`min_learning_rate` of the schedule (0.01) is not below the optimizer's learning rate (0.01)"],
+            None,
+        ),
+        (
+            "[hour_of_day, day_of_week]",
+            "[hour, day_of_week]",
+            15,
+            19,
+            ["unknown time feature `hour`", "`day_of_week`, `hour_of_day`"],
+            None,
+        ),
+        ("[hour_of_day, day_of_week]", "[day_of_week, day_of_week]", 15, 32, ["`day_of_week` is listed twice"], None),
+        ("[hour_of_day, day_of_week]", "hour_of_day", 15, 18, ["must be a non-empty list"], None),
+        (
+            "  time_features: [hour_of_day, day_of_week]\n",
+            "",
+            15,
+            16,
+            ["`training.time_column` names the column of the time features, but there are no `time_features`"],
+            "time_features: [hour_of_day",
+        ),
+        ("moving_average: 25", "moving_average: 24", 17, 35, ["must be odd"], "write 25"),
+        (
+            "moving_average: 25",
+            "moving_average: 1",
+            17,
+            35,
+            ["`training.decomposition.moving_average` must be ≥ 3"],
+            None,
+        ),
+        (
+            "{moving_average: 25}",
+            "{moving_averge: 25}",
+            17,
+            19,
+            ["unknown decomposition setting `moving_averge`"],
+            "moving_average",
+        ),
+    ],
+)
+def test_forecasting_key_errors(old, new, line, column, words, hint):
+    check(forecast_error(old, new), line, column, *words, hint=hint)
+
+
+def test_plateau_on_val_loss_needs_validation_data():
+    text = edit("{type: cosine, min_learning_rate: 0.0001}", "{type: plateau}", FORECAST)
+    e = error(edit("  target: OT\n", "  target: OT\n  validation_split: 0\n", text))
+    check(e, 15, 16, "the `plateau` schedule monitors `val_loss`", hint="monitor: loss")
+    ok = edit("{type: plateau}", "{type: plateau, monitor: loss}", text)
+    assert parse_model_spec(edit("  target: OT\n", "  target: OT\n  validation_split: 0\n", ok)).training.lr_schedule
+
+
+def test_recurrent_l2_and_shared_heads_parameters():
+    from airflow_amml.models.budget import layer_parameters
+
+    spec = parse_model_spec(edit("      activation: tanh\n", "      activation: tanh\n      l2: 0.01\n"))
+    assert spec.layers[0].get("l2") == 0.01
+    # shared heads, LSTM on 2 features: 4 × (32 × (2 + 32) + 32), then Dense 32 → 1
+    assert layer_parameters(spec) == [4 * (32 * 34 + 32), 33]
+
+
+def test_shipped_horizon_models():
+    folder = ROOT / "dags" / "models"
+    specs = {spec.training.horizon: spec for spec in map(load_model_spec, folder.glob("ett-h*.yaml"))}
+    assert sorted(specs) == [24, 96, 192, 336, 720]
+    for horizon, spec in specs.items():
+        t = spec.training
+        assert spec.ref == f"ett_h{horizon}:0.1" and spec.layers[-1].get("units") == horizon
+        assert (t.window, t.features, t.inputs, t.predict, t.loss) == (336, ("OT",), "relative", "delta", "mse")
+        assert t.lr_schedule is not None and t.lr_schedule.type == "cosine" and spec.layers[-1].get("l2") > 0
+    assert specs[24].heads == "per_channel" and specs[24].training.moving_average == 25  # DLinear
