@@ -95,6 +95,13 @@ class AmmlPlugin(AirflowPlugin):
     fastapi_apps = _BuiltOnFirstRead()
     external_views: ClassVar[list[dict[str, Any]]] = [
         {"name": VIEW_NAME, "href": "amml/ui/", "destination": "nav", "url_route": "amml-models"},
+        # a tab on every DAG's page: the pipeline's graph, parameters and source (operators/pipeline_page.py)
+        {
+            "name": "Pipeline",
+            "href": "amml/ui/dags/{DAG_ID}/pipeline",
+            "destination": "dag",
+            "url_route": "amml-pipeline",
+        },
     ]
     # No operator_extra_links: the training task's "Registered model" link (operators/links.py) is resolved in
     # the task and stored in XCom; registering it here would make the api-server call it (see that module).

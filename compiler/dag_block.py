@@ -34,6 +34,7 @@ DAG_SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "retries": ((int,), "retries per task"),
     "retry_delay": ((str, int), "delay between retries: seconds or a duration such as '5m'"),
     "params": ((dict,), "run parameters with their defaults: {epochs: 20}"),
+    "param_descriptions": ((dict,), "what each run parameter means, shown in the trigger form: {epochs: \"...\"}"),
     "description": ((str,), "one-line description"),
     "max_active_runs": ((int,), "concurrent runs of this DAG"),
     "registry_conn": ((str,), "Airflow connection id of the model registry database"),
@@ -41,7 +42,12 @@ DAG_SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "timezone": ((str,), "time zone of the schedule"),
     "batch_rows": ((int,), "records per micro-batch between components (default 65536)"),
     "flush_delay": ((int, float), "seconds an ingress may hold records before it sends a smaller batch (default 0.05)"),
+    "on_empty": ((str,), "what a run does when a source reads no records in its data interval: 'warn' or 'fail'"),
 }
+# `on_empty`: a run with a data interval (scheduled, backfilled) whose source read nothing logs a warning
+# naming the interval and the source ("warn", the default), or fails after logging it ("fail").
+ON_EMPTY = ("warn", "fail")
+DEFAULT_ON_EMPTY = "warn"
 # Settings for the streaming executor rather than for the DAG: passed to every run of the file's pipelines.
 RUNTIME_SETTINGS = ("batch_rows", "flush_delay")
 # The least and the greatest value a numeric setting may take. The upper bounds keep a value inside the
@@ -50,7 +56,8 @@ MINIMUM = {"batch_rows": 1, "flush_delay": 0, "retries": 0, "max_active_runs": 1
 MAXIMUM = {"batch_rows": 1_000_000, "flush_delay": 60, "retries": 100, "max_active_runs": 10_000}
 # Longest text a setting may hold (Airflow's columns: dag.owners is VARCHAR(2000), a tag VARCHAR(100)).
 MAX_TEXT = {"owner": 500, "description": 500, "registry_conn": 250, "artifact_conn": 250, "timezone": 100,
-            "start_date": 100, "end_date": 100, "retry_delay": 100}
+            "start_date": 100, "end_date": 100, "retry_delay": 100, "on_empty": 10}
+MAX_PARAM_DESCRIPTION = 1000  # one run parameter's help text (stored with every DAG version)
 MAX_TAG = 100  # airflow.sdk.definitions.dag.TAG_MAX_LEN
 MAX_ASSET_URI = 1500  # Airflow's limit for an asset name/uri
 MAX_CRON = 200
@@ -80,13 +87,18 @@ SPECIAL_SCHEDULES = ("@once", "@continuous")
 
 
 class SettingError(ValueError):
-    """A setting value Airflow would not accept; the message says what is expected."""
+    """A setting value Airflow would not accept; the message says what is expected, the hint how to fix it."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def check_dag_settings(block: ast.DagBlock) -> tuple[dict[str, Any], set[str], list[AmmlError]]:
     """Return (settings, declared run parameter names, errors)."""
     settings: dict[str, Any] = {}
     positions: dict[str, ast.Pos] = {}
+    nodes: dict[str, ast.Expr] = {}
     errors: list[AmmlError] = []
     if block.name is not None:
         errors.extend(_dag_id_errors(block.name, block.pos))
@@ -110,12 +122,14 @@ def check_dag_settings(block: ast.DagBlock) -> tuple[dict[str, Any], set[str], l
             errors.append(exc)
             continue
         except SettingError as exc:
-            errors.append(AmmlTypeError(f"dag setting `{setting.name}` {exc}",
+            errors.append(AmmlTypeError(f"dag setting `{setting.name}` {exc}", hint=exc.hint,
                                         line=setting.value.pos.line, column=setting.value.pos.column))
             continue
         settings[setting.name] = value
         positions[setting.name] = setting.value.pos
+        nodes[setting.name] = setting.value
     errors.extend(_check_together(settings, positions, block.pos))
+    errors.extend(_check_param_descriptions(settings, nodes))
     params = settings.get("params", {})
     return settings, set(params), errors
 
@@ -285,6 +299,10 @@ def _check_value(name: str, value: Any) -> None:
                 raise SettingError(f"must be a list of texts of 1 to {MAX_TAG} characters; got {_shorten(repr(tag))}")
     elif name == "timezone":
         check_timezone(value)
+    elif name == "on_empty" and value not in ON_EMPTY:
+        raise SettingError(f"must be {' or '.join(map(repr, ON_EMPTY))}; got {_shorten(repr(value))}",
+                           hint=did_you_mean(value, ON_EMPTY) or 'on_empty = "fail" makes such a run fail; '
+                           '"warn" (the default) logs a warning and lets it succeed')
     elif name == "retry_delay":
         parse_duration(value)
 
@@ -327,6 +345,34 @@ def _check_together(settings: dict[str, Any], positions: dict[str, ast.Pos], blo
             _check_schedule(settings["schedule"], start, settings)
         except SettingError as exc:
             problem("schedule", str(exc))
+    return errors
+
+
+def _check_param_descriptions(settings: dict[str, Any], nodes: dict[str, ast.Expr]) -> list[AmmlError]:
+    """`param_descriptions = {name: "text"}`: a non-empty text of at most MAX_PARAM_DESCRIPTION characters for
+    each of the run parameters that `params` declares; the error points at the entry."""
+    node = nodes.get("param_descriptions")
+    if not isinstance(node, ast.DictExpr):
+        return []
+    declared = settings.get("params", {})
+    errors: list[AmmlError] = []
+    for name, value_node in node.items:
+        value = settings["param_descriptions"][name]
+        problem, hint, kind = None, None, AmmlTypeError
+        if name not in declared:
+            kind = AmmlNameError
+            problem = f"describes `{name}`, which `params` does not declare"
+            hint = did_you_mean(name, declared) or (f"params: {one_of(declared)}" if declared else
+                                                    "declare it with its default: params = {" + name + ": ...}")
+        elif not isinstance(value, str) or not value.strip():
+            problem = f"must give `{name}` a text; got {type_name(value)} {_shorten(repr(value))}"
+            hint = f'e.g. {name}: "what {name} changes"'
+        elif len(value) > MAX_PARAM_DESCRIPTION:
+            problem = f"gives `{name}` {len(value)} characters; at most {MAX_PARAM_DESCRIPTION} are allowed"
+            hint = "say it in one or two sentences"
+        if problem:
+            errors.append(kind(f"dag setting `param_descriptions` {problem}", hint=hint,
+                                        line=value_node.pos.line, column=value_node.pos.column))
     return errors
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast as py_ast
 import functools
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
@@ -52,10 +53,34 @@ def _parser() -> Lark:
         "grammar.lark",
         rel_to=__file__,
         parser="lalr",
-                maybe_placeholders=True,
+        postlex=_MappingLines(),
+        maybe_placeholders=True,
         transformer=_ToAst(),
         cache=True,  # lark keeps the parse tables in the temp dir, keyed by grammar hash: 100 ms → 10 ms
     )
+
+
+class _MappingLines:
+    """Lark post-lexer: a mapping literal (`{...}` in an expression) may span lines, so the line breaks inside
+    it are dropped (a long `param_descriptions = {...}` reads best one entry a line). A brace opens a block
+    when it follows a name (`pipeline p {`, `dag d {`, `after a, b {`) or `dag`; anywhere else it opens a
+    mapping (after `=`, `:`, `,`, `(`, `[`)."""
+
+    always_accept = ("_NL",)  # lexed in every parser state, so that this class sees the breaks inside mappings
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        mappings: list[bool] = []  # per open brace: does it open a mapping (else a block)?
+        previous = None
+        for token in stream:
+            kind = token.type
+            if kind == "LBRACE":
+                mappings.append(previous not in ("NAME", "DAG"))
+            elif kind == "RBRACE" and mappings:
+                mappings.pop()
+            elif kind == "_NL" and mappings and mappings[-1]:
+                continue
+            previous = kind
+            yield token
 
 
 def parse(text: str, filename: str = "<string>") -> ast.Module:

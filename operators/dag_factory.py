@@ -34,6 +34,7 @@ from airflow.sdk import DAG, BaseOperator, CronDataIntervalTimetable, DeltaDataI
 from compiler import AmmlError, ProgramCache, build_graph, compile_file
 from compiler.bytecode import Program
 from compiler.dag_block import (
+    DEFAULT_ON_EMPTY,
     DEFAULT_START,
     DEFAULT_TIMEZONE,
     MAX_TEXT,
@@ -44,8 +45,8 @@ from compiler.dag_block import (
     parse_date,
     parse_duration,
 )
-from compiler.errors import AmmlNameError
-from compiler.workflow import render_mermaid
+from compiler.errors import AmmlCompileErrors, AmmlNameError
+from compiler.workflow import Graph, literal
 
 from .pipeline import AmmlPipelineOperator
 
@@ -58,6 +59,10 @@ ERROR_PREFIX = "AMML ERROR: "
 MAX_DOC_CHARS = 20_000
 MAX_DESCRIPTION_CHARS = MAX_TEXT["description"]  # what `amml lint` allows in `description = ...`
 DEFAULT_MAX_ACTIVE_RUNS = 16
+# The pipeline page's tab on the DAG page (the plugin's `external_views` entry with destination "dag"): the
+# Airflow UI shows it at dags/<dag_id>/plugin/<PIPELINE_VIEW_ROUTE>, the page itself is PIPELINE_PAGE.
+PIPELINE_VIEW_ROUTE = "amml-pipeline"
+PIPELINE_PAGE = "amml/ui/dags/{DAG_ID}/pipeline"
 
 
 @dataclass
@@ -68,6 +73,7 @@ class _File:
     relative: str  # to the dags folder, POSIX: names the error DAG
     program: Program | None = None
     error: str | None = None
+    errors: list[str] | None = None  # each error of `error`, when the compiler found several
 
     @property
     def dag_id(self) -> str:
@@ -96,8 +102,7 @@ def _load(namespace: dict[str, Any], folder: Path) -> list[DAG]:
 
     cache = ProgramCache(_cache_dir())
     wanted = get_parsing_context().dag_id  # inside a task: build only the DAG being run
-    files = [_compile(path, folder, cache) for path in amml_files(folder)]
-    _refuse_duplicates(files)
+    files = _compiled_files(folder, cache)
     dags = []
     for file in files:
         # decide before building: building costs time, and a task needs only its own DAG
@@ -115,6 +120,22 @@ def _load(namespace: dict[str, Any], folder: Path) -> list[DAG]:
     return dags
 
 
+def _compiled_files(folder: Path, cache: ProgramCache) -> list[_File]:
+    files = [_compile(path, folder, cache) for path in amml_files(folder)]
+    _refuse_duplicates(files)
+    return files
+
+
+def find_program(folder: str | os.PathLike[str], dag_id: str) -> tuple[Path, Program] | None:
+    """The .amml file under ``folder`` whose DAG is ``dag_id`` and its program, found as the loader finds them
+    (the same files, ignore rules, dag ids and duplicate refusal), or None. For pages that show a DAG's
+    pipelines: a dag id from a request selects among the loader's files and never names a path."""
+    for file in _compiled_files(Path(folder), ProgramCache(_cache_dir())):
+        if file.program is not None and file.dag_id == dag_id:
+            return file.path, file.program
+    return None
+
+
 def _register(namespace: dict[str, Any], dag: DAG) -> None:
     # Not `namespace[dag_id]`: a DAG named `__file__` or `load_dags` would replace the loader module's own names.
     # The DagBag takes every DAG among the module's values, whatever its key.
@@ -127,6 +148,8 @@ def _compile(path: Path, folder: Path, cache: ProgramCache) -> _File:
         file.program = compile_file(path, cache=cache)  # it checks a DAG id taken from the file name too
     except AmmlError as exc:
         file.program, file.error = None, _describe(exc)
+        if isinstance(exc, AmmlCompileErrors):
+            file.errors = [_describe(error) for error in exc.errors]
     except Exception as exc:  # a compiler or cache failure must not take the other files down
         log.exception("AMML: compiling %s failed", path)
         file.program, file.error = None, _internal_error(path, exc)
@@ -157,7 +180,7 @@ def _build_or_error(file: _File, *, check_serializable: bool) -> DAG | None:
         except Exception as exc:  # Airflow refused something the compiler let through
             log.exception("AMML: building the DAG of %s failed", file.path)
             file.error = _internal_error(file.path, exc)
-    return _error_dag_or_none(file.relative, file.error or f"{file.path}: error: unknown failure")
+    return _error_dag_or_none(file.relative, file.error or f"{file.path}: error: unknown failure", file.errors)
 
 
 def _validate(dag: DAG, *, serialize: bool) -> None:
@@ -218,14 +241,16 @@ def _cache_dir() -> Path:
 def build_dag(program: Program, path: Path) -> DAG:
     settings = program.dag or {}
     timezone = settings.get("timezone", DEFAULT_TIMEZONE)
-    params = {name: _param(default) for name, default in settings.get("params", {}).items()}
+    descriptions = settings.get("param_descriptions", {})
+    params = {name: _param(default, descriptions.get(name)) for name, default in settings.get("params", {}).items()}
     default_args = {"owner": settings.get("owner", "amml"), "retries": settings.get("retries", 0)}
     if "retry_delay" in settings:
         default_args["retry_delay"] = parse_duration(settings["retry_delay"])
     schedule = settings.get("schedule")
     end_date = settings.get("end_date")
+    dag_id = dag_id_for(program.dag_name, path.name)
     dag = DAG(
-        dag_id=dag_id_for(program.dag_name, path.name),
+        dag_id=dag_id,
         schedule=_schedule(schedule, timezone),
         start_date=pendulum.instance(parse_date(settings.get("start_date", DEFAULT_START), timezone)),
         end_date=pendulum.instance(parse_date(end_date, timezone)) if end_date else None,
@@ -234,7 +259,7 @@ def build_dag(program: Program, path: Path) -> DAG:
         params=params,
         default_args=default_args,
         description=_cap(settings.get("description", f"AMML pipelines from {path.name}"), MAX_DESCRIPTION_CHARS),
-        doc_md=_docs(program, path),
+        doc_md=pipeline_docs(program, path.name, dag_id),
         max_active_runs=settings.get("max_active_runs", 1 if schedule == "@continuous" else DEFAULT_MAX_ACTIVE_RUNS),
         auto_register=False,  # registered by `_register` only once it is complete and valid
     )
@@ -247,6 +272,7 @@ def build_dag(program: Program, path: Path) -> DAG:
                 # the dag block's short keys (what users write) → Airflow's `*_conn_id` convention
                 registry_conn_id=settings.get("registry_conn"),
                 artifact_conn_id=settings.get("artifact_conn"),
+                on_empty=settings.get("on_empty", DEFAULT_ON_EMPTY),
             )
             for p in program.pipelines
         }
@@ -256,11 +282,13 @@ def build_dag(program: Program, path: Path) -> DAG:
     return dag
 
 
-def _param(default: Any) -> Param:
-    """A typed Param, so that the trigger form validates what a user types (20 → integer, 0.5 → number)."""
+def _param(default: Any, description: str | None = None) -> Param:
+    """A typed Param, so that the trigger form validates what a user types (20 → integer, 0.5 → number), with
+    the dag block's `param_descriptions` text as its help."""
     kinds = [(bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"), (dict, "object")]
     kind = next((name for cls, name in kinds if isinstance(default, cls)), None)
-    return Param(default, type=kind) if kind else Param(default)
+    extra = {"description": description} if description else {}
+    return Param(default, type=kind, **extra) if kind else Param(default, **extra)
 
 
 def _schedule(value: Any, timezone: str) -> Any:
@@ -277,21 +305,97 @@ def _schedule(value: Any, timezone: str) -> Any:
     return CronDataIntervalTimetable(str(value), timezone=timezone)
 
 
-def _docs(program: Program, path: Path) -> str:
-    graphs = "\n\n".join(_fenced(render_mermaid(build_graph(p)), "mermaid") for p in program.pipelines)
+# ---- the Docs panel (doc_md) ---------------------------------------------------------------------------
+# Airflow 3.3's UI renders doc_md with react-markdown and remark-gfm (tables), skips raw HTML, and highlights a
+# fenced block only when it names a language (a fence without one is shown as inline code, its line breaks
+# lost). Links open in a new tab; a relative one resolves against the UI's base URL (its <base href>).
+
+
+def pipeline_docs(program: Program, filename: str, dag_id: str) -> str:
+    """The DAG's docs: a link to its pipeline graph, the run parameters (default, description), each pipeline's
+    components with their parameters as the file sets them (`model=params.model`), and the AMML source."""
+    settings = program.dag or {}
+    graph_link = f"[Open the pipeline graph]({_pipeline_tab(dag_id)}) (the DAG's Pipeline tab)"
+    parts = [f"### AMML: {_code(filename)}", graph_link]
+    params = settings.get("params", {})
+    if params:
+        descriptions = settings.get("param_descriptions", {})
+        rows = ["| parameter | default | description |", "|---|---|---|"]
+        rows += [
+            f"| {_cell(_code(name))} | {_cell(_code(literal(value)))} | {_md_text(descriptions.get(name, ''))} |"
+            for name, value in params.items()
+        ]
+        parts += ["#### Run parameters", "\n".join(rows)]
+    parts.append("#### Pipelines")
+    for pipeline in program.pipelines:
+        after = f" (after {', '.join(map(_code, pipeline.after))})" if pipeline.after else ""
+        parts += [f"**{_md_text(pipeline.name)}**{after}", _components(build_graph(pipeline))]
     source = _cap(program.source.rstrip(), MAX_DOC_CHARS // 2)
-    docs = f"### AMML: `{path.name}`\n\n{_fenced(source)}\n\n#### Pipelines\n\n{graphs}\n"
-    if len(docs) > MAX_DOC_CHARS:  # too many graphs to show: the source alone says it all
-        docs = f"### AMML: `{path.name}`\n\n{_fenced(source)}\n\n(the pipeline graphs are too large to show)\n"
+    parts += ["#### Source", _fenced(source, "amml")]
+    docs = "\n\n".join(parts) + "\n"
+    if len(docs) > MAX_DOC_CHARS:  # too many components to list: the source alone says it all
+        docs = "\n\n".join([*parts[:2], "(the pipelines are too large to list)", *parts[-2:]]) + "\n"
     return docs
 
 
-def _fenced(text: str, language: str = "") -> str:
+def _components(graph: Graph) -> str:
+    """One numbered line per component: its name, its parameters, and its inputs where they are not the line
+    before (a join, a named flow read again)."""
+    lines = []
+    for n in graph.nodes:
+        text = _code(n.component)
+        if n.parameters:
+            text += " " + ", ".join(_code(f"{name}={value}") for name, value in n.parameters)
+        if n.inputs and n.inputs != [n.id - 1]:
+            text += " ← " + ", ".join(f"{i + 1}" for i in n.inputs)
+        lines.append(f"{n.id + 1}. {text}")
+    return "\n".join(lines)
+
+
+def _pipeline_tab(dag_id: str) -> str:
+    from urllib.parse import quote
+
+    return f"dags/{quote(dag_id, safe='')}/plugin/{PIPELINE_VIEW_ROUTE}"
+
+
+def _code(text: str) -> str:
+    """An inline code span that nothing in `text` can end early (a fence longer than its longest backtick run)."""
+    text = " ".join(text.splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_text(text: str) -> str:
+    """Text shown as itself: Markdown's punctuation escaped, line breaks as spaces."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", " ".join(str(text).splitlines()))
+
+
+def _cell(code: str) -> str:
+    # GFM splits table cells at `|`, even inside code spans, unless it is escaped (text from _md_text already is)
+    return code.replace("|", "\\|")
+
+
+def _fenced(text: str, language: str = "text") -> str:
     """A Markdown code block that the text cannot close early (its fence is longer than any run of backticks in
-    it), so nothing in an AMML file is rendered as Markdown."""
+    it), so nothing in an AMML file is rendered as Markdown. It names a language: Airflow's UI shows a block
+    without one as inline code."""
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{language}\n{text}\n{fence}"
+
+
+def _error_list(errors: list[str]) -> str:
+    """Each error as a list item: its first line (file:line:col: kind: message), then the source line with the
+    caret and the hint in a code block under it."""
+    items = []
+    for error in errors:
+        first, _, rest = error.partition("\n")
+        item = f"- {_code(first)}"
+        if rest.strip():
+            item += "\n\n" + "\n".join(f"  {line}" if line else "" for line in _fenced(rest).splitlines())
+        items.append(item)
+    return "\n".join(items)
 
 
 def _cap(text: str, limit: int) -> str:
@@ -314,18 +418,23 @@ class _FailWithError(BaseOperator):
         raise AirflowFailException(self.message)  # no retries: the file is not going to fix itself
 
 
-def _error_dag_or_none(relative: str, message: str) -> DAG | None:
+def _error_dag_or_none(relative: str, message: str, errors: list[str] | None = None) -> DAG | None:
     try:
-        return error_dag(relative, message)
+        return error_dag(relative, message, errors)
     except Exception:  # never raise: losing one placeholder is better than losing every DAG
         log.exception("AMML: building the error DAG of %s failed", relative)
         return None
 
 
-def error_dag(relative: str, message: str) -> DAG:
-    """The placeholder DAG of the file at `relative` (to the dags folder) that does not load."""
+def error_dag(relative: str, message: str, errors: list[str] | None = None) -> DAG:
+    """The placeholder DAG of the file at `relative` (to the dags folder) that does not load; `errors` are the
+    message's errors one by one, when there are several."""
     message = _cap(_printable(message), MAX_DOC_CHARS)
     first = message.splitlines()[0] if message.strip() else "the file does not load"
+    shown = [_printable(e) for e in errors] if errors else [message]
+    listing = _error_list(shown)
+    if len(listing) > MAX_DOC_CHARS:
+        listing = _error_list([message])
     dag = DAG(
         dag_id=error_dag_id(relative),
         # one run, right away and not paused: its failure puts the file among the failed DAGs on Home
@@ -336,10 +445,10 @@ def error_dag(relative: str, message: str) -> DAG:
         max_active_runs=1,
         tags=["amml", ERROR_TAG],
         description=_cap(ERROR_PREFIX + first, MAX_DESCRIPTION_CHARS),
-        doc_md=f"### AMML ERROR: `{_printable(relative)}` does not load\n\n"
+        doc_md=f"### AMML ERROR: {_code(_printable(relative))} does not load\n\n"
         "Its DAG is not made until the file is fixed; this placeholder stands in for it, and its single run "
-        "fails with the same message.\n\n"
-        f"{_fenced(message)}\n\nFix the file (`amml lint` shows every error): its DAG comes back on the next parse, "
+        f"fails with the same message.\n\n#### {'Errors' if len(shown) > 1 else 'Error'}\n\n{listing}\n\n"
+        "Fix the file (`amml lint` shows every error): its DAG comes back on the next parse, "
         "and this placeholder goes away.",
         default_args={"owner": "amml", "retries": 0},
         auto_register=False,

@@ -2,8 +2,16 @@
 
 Thin by design: it compiles the file, turns the task's context (params, data interval, run identity, connection
 ids) into a `RunConfig` (`operators/task_config.py`) and calls `airflow_amml.run.run_program`, as `amml run`
-does; the executor does the work in one process per component. The per-component counters are logged and
-returned (XCom).
+does; the executor does the work in one process per component and logs the end summary. Then the operator
+does what only Airflow knows about:
+
+* the model versions the task registered (found in the registry by the task's lineage) go to XCom
+  (``amml_models``: ``["ett/3"]``), to the task log with their registry page, and to the "Registered model"
+  extra link (`operators/links.py`);
+* a run with a data interval whose source read no records logs a warning naming the interval and the source,
+  or fails (the dag block's ``on_empty = "fail"``).
+
+The per-component counters and the registered versions are returned (XCom ``return_value``).
 """
 
 from __future__ import annotations
@@ -11,6 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import BaseOperator
+
+from compiler.dag_block import DEFAULT_ON_EMPTY, ON_EMPTY
+
+from .links import MODELS_XCOM_KEY, RegisteredModelLink, model_url
 
 
 class AmmlPipelineOperator(BaseOperator):
@@ -28,10 +40,13 @@ class AmmlPipelineOperator(BaseOperator):
     :param on_alert: Airflow notifiers (``BaseNotifier``: Slack, SMTP, …) called once per alert the run
         recorded, at the end of the task (also when it fails), with ``alert`` in their template context
         (``{{ alert.message }}``); the alert rows are committed first, so a failing notifier loses none
+    :param on_empty: "warn" (log a warning) or "fail" (fail the task) when the run has a data interval and a
+        source read no records in it; the dag block's ``on_empty``
     """
 
     template_fields = ("amml_file", "pipeline", "run_params")
     ui_color = "#e3f2fd"
+    operator_extra_links = (RegisteredModelLink(),)
 
     def __init__(
         self,
@@ -44,9 +59,13 @@ class AmmlPipelineOperator(BaseOperator):
         db_conn_id: str | None = None,
         mode: str = "multiprocess",
         on_alert: Any = (),
+        on_empty: str = DEFAULT_ON_EMPTY,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if on_empty not in ON_EMPTY:
+            raise ValueError(f"on_empty must be one of {ON_EMPTY}, got {on_empty!r}")
+        self.on_empty = on_empty
         self.amml_file = amml_file
         self.pipeline = pipeline
         self.run_params = run_params or {}
@@ -77,7 +96,9 @@ class AmmlPipelineOperator(BaseOperator):
         finally:
             if self.on_alert:
                 self._notify(config, context)
-        self.log.info("%s", result.summary())
+        # (the executor has logged the end summary)
+        models = self._registered_models(result, config, context)
+        self._check_empty_interval(result, config)
         return {
             "seconds": round(result.seconds, 3),
             "components": {
@@ -85,7 +106,52 @@ class AmmlPipelineOperator(BaseOperator):
                 for s in result.stages
                 if (c := result.counters.get(s.id)) is not None
             },
+            "models": models,
         }
+
+    def _registered_models(self, result: Any, config: Any, context: Any) -> list[str]:
+        """The versions this task registered (`ett/3`), oldest first: logged with their page and pushed to XCom
+        for the extra link. The registry is asked only when a component of the pipeline can register a model
+        (declares a `register` parameter, as `train_lstm` does): other pipelines need no registry at all."""
+        lineage = config.lineage
+        if not lineage.run_id or not any(s.spec.param("register") is not None for s in result.stages):
+            return []
+        from airflow_amml.registry import ModelRegistry
+
+        versions = ModelRegistry.from_config(config).versions_by_lineage(
+            lineage.dag_id, lineage.run_id, lineage.task_id
+        )
+        refs = [v.ref for v in versions]
+        for ref in refs:
+            self.log.info("registered model %s (%s)", ref, model_url(ref))
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=MODELS_XCOM_KEY, value=refs)
+        return refs
+
+    def _check_empty_interval(self, result: Any, config: Any) -> None:
+        """A run with a data interval (scheduled, backfilled) whose source read nothing: say so, and fail if the
+        dag block asks to (`on_empty = "fail"`): a silent success with 0 rows hides a feed that stopped."""
+        if not config.data_interval:
+            return
+        from compiler.component_spec import Kind
+
+        start, end = config.data_interval
+        empty = [
+            s
+            for s in result.stages
+            if s.spec.kind is Kind.INGRESS and (c := result.counters.get(s.id)) is not None and c.records_out == 0
+        ]
+        for stage in empty:
+            self.log.warning("no data in the interval %s – %s: %s read 0 records", start, end, _named(stage))
+        if empty and self.on_empty == "fail":
+            from airflow.sdk.exceptions import AirflowException
+
+            names = ", ".join(_named(s) for s in empty)
+            raise AirflowException(
+                f"no data in the interval {start} – {end}: {names} read 0 records, and the dag block says "
+                f'on_empty = "fail" (remove it, or set on_empty = "warn", to let such a run succeed)'
+            )
 
     def _notify(self, config: Any, context: Any) -> None:
         """Hand each alert this run recorded to every ``on_alert`` notifier (the runtime imports no Airflow:
@@ -98,3 +164,12 @@ class AmmlPipelineOperator(BaseOperator):
         self.log.info("notified %d notifier(s) of %d alert(s)", len(self.on_alert), len(alerts))
         for error in errors:
             self.log.warning("notifier failed: %s", error)
+
+
+def _named(stage: Any) -> str:
+    """A source as the file writes it, and where: `source id="ett"` (line 7)."""
+    from compiler.workflow import parameter_texts
+
+    texts = parameter_texts(stage.callback) if stage.callback is not None else {}
+    written = " ".join([stage.name, *(f"{name}={text}" for name, text in texts.items())])
+    return f"`{written}` (line {stage.line})"

@@ -25,9 +25,12 @@ dag hot_days {
     schedule = "@daily"
     start_date = "2016-07-01"
     params = {threshold: 30}
+    param_descriptions = {threshold: "hours above this °C are kept"}
 }
 source id="ett" | filter cond=OT > params.threshold | sql_sink table="hot_hours", key=["date"]
 """
+# The same, failing a run whose interval has no data
+STRICT_DAYS = HOT_DAYS.replace("dag hot_days {", 'dag strict_days {\n    on_empty = "fail"')
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +43,7 @@ def airflow_env(tmp_path_factory):
     )
     (dags / "broken.amml").write_text('source id="ett" | fitler cond=OT > 1 | print\n')
     (dags / "hot_days.amml").write_text(HOT_DAYS)
+    (dags / "strict_days.amml").write_text(STRICT_DAYS)
     bundle = [
         {
             "name": "dags-folder",
@@ -87,6 +91,10 @@ LOAD = """
         "train_params": dict(bag.dags["ett_train"].params),
         "train_param_types": {{k: bag.dags["ett_train"].params.get_param(k).schema.get("type")
                                for k in ("epochs", "model")}},
+        "hot_days_param": bag.dags["hot_days"].params.get_param("threshold").dump(),
+        "train_doc": bag.dags["ett_train"].doc_md,
+        "on_empty": {{d: bag.dags[d].get_task("main").on_empty for d in ("hot_days", "strict_days")}},
+        "train_links": [link.name for link in bag.dags["ett_train"].get_task("main").operator_extra_links],
         "watch_tags": sorted(bag.dags["ett_watch"].tags),
         "watch_doc": bag.dags["ett_watch"].doc_md,
         "error_description": bag.dags["{broken}"].description,
@@ -106,6 +114,7 @@ def test_every_amml_file_becomes_a_dag_and_a_broken_one_is_shown_not_hidden(airf
         "ett_watch",
         "hot_days",
         "nab_evaluation",  # dags/nab_evaluation.py, a Python DAG beside the AMML loader
+        "strict_days",
     ]
     assert result["import_errors"] == {}, "one broken file must not hide the other DAGs"
     assert result["predict_timetable"] == "CronDataIntervalTimetable", "scheduled runs get a real data interval"
@@ -113,9 +122,32 @@ def test_every_amml_file_becomes_a_dag_and_a_broken_one_is_shown_not_hidden(airf
     assert result["train_params"] == {"epochs": 20, "model": "ett:0.1"}
     assert result["train_param_types"] == {"epochs": "integer", "model": "string"}
     assert result["watch_tags"] == ["amml", "ett", "surveillance"]
-    assert "snapshot size=48" in result["watch_doc"] and "flowchart LR" in result["watch_doc"]
+    assert result["hot_days_param"]["description"] == "hours above this °C are kept", "the trigger form's help"
+    assert result["hot_days_param"]["value"] == 30 and result["hot_days_param"]["schema"]["type"] == "integer"
+    assert result["on_empty"] == {"hot_days": "warn", "strict_days": "fail"}
+    assert result["train_links"] == ["Registered model"]
     assert "broken.amml:1:19: name error: unknown component `fitler`" in result["error_description"]
-    assert "did you mean `filter`?" in result["error_doc"]
+
+
+def test_the_docs_show_the_source_parameters_and_pipelines_as_the_ui_renders_them(airflow_env):
+    """Airflow 3.3's UI renders doc_md with react-markdown + remark-gfm and shows a fenced block as code only
+    when it names a language: the source keeps its lines, parameters are a table, components a list with the
+    parameters as written (`model=params.model`), and the errors of a broken file a list."""
+    env, dags = airflow_env
+    result = run_python(env, LOAD.format(dags=dags, broken=BROKEN))
+    source = (ROOT / "dags" / "ett_train.amml").read_text().rstrip()
+    doc = result["train_doc"]
+    assert f"```amml\n{source}\n```" in doc, "the whole source, its line breaks kept, in a block with a language"
+    assert "| `epochs` | `20` | training epochs |" in doc
+    assert "3. `train_lstm` `model=params.model`, `epoch=params.epochs`" in doc
+    assert "[Open the pipeline graph](dags/ett_train/plugin/amml-pipeline)" in doc
+    watch = result["watch_doc"]
+    assert "`snapshot` `size=48`, `on=\"alert\"` ← 2" in watch, "the second reader of a named flow says whence"
+    for raw in ("<expr>", "flowchart", "mermaid"):
+        assert raw not in doc and raw not in watch
+    error_doc = result["error_doc"]
+    assert f"- `` {dags / 'broken.amml'}:1:19: name error: unknown component `fitler` ``" in error_doc
+    assert "  ```text\n" in error_doc and "  hint: did you mean `filter`?" in error_doc
 
 
 ERROR_RUN = """
@@ -155,6 +187,35 @@ def test_a_scheduled_run_reads_its_interval_and_reruns_are_idempotent(airflow_en
     ett = pd.read_csv(ett_path)
     day = ett[(ett["date"] >= "2016-07-03") & (ett["date"] < "2016-07-04") & (ett["OT"] > 30)]
     assert rows == list(day["date"]), "exactly the day's hot hours, once each, after two runs"
+
+
+EMPTY = """
+    import json, pendulum
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
+    # ETTh1 ends in June 2018: the day before 2019-01-02 has no data
+    states = {{d: str(bag.dags[d].test(logical_date=pendulum.datetime(2019, 1, 2, tz="UTC")).state)
+              for d in ("hot_days", "strict_days")}}
+    print(json.dumps({{"states": states}}))
+"""
+
+
+def test_an_interval_without_data_warns_and_fails_when_the_dag_says_so(airflow_env, ett_path):
+    env, dags = airflow_env
+    env = {**env, "AMML_ETT_PATH": str(ett_path), "AMML_HOME": env["AMML_HOME"] + "-empty"}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(EMPTY.format(dags=dags))], env=env, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    output = result.stdout + result.stderr  # dag.test() prints the task logs
+    states = json.loads(result.stdout.strip().splitlines()[-1])["states"]
+    assert states == {"hot_days": "success", "strict_days": "failed"}
+    warning = ("no data in the interval 2019-01-01T00:00:00+00:00 – 2019-01-02T00:00:00+00:00: "
+               '`source id="ett"` (line {line}) read 0 records')
+    assert warning.format(line=8) in output, "hot_days warns, naming the interval and the source"
+    assert warning.format(line=9) in output, "strict_days warns too"
+    assert 'AirflowException: no data in the interval' in output and 'on_empty = "fail"' in output
 
 
 RETRAIN = """
@@ -225,17 +286,36 @@ TRAIN_THEN_PREDICT = """
     from airflow_amml.registry import ModelRegistry
     bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
     train = bag.dags["ett_train"].test(run_conf={{"epochs": 1}})
+    # what the task stored, read back from Airflow's database, and the extra links as the api-server serves them
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    with create_session() as session:
+        xcoms = {{x.key: XComModel.deserialize_value(x) for x in session.scalars(
+            XComModel.get_many(run_id=train.run_id, dag_ids="ett_train", task_ids="main", key=None))}}
+    from fastapi.testclient import TestClient
+    from airflow.api_fastapi.app import create_app
+    api = TestClient(create_app())
+    links = api.get(f"/api/v2/dags/ett_train/dagRuns/{{train.run_id}}/taskInstances/main/links")
     ModelRegistry.from_config().set_alias("ett", "champion", 1)
     predict = bag.dags["ett_predict"].test(logical_date=pendulum.datetime(2017, 11, 2, tz="UTC"))
-    print(json.dumps({{"states": [str(train.state), str(predict.state)]}}))
+    print(json.dumps({{"states": [str(train.state), str(predict.state)], "xcoms": xcoms,
+                      "links": [links.status_code, links.json()]}}, default=str))
 """
 
 
 def test_ett_train_then_ett_predict(airflow_env, ett_path):
     """The paper's two workflows with dag.test(): a manual training run, then one day of predictions."""
     env, dags = airflow_env
-    env = {**env, "AMML_ETT_PATH": str(ett_path), "AMML_HOME": env["AMML_HOME"] + "-paper"}
-    assert run_python(env, TRAIN_THEN_PREDICT.format(dags=dags))["states"] == ["success", "success"]
+    env = {**env, "AMML_ETT_PATH": str(ett_path), "AMML_HOME": env["AMML_HOME"] + "-paper",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}  # the api-server app's caller: an admin
+    result = run_python(env, TRAIN_THEN_PREDICT.format(dags=dags))
+    assert result["states"] == ["success", "success"]
+    # the training task names the version it registered: XCom, its return value, and the extra link
+    xcoms = result["xcoms"]
+    assert xcoms["amml_models"] == ["ett/1"] and xcoms["return_value"]["models"] == ["ett/1"]
+    assert xcoms["_link_RegisteredModelLink"] == "/amml/ui/models/ett/versions/1"
+    assert result["links"] == [200, {"extra_links": {"Registered model": "/amml/ui/models/ett/versions/1"},
+                                     "total_entries": 1}]
     engine = sa.create_engine(f"sqlite:///{env['AMML_HOME']}/amml.db")
     with engine.connect() as conn:
         hours = conn.execute(sa.text("select date from ett_predictions order by date")).scalars().all()

@@ -220,8 +220,15 @@ def test_the_pages_and_the_api_behind_airflows_real_login_and_permissions(tmp_pa
     assert facts["history"] == [["staging", "alice", None], ["challenger", "uma", None], ["champion", "alice", "ok"]]
 
 
-def test_the_nav_entry_opens_the_pages_in_airflows_iframe():
+def test_the_nav_entry_and_the_dag_tab_open_the_pages_in_airflows_iframe():
     from airflow_amml.plugin import AmmlPlugin
 
-    [view] = AmmlPlugin.external_views
-    assert view == {"name": "ML Models", "href": "amml/ui/", "destination": "nav", "url_route": "amml-models"}
+    nav, tab = AmmlPlugin.external_views
+    assert nav == {"name": "ML Models", "href": "amml/ui/", "destination": "nav", "url_route": "amml-models"}
+    # relative hrefs (no leading slash): the UI resolves them against its base URL
+    assert tab == {
+        "name": "Pipeline",
+        "href": "amml/ui/dags/{DAG_ID}/pipeline",
+        "destination": "dag",
+        "url_route": "amml-pipeline",
+    }
