@@ -56,13 +56,13 @@ class SchemaHistory:
         return conn.execute(sa.select(sa.column("version_num")).select_from(sa.table(self.version_table))).scalar()
 
     def _upgrade(self, conn: sa.Connection) -> None:
-        from alembic import command
-        from alembic.config import Config
+        with quiet_alembic():  # importing alembic.command logs "setup plugin ..." at INFO (alembic ≥ 1.18)
+            from alembic import command
+            from alembic.config import Config
 
-        config = Config()
-        config.set_main_option("script_location", str(self.script_location))
-        config.attributes["connection"] = conn
-        with quiet_alembic():
+            config = Config()
+            config.set_main_option("script_location", str(self.script_location))
+            config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
 

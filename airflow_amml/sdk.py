@@ -40,7 +40,9 @@ The base classes (see :mod:`airflow_amml.runtime.component` for the order of cal
 
 Each has ``self.params`` (parameters that are the same for every record, defaults filled in),
 ``self.context`` (``run_params``, ``config`` — the run's :class:`RunConfig`: folders, databases — and
-``emit_event``), ``open()``/``close()``, ``on_event(event)``, and reads per-record parameters (``expr`` and
+``emit_event``), ``open()``/``close()``, ``on_event(event)``, ``progress_note()`` (a few words the run's
+progress lines and summary show, e.g. ``epoch 3/20``; a long ``finish()`` may yield ``None`` to report it),
+and reads per-record parameters (``expr`` and
 ``cond``) from a batch with ``self.condition(batch, name)`` (a boolean keep-mask) and
 ``self.column(batch, name)`` (a Series). A component that evaluates several at once calls
 ``self.evaluate(batch)`` and converts each value with :func:`as_series` or :func:`as_mask`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import pandas as pd
@@ -9,6 +10,8 @@ import pandas as pd
 from airflow_amml.sdk import AbstractEgress, PipelineError
 
 from .column_params import column_names, did_you_mean_columns
+
+log = logging.getLogger(__name__)
 
 
 class Print(AbstractEgress):
@@ -32,6 +35,10 @@ class Print(AbstractEgress):
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
             self.printed += len(batch)
+
+    def finish(self) -> None:
+        rows = "1 row" if self.printed == 1 else f"{self.printed:,} rows"
+        log.info("%s: wrote %s to standard output", self.name, rows)
 
     def _known(self, batch: pd.DataFrame, cols: list[str]) -> list[str]:
         have = [str(c) for c in batch.columns]

@@ -2,11 +2,14 @@
 
 A sink's `path` comes from the pipeline (or a trigger param), so it is checked first: files only under the
 output root (:func:`airflow_amml.storage.output_file`). Both write to a temporary file beside the target and
-rename it into place when the stream ends, so a failed run never leaves a truncated file behind.
+rename it into place when the stream ends, so a failed run never leaves a truncated file behind. Each logs
+at the end how many rows it wrote, and where.
 """
 
 from __future__ import annotations
 
+import csv
+import logging
 import os
 import secrets
 import shutil
@@ -16,6 +19,9 @@ import pandas as pd
 
 from airflow_amml import storage
 from airflow_amml.sdk import AbstractEgress, PipelineError
+
+log = logging.getLogger(__name__)
+REWRITE_CHUNK_ROWS = 65_536  # rows of an appended-to CSV file rewritten at once under a wider header
 
 
 def temporary_beside(component: str, path: Path) -> Path:
@@ -33,33 +39,85 @@ def temporary_beside(component: str, path: Path) -> Path:
     return tmp
 
 
+def log_written(component: str, rows: int, path: Path, how: str = "") -> None:
+    log.info("%s: wrote %s row%s to %s%s", component, f"{rows:,}", "" if rows == 1 else "s", path, how)
+
+
 class CsvSink(AbstractEgress):
     """`csv_sink path=...`: write to a CSV file under the output root, atomically (a temporary file renamed
-    at the end; in append mode the old file is copied into it first, streamed, not read into memory)."""
+    at the end; in append mode the old file is copied into it first, streamed, not read into memory).
+
+    Appending records with columns the file lacks (a pipeline that gained one, e.g. `lstm`'s
+    `model_version`) widens the file's header, and its earlier rows are left empty there; the columns of
+    every row then line up under the header (records that lack one of its columns leave it empty)."""
 
     def open(self) -> None:
         self.path = storage.output_file(self.name, self.params["path"], ".csv", self.context.config)
         self.tmp: Path | None = None  # made by the first write: a run failing before it leaves no file
         self.header = True
+        self.columns: list[str] | None = None  # the file's header, once the first write has decided it
+        self.written = 0
+
+    def progress_note(self) -> str | None:
+        return f"file {self.path.name}"
 
     def write(self, batch: pd.DataFrame) -> None:
-        batch.to_csv(self._temporary(), mode="a", header=self.header, index=False)
+        tmp = self._temporary([str(c) for c in batch.columns])
+        if [str(c) for c in batch.columns] != self.columns:
+            batch = batch.set_axis([str(c) for c in batch.columns], axis=1).reindex(columns=self.columns)
+        batch.to_csv(tmp, mode="a", header=self.header, index=False)
         self.header = False
+        self.written += len(batch)
 
     def finish(self) -> None:
-        self._temporary().replace(self.path)
+        self._temporary(None).replace(self.path)
+        log_written(self.name, self.written, self.path, " (appended)" if self.params["mode"] == "append" else "")
 
     def close(self) -> None:
         if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
 
-    def _temporary(self) -> Path:
+    def _temporary(self, columns: list[str] | None) -> Path:
+        """The temporary file, made at the first call: in append mode with the old file's rows, under a
+        header that also has the records' ``columns`` (None: no records)."""
         if self.tmp is None:
             self.tmp = temporary_beside(self.name, self.path)
-            if self.params["mode"] == "append" and self.path.is_file():
-                shutil.copyfile(self.path, self.tmp)
-                self.header = self.path.stat().st_size == 0
+            self.columns = columns
+            if self.params["mode"] == "append" and self.path.is_file() and self.path.stat().st_size:
+                old = csv_header(self.path)
+                added = [c for c in columns or () if c not in old]
+                self.columns = old + added
+                if added:
+                    rewrite_under(self.path, self.tmp, self.columns)
+                    log.warning(
+                        "%s: the records have column(s) %s that %s has not: added to its header (its earlier "
+                        "rows are empty there)",
+                        self.name,
+                        ", ".join(added),
+                        self.path.name,
+                    )
+                else:
+                    shutil.copyfile(self.path, self.tmp)
+                self.header = False
         return self.tmp
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names in the first line of a CSV file."""
+    with path.open(newline="") as file:
+        return next(csv.reader(file), [])
+
+
+def rewrite_under(source: Path, target: Path, columns: list[str]) -> None:
+    """Copy a CSV file's rows into ``target`` under the header ``columns`` (its own, and more, left empty),
+    a chunk at a time; every value kept as the text it was."""
+    chunks = pd.read_csv(source, dtype=str, keep_default_na=False, na_filter=False, chunksize=REWRITE_CHUNK_ROWS)
+    header = True
+    for chunk in chunks:
+        chunk.reindex(columns=columns).to_csv(target, mode="a", header=header, index=False)
+        header = False
+    if header:  # a file with a header and no rows
+        pd.DataFrame(columns=columns).to_csv(target, mode="a", index=False)
 
 
 class ParquetSink(AbstractEgress):
@@ -70,6 +128,10 @@ class ParquetSink(AbstractEgress):
         self.path = storage.output_file(self.name, self.params["path"], ".parquet", self.context.config)
         self.tmp: Path | None = None  # made by the first write: a run failing before it leaves no file
         self.writer = None
+        self.written = 0
+
+    def progress_note(self) -> str | None:
+        return f"file {self.path.name}"
 
     def write(self, batch: pd.DataFrame) -> None:
         import pyarrow as pa
@@ -82,6 +144,7 @@ class ParquetSink(AbstractEgress):
         else:
             table = pa.Table.from_pandas(batch, schema=self.writer.schema, preserve_index=False)
         self.writer.write_table(table)
+        self.written += len(batch)
 
     def finish(self) -> None:
         if self.writer is None:  # an empty stream still produces a (schema-less) file
@@ -91,6 +154,7 @@ class ParquetSink(AbstractEgress):
             self.writer.close()
             self.writer = None
         self.tmp.replace(self.path)
+        log_written(self.name, self.written, self.path)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -12,6 +12,7 @@ version once, verifies its checksum, and predicts.
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import queue
@@ -34,6 +35,24 @@ from compiler.errors import AmmlError
 from .scaler_stats import SCALER_ATTR
 
 log = logging.getLogger(__name__)
+
+CHAMPION = "champion"  # the alias `lstm model="ett@champion"` (ett_predict) reads
+MODEL_VERSION_COLUMN = "model_version"  # on every prediction: the version that made it ("ett/3")
+# While the model trains, finish() yields None this often: the executor then reports the epoch it is at.
+HEARTBEAT_SECONDS = 1.0
+MAX_SET_BY = 250  # the registry's limit on who set an alias
+
+
+def alias_set_by(config: RunConfig) -> str:
+    """Who sets an alias from a run: the Airflow task (dag/run/task, from the run's lineage), else `amml run`
+    and the user."""
+    lineage = config.lineage
+    if lineage.dag_id and lineage.run_id and lineage.task_id:
+        return f"{lineage.dag_id}/{lineage.run_id}/{lineage.task_id}"[:MAX_SET_BY]
+    try:
+        return f"amml run ({getpass.getuser()})"[:MAX_SET_BY]
+    except (KeyError, OSError):  # no user name (a container without a passwd entry)
+        return "amml run"
 
 
 def definition_yaml(registry: ModelRegistry, ref: str, config: RunConfig) -> str:
@@ -106,6 +125,11 @@ class TrainLstm(AbstractProgress):
         self.rows = self.frame_bytes = 0
         self.scaler: dict[str, Any] | None = None
         self.registered = None
+        self.epochs_total = self.params["epoch"] or self.spec.training.epochs
+        self.note: str | None = None
+
+    def progress_note(self) -> str | None:
+        return self.note
 
     def process(self, batch: pd.DataFrame) -> None:
         self.frames.append(batch)
@@ -145,6 +169,8 @@ class TrainLstm(AbstractProgress):
                     "train_lstm: %s already registered %s for this run; not training again", self.spec.ref, done.ref
                 )
                 self.registered = done
+                self._champion_if_none()
+                self.note = f"already registered {done.ref}"
                 return
         frame = pd.concat(self.frames, ignore_index=True)
         self.frames = []
@@ -163,8 +189,23 @@ class TrainLstm(AbstractProgress):
                     f"to train {self.spec.ref} on; lower the hold-out"
                 )
             frame = frame.iloc[: len(frame) - holdout_rows]
-        epochs: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
         result: dict[str, Any] = {}
+        yield from self._train(frame, result)
+        evaluation = self._evaluate(result["model"], holdout) if holdout is not None else {}
+        epochs = f"{len(result['history'])} epoch{'s' if len(result['history']) != 1 else ''}"
+        self.note = epochs
+        if self.params["register"]:
+            residuals = self._residual_threshold(result["model"], holdout if holdout is not None else frame)
+            self.registered = self._register(result["model"], result["history"], frame, {**evaluation, **residuals})
+            aliases = [self._promote(evaluation), CHAMPION if self._champion_if_none() else None]
+            named = " ".join(f"@{alias}" for alias in dict.fromkeys(aliases) if alias)
+            self.note = f"{epochs}, registered {self.registered.ref}" + (f" {named}" if named else "")
+
+    def _train(self, frame: pd.DataFrame, result: dict[str, Any]) -> Iterator[pd.DataFrame | None]:
+        """Train in a thread; yield each epoch's record (epoch, loss, val_loss) as it ends, and None every
+        HEARTBEAT_SECONDS meanwhile (the executor reports the epoch the training is at). Fills ``result`` with
+        the model and its history. (`keras_builder.train` logs each epoch's line.)"""
+        epochs: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
 
         def fit() -> None:
             from airflow_amml.models import keras_builder
@@ -181,25 +222,43 @@ class TrainLstm(AbstractProgress):
             except BaseException as exc:  # delivered to the component's thread below
                 epochs.put(exc)
 
+        self.note = f"epoch 1/{self.epochs_total}"
         worker = threading.Thread(target=fit, name="amml-train", daemon=True)
         worker.start()
-        while (item := epochs.get()) is not None:
+        while True:
+            try:
+                item = epochs.get(timeout=HEARTBEAT_SECONDS)
+            except queue.Empty:
+                yield None
+                continue
+            if item is None:
+                break
             if isinstance(item, BaseException):
                 raise item
-            log.info(
-                "train_lstm %s epoch %d: loss %.5f val_loss %s",
-                self.spec.ref,
-                item["epoch"],
-                item["loss"],
-                item["val_loss"],
-            )
+            self.note = f"epoch {min(item['epoch'] + 1, self.epochs_total)}/{self.epochs_total}"
             yield pd.DataFrame([item])
         worker.join()
-        evaluation = self._evaluate(result["model"], holdout) if holdout is not None else {}
-        if self.params["register"]:
-            residuals = self._residual_threshold(result["model"], holdout if holdout is not None else frame)
-            self.registered = self._register(result["model"], result["history"], frame, {**evaluation, **residuals})
-            self._promote(evaluation)
+
+    def _champion_if_none(self) -> bool:
+        """A name's first version (there is no @champion yet) becomes its champion, so that the prediction
+        DAG (`lstm model="ett@champion"`) runs after the first training; recorded in the alias history with
+        who and why. Never moves an existing champion (that is `promote=`'s job). True if it set it."""
+        if self.registered is None:
+            return False
+        name, version = self.spec.name, self.registered.version
+        reason = f"first version of {name}: no {CHAMPION} yet" if version == 1 else f"no {CHAMPION} of {name} yet"
+        try:
+            made = self.registry.set_alias_if_absent(
+                name, CHAMPION, version, set_by=alias_set_by(self.context.config), reason=reason
+            )
+        except RegistryError as exc:
+            raise PipelineError(
+                f"`train_lstm` registered {self.registered.ref} but could not make it @{CHAMPION}: {exc.message}",
+                hint=exc.hint,
+            ) from exc
+        if made:
+            log.info("train_lstm: %s is now %s@%s (%s)", self.registered.ref, name, CHAMPION, reason)
+        return made
 
     def _residual_threshold(self, model: Any, records: pd.DataFrame) -> dict[str, Any]:
         """The dynamic threshold of the model's one-step errors on `records` (the hold-out, else the training
@@ -226,21 +285,34 @@ class TrainLstm(AbstractProgress):
             if current is not None:
                 entry, mae = current
                 result.update({f"{alias}_version": entry.version, f"{alias}_holdout_mae": mae})
-        log.info("train_lstm %s evaluation: %s", self.spec.ref, result)
+        held = f"train_lstm {self.spec.ref} hold-out ({len(holdout):,} records): MAE {result['holdout_mae']:.4g}"
+        if f"{alias}_holdout_mae" in result:
+            held += f"; @{alias} ({self.spec.name}/{result[f'{alias}_version']}): {result[f'{alias}_holdout_mae']:.4g}"
+        log.info("%s", held)
         return result
 
-    def _promote(self, evaluation: dict[str, Any]) -> None:
-        """Point the alias at the new version only if it beats the current holder on the hold-out."""
+    def _promote(self, evaluation: dict[str, Any]) -> str | None:
+        """Point the alias at the new version only if it beats the current holder on the hold-out (without
+        a hold-out, or a holder, there is nothing to beat). The alias, if it was moved."""
         alias = self.params["promote"]
         if not alias or self.registered is None:
-            return
+            return None
         current = evaluation.get(f"{alias}_holdout_mae")
         new = evaluation.get("holdout_mae")
         if current is None or (new is not None and new < current):
-            self.registry.set_alias(self.spec.name, alias, self.registered.version)
-            log.info("train_lstm: promoted %s to @%s (hold-out MAE %s vs %s)", self.registered.ref, alias, new, current)
-        else:
-            log.info("train_lstm: kept @%s (hold-out MAE %s is not better than %s)", alias, new, current)
+            if new is None:
+                reason = f"promote={alias} without a hold-out to compare on"
+            elif current is None:
+                reason = f"promote={alias}: no @{alias} to compare with"
+            else:
+                reason = f"promote={alias}: hold-out MAE {new:.4g} beats {current:.4g}"
+            self.registry.set_alias(
+                self.spec.name, alias, self.registered.version, set_by=alias_set_by(self.context.config), reason=reason
+            )
+            log.info("train_lstm: promoted %s to @%s (%s)", self.registered.ref, alias, reason)
+            return alias
+        log.info("train_lstm: kept @%s (hold-out MAE %.4g is not better than %.4g)", alias, new, current)
+        return None
 
     def _register(
         self, model: Any, history: list[dict[str, Any]], frame: pd.DataFrame, evaluation: dict[str, Any]
@@ -286,7 +358,11 @@ class TrainLstm(AbstractProgress):
 
 class LstmPredict(AbstractProgress):
     """`lstm model="ett@champion"`: one-step (or horizon-step) forecasts for every record that completes a
-    window; the forecast made at a record is emitted on that record (its timestamp), in `output`."""
+    window; the forecast made at a record is emitted on that record (its timestamp), in `output`.
+
+    Every forecast names the version that made it in `model_version` (`ett/3`: the alias resolved when the
+    component opened, so a later promotion never relabels rows). Records that already carry a
+    `model_version` (from an earlier `lstm` in the pipe) get `<output>_model_version` instead."""
 
     def open(self) -> None:
         from airflow_amml.models import keras_builder
@@ -306,7 +382,11 @@ class LstmPredict(AbstractProgress):
                 f"`lstm model={self.params['model']!r}`: {self.entry.ref}: {exc.message}", hint=exc.hint
             ) from None
         self.tail: pd.DataFrame | None = None
-        log.info("lstm: loaded %s (%s)", self.entry.ref, self.entry.definition)
+        self.version_column: str | None = None  # chosen at the first batch, from the columns it has
+        log.info("lstm: loaded %s (%s) for %s", self.entry.ref, self.entry.definition, self.params["model"])
+
+    def progress_note(self) -> str | None:
+        return f"model {self.entry.ref}"
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame | None:
         from airflow_amml.models import keras_builder
@@ -324,13 +404,17 @@ class LstmPredict(AbstractProgress):
         else:
             for step in range(forecasts.shape[1]):
                 out[f"{output}_{step + 1}"] = forecasts[:, step]
+        if self.version_column is None:
+            taken = MODEL_VERSION_COLUMN in batch.columns
+            self.version_column = f"{output}_{MODEL_VERSION_COLUMN}" if taken else MODEL_VERSION_COLUMN
+        out[self.version_column] = self.entry.ref
         out.attrs = dict(batch.attrs)
         scaler = out.attrs.get(SCALER_ATTR)
         target = self.spec.training.target
         if scaler and target in scaler.get("columns", {}):  # predictions live in the target's scaled space
             columns = dict(scaler["columns"])
             for col in out.columns:
-                if col == output or col.startswith(f"{output}_"):
+                if col != self.version_column and (col == output or col.startswith(f"{output}_")):
                     columns[col] = columns[target]
             out.attrs[SCALER_ATTR] = {**scaler, "columns": columns}
         return out

@@ -3,10 +3,15 @@
 A sink's `table`, `key` and `db` come from the pipeline (or a trigger param), so they are checked first: tables
 by plain names that are not AMML's own (:func:`airflow_amml.tables.check_table_name`), databases only by the
 names the deployment declared, and statements built with SQLAlchemy Core against the reflected table.
+
+Records with a column the existing table lacks (a pipeline that gained one, e.g. `lstm`'s `model_version`)
+add it to the table, nullable, in the batch's transaction (the earlier rows hold NULL there); a column is never
+dropped or retyped, and a key column the table lacks is still an error (its rows could not be replaced).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
@@ -14,9 +19,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from airflow_amml import storage, tables
+from airflow_amml.schema_history import quiet_alembic
 from airflow_amml.sdk import AbstractEgress, PipelineError
 
 from .column_params import column_names, did_you_mean_columns
+
+log = logging.getLogger(__name__)
 
 # Keys per DELETE statement: SQLite allows 32,766 bound parameters per statement (999 before 3.32)
 DELETE_KEYS_PER_STATEMENT = 400
@@ -39,6 +47,22 @@ class SqlSink(AbstractEgress):
         self.engine = storage.engine_for(url)
         self.where = f"`{self.name} table={self.table_name!r}`"
         self.table: sa.Table | None = None  # reflected once it exists (the first batch may create it)
+        self.written = 0
+
+    def progress_note(self) -> str | None:
+        return f"table {self.table_name}"
+
+    def finish(self) -> None:
+        database = f"db={self.params['db']}" if self.params["db"] else "the default database"
+        log.info(
+            "%s: wrote %s row%s to table %s (%s, %s)",
+            self.name,
+            f"{self.written:,}",
+            "" if self.written == 1 else "s",
+            self.table_name,
+            database,
+            self.engine.url.render_as_string(hide_password=True),
+        )
 
     def write(self, batch: pd.DataFrame) -> None:
         self._check_key_in_records(batch)
@@ -46,9 +70,11 @@ class SqlSink(AbstractEgress):
             with self.engine.begin() as conn:
                 table = self._existing_table(conn)
                 if table is not None:
+                    table = self._add_new_columns(conn, table, batch)
                     self._check_records_fit(table, batch)
                     self._delete_same_keys(conn, table, batch)
                 batch.to_sql(self.table_name, conn, if_exists="append", index=False)
+            self.written += len(batch)  # committed
         except sa.exc.SQLAlchemyError as exc:
             # the driver's own words, not the statement (its values are hidden anyway: hide_parameters)
             reason = getattr(exc, "orig", None) or exc
@@ -60,6 +86,28 @@ class SqlSink(AbstractEgress):
     def _existing_table(self, conn: sa.Connection) -> sa.Table | None:
         if self.table is None and sa.inspect(conn).has_table(self.table_name):
             self.table = sa.Table(self.table_name, sa.MetaData(), autoload_with=conn)
+        return self.table
+
+    def _add_new_columns(self, conn: sa.Connection, table: sa.Table, batch: pd.DataFrame) -> sa.Table:
+        """The records' columns the table lacks, added (nullable; typed as pandas would create them); the
+        table as it is then. Key columns are not added: `_check_records_fit` names them."""
+        new = [str(c) for c in batch.columns if str(c) not in table.c and str(c) not in self.key]
+        if not new:
+            return table
+        with quiet_alembic():  # (importing alembic.operations logs INFO lines)
+            from alembic.migration import MigrationContext
+            from alembic.operations import Operations
+
+            operations = Operations(MigrationContext.configure(conn))
+            for name in new:  # identifiers quoted by SQLAlchemy: a column name never becomes SQL text
+                operations.add_column(self.table_name, sa.Column(name, column_type(batch[name]), nullable=True))
+        log.warning(
+            "%s: added column(s) %s to the existing table %s (its earlier rows hold NULL there)",
+            self.name,
+            ", ".join(new),
+            self.table_name,
+        )
+        self.table = sa.Table(self.table_name, sa.MetaData(), autoload_with=conn)
         return self.table
 
     def _check_key_in_records(self, batch: pd.DataFrame) -> None:
@@ -104,6 +152,20 @@ class SqlSink(AbstractEgress):
         key = sa.tuple_(*(table.c[k] for k in self.key))
         for chunk in _chunks(batch[self.key].drop_duplicates().itertuples(index=False, name=None)):
             conn.execute(table.delete().where(key.in_(chunk)))
+
+
+def column_type(values: pd.Series) -> sa.types.TypeEngine:
+    """The SQL type of a new column for these values, as `DataFrame.to_sql` types the columns it creates."""
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return sa.Boolean()
+    if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        return sa.BigInteger()
+    if pd.api.types.is_float_dtype(dtype):
+        return sa.Float()
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return sa.DateTime(timezone=isinstance(dtype, pd.DatetimeTZDtype))
+    return sa.Text()
 
 
 def _holds_numbers(column_type: sa.types.TypeEngine) -> bool:

@@ -117,6 +117,12 @@ class AbstractComponent:
     def on_event(self, event: Event) -> None:
         """React to an event from another component."""
 
+    def progress_note(self) -> str | None:
+        """A few words on where the component is (``"epoch 3/20"``), shown in the run's progress lines and
+        its summary beside the counters; None: nothing to add. Called between batches, in the component's
+        own process."""
+        return None
+
 
 class AbstractIngress(AbstractComponent):
     kind = Kind.INGRESS

@@ -99,9 +99,29 @@ class RunResult:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        lines = [f"pipeline {self.pipeline}: finished in {self.seconds:.2f}s"]
-        lines.extend("  " + self.counters[s.id].line(s) for s in self.stages if s.id in self.counters)
-        return "\n".join(lines)
+        """One block for the end of the log: per component, records in and out, batches, the time spent in
+        its own calls and the records it handled per second of it, and its last note (``3 epochs``)."""
+        header = ("component", "records in", "records out", "batches", "busy", "rate", "")
+        rows = [
+            (
+                stage.name,
+                f"{c.records_in:,}",
+                f"{c.records_out:,}",
+                f"{c.batches_in}/{c.batches_out}",
+                f"{c.busy_seconds:.2f}s",
+                c.rate(stage.spec.kind),
+                c.note or "",
+            )
+            for stage in self.stages
+            if (c := self.counters.get(stage.id)) is not None
+        ]
+        widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+
+        def line(row: tuple[str, ...]) -> str:
+            cells = [row[0].ljust(widths[0]), *(cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:-1]))]
+            return ("  " + "  ".join(cells) + ("  " + row[-1] if row[-1] else "")).rstrip()
+
+        return "\n".join([f"pipeline {self.pipeline} finished in {self.seconds:.2f}s", line(header), *map(line, rows)])
 
 
 @dataclass(frozen=True)
@@ -142,10 +162,13 @@ def run_pipeline(
     batching = Batching.of(config)
     context_args = {"run_params": run_params, "config": config}
     if mode == "single":
-        return _SingleProcess(pipeline.name, stages, context_args, filename, batching).run()
-    if mode == "multiprocess":
-        return _MultiProcess(pipeline.name, stages, context_args, filename, batching).run()
-    raise ValueError(f"mode must be 'multiprocess' or 'single', got {mode!r}")
+        result = _SingleProcess(pipeline.name, stages, context_args, filename, batching).run()
+    elif mode == "multiprocess":
+        result = _MultiProcess(pipeline.name, stages, context_args, filename, batching).run()
+    else:
+        raise ValueError(f"mode must be 'multiprocess' or 'single', got {mode!r}")
+    log.info("%s", result.summary())  # the run's one summary (`amml run` and the operator log nothing more)
+    return result
 
 
 def _instantiate(stage: Stage, context: ComponentContext) -> AbstractComponent:
@@ -261,7 +284,7 @@ class _SingleProcess:
             for driver in self.drivers.values():
                 with contextlib.suppress(Exception):
                     driver.component.close()
-        counters = {stage_id: driver.counters for stage_id, driver in self.drivers.items()}
+        counters = {stage_id: driver.report() for stage_id, driver in self.drivers.items()}
         return RunResult(self.name, counters, list(self.stages.values()), time.monotonic() - start)
 
     def _guard(self, stage: Stage, fn: Any, *args: Any) -> Any:
@@ -385,9 +408,7 @@ class _MultiProcess:
                 q.close()
             # segments still queued (a failure) or half written/read by a killed child: no child is left
             transport.cleanup(channel.prefix)
-        result = RunResult(self.name, counters, self.stages, time.monotonic() - start)
-        log.info("%s", result.summary())
-        return result
+        return RunResult(self.name, counters, self.stages, time.monotonic() - start)
 
     def _watch(
         self, processes: dict[int, Any], control: Any, counters: dict[int, Counters], received: list[int]
@@ -396,6 +417,7 @@ class _MultiProcess:
         done: set[int] = set()
         last_progress = time.monotonic()
         stalls = _StallWatch(time.monotonic())
+        shown: dict[int, Counters] = {}  # what each component's last progress line said
 
         def handle(msg: Any) -> None:
             if isinstance(msg, _Failure):
@@ -437,12 +459,22 @@ class _MultiProcess:
                     del running[stage_id]
             if time.monotonic() - last_progress > PROGRESS_EVERY:
                 last_progress = time.monotonic()
+                # one line for each component at work since its last line (records, busy time or note
+                # changed): not for a finished one, nor one idle while it waits for records
                 for stage in self.stages:
-                    if stage.id in counters:
-                        log.info("progress  %s", counters[stage.id].line(stage))
+                    now = counters.get(stage.id)
+                    if now is None or stage.id not in running or stage.id in done:
+                        continue
+                    if now != shown.get(stage.id, Counters(note=now.note)):  # (before: nothing done yet)
+                        shown[stage.id] = now
+                        log.info("progress  %s", now.progress_line(stage))
                 for stage_id in stalls.stalled(running, last_progress):
-                    log.warning("progress  %s", _stall_message(self.by_id[stage_id], running[stage_id].pid,
-                                                               last_progress - stalls.last[stage_id]))
+                    log.warning(
+                        "progress  %s",
+                        _stall_message(
+                            self.by_id[stage_id], running[stage_id].pid, last_progress - stalls.last[stage_id]
+                        ),
+                    )
 
 
 class _StallWatch:
@@ -583,14 +615,14 @@ def _child_main(wiring: _Wiring) -> None:
         component = _instantiate(stage, ComponentContext(**wiring.context_args, emit_event=wiring.emit_event))
         component.open()
         driver = StageDriver(stage, component, wiring.pass_on, piece_rows=wiring.batching.rows)
-        reports = _ProgressReports(stage.id, driver.counters, wiring.control)
+        reports = _ProgressReports(stage.id, driver, wiring.control)
         if stage.spec.kind is Kind.INGRESS:
             batches = rebatch(component.batches(), wiring.batching.rows, wiring.batching.delay)
             driver.run_ingress(batches, between_batches=reports.when_due)
         else:
             _consume(driver, wiring, reports)
         wiring.end_of_streams()
-        wiring.control.put(_Done(stage.id, driver.counters))
+        wiring.control.put(_Done(stage.id, driver.report()))
     except BaseException as exc:
         tb = _traceback_for(exc, traceback.format_exc())
         wiring.control.put(_Failure(stage.id, _describe(exc), tb, getattr(exc, "hint", None)))
@@ -622,16 +654,16 @@ def _consume(driver: StageDriver, wiring: _Wiring, reports: _ProgressReports) ->
         else:
             driver.feed(batch)
     events.wait_for_every_emitter()
-    driver.end()
+    driver.end(between_frames=reports.when_due)  # a long finish() (a training) reports as it goes
 
 
 class _ProgressReports:
     """This component's counters to the parent every PROGRESS_EVERY seconds, whenever its loop gets control:
     the parent's stall watch takes a long silence for a stuck component."""
 
-    def __init__(self, stage_id: int, counters: Counters, control: Any) -> None:
+    def __init__(self, stage_id: int, driver: StageDriver, control: Any) -> None:
         self.stage_id = stage_id
-        self.counters = counters
+        self.driver = driver
         self.control = control
         self.last = time.monotonic()
 
@@ -639,7 +671,7 @@ class _ProgressReports:
         now = time.monotonic()
         if now - self.last > PROGRESS_EVERY:
             self.last = now
-            self.control.put(_Progress(self.stage_id, self.counters))
+            self.control.put(_Progress(self.stage_id, self.driver.report()))
 
 
 class _EventInbox:

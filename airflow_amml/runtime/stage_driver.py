@@ -21,19 +21,27 @@ from .plan import Stage
 
 @dataclass
 class Counters:
-    """What went through one component; ``busy_seconds`` is the time spent inside its own calls."""
+    """What went through one component; ``busy_seconds`` is the time spent inside its own calls (also in
+    ``finish()``, e.g. a training); ``note`` is what the component says about where it is (``epoch 3/20``)."""
 
     records_in: int = 0
     records_out: int = 0
     batches_in: int = 0
     batches_out: int = 0
     busy_seconds: float = 0.0
+    note: str | None = None
 
-    def line(self, stage: Stage) -> str:
-        return (
-            f"{stage.name:<16} in {self.records_in:>10,}  out {self.records_out:>10,}  "
-            f"batches {self.batches_in:>6}/{self.batches_out:<6}  busy {self.busy_seconds:7.2f}s"
-        )
+    def rate(self, kind: Kind) -> str:
+        """Records handled per busy second (an ingress: records out), or '-' without any."""
+        records = self.records_out if kind is Kind.INGRESS else self.records_in
+        if not records or self.busy_seconds <= 0:
+            return "-"
+        return f"{records / self.busy_seconds:,.0f}/s"
+
+    def progress_line(self, stage: Stage) -> str:
+        """One component's progress, for the run's periodic progress lines."""
+        line = f"{stage.name}: in {self.records_in:,}, out {self.records_out:,}, busy {self.busy_seconds:.1f}s"
+        return f"{line}, {self.note}" if self.note else line
 
 
 class SendersDone:
@@ -100,14 +108,24 @@ class StageDriver:
             if out is not None and len(out):
                 self.send(out)
 
-    def end(self) -> None:
-        """The input stream has ended: finish, and send on what finishing returns."""
+    def end(self, between_frames: Callable[[], None] = _nothing) -> None:
+        """The input stream has ended: finish, and send on what finishing returns. The time inside
+        ``finish()`` counts as busy — also while a generator computes its next frame (train_lstm trains
+        there); ``between_frames`` runs after each frame it yields (``None`` too: a heartbeat that lets the
+        child report its progress while the training goes on)."""
         t = time.monotonic()
-        out = self.component.finish()
-        self.counters.busy_seconds += time.monotonic() - t
-        if not self._writes:
-            for frame in finished_frames(out):  # e.g. train_lstm yields one record per epoch as training goes
+        for frame in finished_frames(self.component.finish()):
+            self.counters.busy_seconds += time.monotonic() - t
+            if frame is not None and not self._writes:
                 self.send(frame)
+            between_frames()
+            t = time.monotonic()
+        self.counters.busy_seconds += time.monotonic() - t
+
+    def report(self) -> Counters:
+        """The counters, with the component's latest progress note."""
+        self.counters.note = self.component.progress_note()
+        return self.counters
 
     def send(self, frame: pd.DataFrame) -> None:
         # A component may return far more than a batch (a whole-stream scaler releases everything at the end):
@@ -121,8 +139,9 @@ class StageDriver:
             self.outlet(piece)
 
 
-def finished_frames(out: Any) -> Iterator[pd.DataFrame]:
-    """What `finish()` returned: nothing, one frame, or an iterator of frames."""
+def finished_frames(out: Any) -> Iterator[pd.DataFrame | None]:
+    """What `finish()` returned: nothing, one frame, or an iterator of frames (``None`` for "nothing yet");
+    empty frames come out as ``None``."""
     if out is None:
         return
     if isinstance(out, pd.DataFrame):
@@ -130,5 +149,4 @@ def finished_frames(out: Any) -> Iterator[pd.DataFrame]:
             yield out
         return
     for frame in out:
-        if frame is not None and len(frame):
-            yield frame
+        yield frame if frame is not None and len(frame) else None

@@ -283,13 +283,17 @@ def test_sql_sink_key_missing_from_the_records_suggests_the_nearest():
     assert "did you mean `v`?" in str(caught.value)
 
 
-def test_sql_sink_record_column_or_type_not_fitting_the_existing_table():
+def test_sql_sink_adds_a_new_record_column_and_refuses_a_type_the_table_cannot_hold():
     run("normalsource col='v', count=3 | sql_sink table='t'")
-    with pytest.raises(PipelineError, match=r"record column\(s\) \['x'\] are not columns of the existing table"):
-        run("normalsource col='v', count=3 | derive x = v | sql_sink table='t'")
+    # a new column (e.g. `lstm`'s model_version) is added, nullable: the earlier rows hold NULL there
+    run("normalsource col='v', count=3 | derive x = v | sql_sink table='t'")
+    assert rows("select count(*), count(x) from t") == [(6, 3)]
+    # its name is quoted, never SQL text
+    run("""normalsource col='v', count=1 | rename v='x"; drop table t; --' | sql_sink table='t'""")
+    assert rows("select count(*) from t") == [(7,)]
     with pytest.raises(PipelineError, match=r"column `v` of the table holds numbers .* but the records have 'a'"):
         run("normalsource col='n', count=3 | derive v = 'a' | drop cols=['n'] | sql_sink table='t'")
-    assert rows("select count(*) from t") == [(3,)]
+    assert rows("select count(*) from t") == [(7,)]
 
 
 @pytest.mark.parametrize(

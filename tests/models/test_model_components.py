@@ -158,3 +158,100 @@ def test_records_a_model_cannot_take_are_an_error_naming_the_component_without_a
     message = str(info.value)
     assert "`train_lstm`" in message and "column OT must be numeric" in message, message
     assert "Traceback" not in message and "ValueError" not in message, message
+
+
+# ---- traceable predictions, the first champion ---------------------------------------------------------------
+
+
+def predict_day(config, day, sink, model="tiny@champion", drop_version=False):
+    """One day of forecasts into ``sink``; ``drop_version``: as an earlier release wrote them (no
+    `model_version` column)."""
+    strip = " | drop cols=['model_version']" if drop_version else ""
+    run(
+        f"source id='ett', start='2017-06-{day:02d}', end='2017-06-{day + 1:02d}' | minmax_scaler model='{model}' "
+        f"| lstm model='{model}' | minmax_inverse model='{model}'{strip} | {sink}",
+        config,
+    )
+
+
+def test_predictions_carry_the_version_that_made_them_and_every_sink_stores_it(tmp_path, models_dir, postgres_url):
+    """`model_version` is the version the alias resolved to (`tiny/1`, not `tiny@champion`); the sinks store
+    it, also into a table and a CSV file written before the column existed (real PostgreSQL)."""
+    import sqlalchemy as sa
+
+    config = RunConfig.from_environment(
+        model_paths=[models_dir], runs_dir=tmp_path / "runs", output_root=tmp_path, db_url=postgres_url
+    )
+    train = "source id='ett', limit=600 | minmax_scaler | train_lstm model='tiny:0.1', epoch=1 | print"
+    run(train, config)
+    csv, parquet = tmp_path / "pred.csv", tmp_path / "pred.parquet"
+    # day 1 as an earlier release wrote it; day 2 now (each day: 24 records, 24 - 12 + 1 = 13 forecasts)
+    predict_day(config, 1, "sql_sink table='pred', key=['date']", drop_version=True)
+    predict_day(config, 1, f"csv_sink path='{csv}'", drop_version=True)
+    predict_day(config, 2, "sql_sink table='pred', key=['date']")
+    predict_day(config, 2, f"csv_sink path='{csv}', mode='append'")
+    predict_day(config, 2, f"parquet_sink path='{parquet}'")
+
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("select date, model_version from pred order by date")).all()
+    assert [v for _, v in rows] == [None] * 13 + ["tiny/1"] * 13, "earlier rows hold NULL; the new ones their version"
+    file_rows = pd.read_csv(csv)
+    assert list(file_rows.columns[-1:]) == ["model_version"]
+    assert file_rows["model_version"].isna().sum() == 13 and (file_rows["model_version"][13:] == "tiny/1").all()
+    assert file_rows["prediction"].notna().all(), "the old rows' values stay under their own columns"
+    assert set(pd.read_parquet(parquet)["model_version"]) == {"tiny/1"}
+
+    # a second version does not take the champion; asked for by name, the latest version predicts
+    run(train, config)
+    predict_day(config, 3, "sql_sink table='pred', key=['date']")
+    predict_day(config, 4, "sql_sink table='pred', key=['date']", model="tiny")
+    predict_day(config, 4, "sql_sink table='pred', key=['date']", model="tiny")  # a rerun replaces its rows
+    with engine.connect() as conn:
+        by_day = conn.execute(
+            sa.text("select substr(date, 1, 10) as day, model_version, count(*) from pred group by 1, 2 order by 1")
+        ).all()
+    assert [tuple(r) for r in by_day] == [
+        ("2017-06-01", None, 13),
+        ("2017-06-02", "tiny/1", 13),
+        ("2017-06-03", "tiny/1", 13),
+        ("2017-06-04", "tiny/2", 13),
+    ]
+    engine.dispose()
+
+
+def test_the_first_version_becomes_champion_with_who_and_why_and_later_ones_only_by_promote(tmp_path, models_dir):
+    lineage = Lineage(dag_id="ett_train", run_id="manual__1", task_id="main")
+    config = RunConfig.from_environment(model_paths=[models_dir], runs_dir=tmp_path / "runs", lineage=lineage)
+    text = "source id='ett', limit=600 | minmax_scaler | train_lstm model='tiny:0.1', epoch=1{} | print"
+
+    def train(run_id, extra=""):
+        run(text.format(extra), dataclasses.replace(config, lineage=dataclasses.replace(lineage, run_id=run_id)))
+
+    registry = ModelRegistry.from_config()
+    train("manual__1")
+    [first] = registry.alias_history("tiny", "champion")
+    assert (first.version, first.previous_version) == (1, None)
+    assert first.set_by == "ett_train/manual__1/main"
+    assert first.reason == "first version of tiny: no champion yet"
+
+    train("manual__2")  # a second version: the champion stays
+    assert registry.resolve("tiny@champion").version == 1
+    assert len(registry.alias_history("tiny", "champion")) == 1
+
+    train("manual__3", ", promote='champion'")  # no hold-out to compare on: promote moves it
+    moved, _ = registry.alias_history("tiny", "champion")
+    assert (moved.version, moved.previous_version, moved.set_by) == (3, 1, "ett_train/manual__3/main")
+    assert moved.reason == "promote=champion without a hold-out to compare on"
+
+    train("manual__4", ", promote='staging'")  # another alias: the champion stays
+    assert registry.resolve("tiny@champion").version == 3 and registry.resolve("tiny@staging").version == 4
+
+
+def test_without_airflow_the_champion_is_set_by_amml_run(tmp_path, models_dir):
+    run(
+        "source id='ett', limit=600 | minmax_scaler | train_lstm model='tiny:0.1', epoch=1 | print",
+        RunConfig.from_environment(model_paths=[models_dir], runs_dir=tmp_path / "runs"),
+    )
+    [change] = ModelRegistry.from_config().alias_history("tiny")
+    assert change.alias == "champion" and change.set_by.startswith("amml run")

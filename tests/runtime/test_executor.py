@@ -199,8 +199,9 @@ def test_amml_run_takes_batching_from_the_dag_block_and_the_command_line(tmp_pat
             timeout=120,
         )
         assert result.returncode == 0, result.stderr
-        line = next(x for x in result.stderr.splitlines() if x.strip().startswith("print"))
-        return int(line.split("batches")[1].split("/")[0])
+        # the summary's row of `print`: component, records in, records out, batches in/out, busy, rate
+        row = next(x.split() for x in result.stderr.splitlines() if x.startswith("  print "))
+        return int(row[3].split("/")[0])
 
     assert batches() == 4
     assert batches("--batch-rows", "1000") == 2
