@@ -14,8 +14,9 @@ after it.
 Input transforms (all from the window's own records, so nothing after the forecast origin is used):
 ``inputs: relative``; ``decomposition`` (DLinear's moving-average split: the channels are the features'
 seasonal parts, then their trends); ``time_features`` (sine and cosine of the hour of day and day of week of
-each record, from ``time_column``). ``heads: per_channel`` gives each channel its own copy of the layers and
-sums their outputs (DLinear's "one linear head each"). Training logs one line per epoch.
+each record, from ``time_column``, and of their multiples up to ``time_harmonics``). ``heads: per_channel``
+gives each channel its own copy of the layers and sums their outputs (DLinear's "one linear head each").
+Training logs one line per epoch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import re
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -256,8 +258,9 @@ def _columns(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarr
 
 
 def time_channels(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
-    """float32 [n, 2 × time features]: sine and cosine of each record's hour of day (period 24) and day of
-    week (period 7, Monday = 0), from the spec's ``time_column`` (datetimes, or text pandas can parse)."""
+    """float32 [n, 2 × harmonics × time features]: for each time feature, sin(k·a) and cos(k·a) for k = 1 …
+    ``time_harmonics``, where a is the angle of each record's hour of day (period 24) or day of week (period 7,
+    Monday = 0), from the spec's ``time_column`` (datetimes, or text pandas can parse)."""
     t = spec.training
     try:
         with warnings.catch_warnings():  # text in no single format is parsed one by one: slower, not wrong
@@ -276,7 +279,8 @@ def time_channels(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
     out = []
     for name in t.time_features:
         angle = 2 * np.pi * phases[name].to_numpy(dtype=np.float64)
-        out += [np.sin(angle), np.cos(angle)]
+        for k in range(1, t.time_harmonics + 1):
+            out += [np.sin(k * angle), np.cos(k * angle)]
     return np.stack(out, axis=1).astype(np.float32)
 
 
@@ -378,6 +382,9 @@ def train(
     history: list[dict[str, Any]] = []
 
     class _Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.started = time.monotonic()
+
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             logs = logs or {}
             val_loss = logs.get("val_loss")
@@ -389,7 +396,7 @@ def train(
             if t.lr_schedule is not None:  # the rate this epoch ran with (a plateau lowers it after this)
                 entry["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             history.append(entry)
-            log.info("%s", epoch_line(spec, entry, epochs))
+            log.info("%s", epoch_line(spec, entry, epochs, time.monotonic() - self.started))
             if on_epoch is not None:
                 on_epoch(entry["epoch"], dict(entry))
 
@@ -420,14 +427,24 @@ def train(
     return model, history
 
 
-def epoch_line(spec: ModelSpec, entry: dict[str, Any], epochs: int) -> str:
-    """One epoch's log line: ``ett:0.1 epoch 3/20: loss 0.0123457 val_loss 0.0134568 lr 0.0005``."""
-    val_loss = entry.get("val_loss")
-    line = (
-        f"{spec.ref} epoch {entry['epoch']}/{epochs}: loss {entry['loss']:.6g} "
-        f"val_loss {'-' if val_loss is None else format(val_loss, '.6g')}"
-    )
-    return line + (f" lr {entry['lr']:.3g}" if "lr" in entry else "")
+def epoch_line(spec: ModelSpec, entry: dict[str, Any], epochs: int, seconds: float | None = None) -> str:
+    """One epoch's log line, as Keras' progress bar writes it:
+    ``ett:0.1 epoch 3/20 - 6.5s - loss: 0.0205 - val_loss: 0.0115 - lr: 0.0005``."""
+    parts = [f"{spec.ref} epoch {entry['epoch']}/{epochs}"]
+    if seconds is not None:
+        parts.append(f"{seconds:.1f}s")
+    parts += [f"loss: {format_loss(entry['loss'])}", f"val_loss: {format_loss(entry.get('val_loss'))}"]
+    if "lr" in entry:
+        parts.append(f"lr: {entry['lr']:.3g}")
+    return " - ".join(parts)
+
+
+def format_loss(value: float | None) -> str:
+    """A loss as Keras shows one: 4 decimals, or 4 significant digits below 0.001 — the same rule for `loss`
+    and `val_loss`, so that the two line up."""
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3e}"
 
 
 def _schedule_callback(keras: Any, spec: ModelSpec, model: Any, epochs: int, has_validation: bool) -> Any:

@@ -72,6 +72,7 @@ __all__ = [
     "MAX_HORIZON",
     "MAX_LAYERS",
     "MAX_PARAMETERS",
+    "MAX_TIME_HARMONICS",
     "MAX_UNITS",
     "MAX_WINDOW",
     "MAX_YAML_DEPTH",
@@ -136,6 +137,7 @@ MAX_FEATURES = 1024
 MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 65_536
 MAX_PATIENCE = 10_000
+MAX_TIME_HARMONICS = 12  # sine and cosine of 1..12 times the angle: every shape of a 24-hour day
 MAX_LEARNING_RATE = 10.0
 MAX_STRING_CHARS = 256  # names: target, features, layer types, choices, keys
 MAX_DESCRIPTION_CHARS = 10_000
@@ -189,7 +191,7 @@ _MODEL_KEYS = ("layers", "heads")
 _TRAINING_KEYS = (
     "loss", "optimizer", "epochs", "batch_size", "validation_split", "early_stopping", "window", "horizon",
     "target", "features", "predict", "inputs", "seed", "shuffle", "lr_schedule", "time_features", "time_column",
-    "decomposition",
+    "time_harmonics", "decomposition",
 )  # fmt: skip
 _OPTIMIZER_KEYS = ("name", "learning_rate", "clipnorm")
 _EARLY_STOPPING_KEYS = ("patience", "monitor", "min_delta", "restore_best_weights")
@@ -288,7 +290,9 @@ class TrainingSpec:
     each feature becomes two channels, its trend — the moving average of ``moving_average`` records, the
     window's ends repeated so that it keeps its length — and the rest, the seasonal part); ``time_features``
     (``hour_of_day``, ``day_of_week`` of each record of the window, from ``time_column``, as sine and cosine:
-    two channels each, never made relative). So a window has ``input_shape[1]`` channels.
+    two channels each, never made relative; with ``time_harmonics: n`` the sine and cosine of 1..n times each
+    angle, ``2 n`` channels each, so that a linear map can shape a daily cycle that is not a sinusoid). So a
+    window has ``input_shape[1]`` channels.
     """
 
     target: str
@@ -310,6 +314,7 @@ class TrainingSpec:
     lr_schedule: ScheduleSpec | None = None
     time_features: tuple[str, ...] = ()
     time_column: str = "date"
+    time_harmonics: int = 1
     moving_average: int | None = None
 
     @property
@@ -319,7 +324,7 @@ class TrainingSpec:
 
     @property
     def input_shape(self) -> tuple[int, int]:
-        return (self.window, self.value_channels + 2 * len(self.time_features))
+        return (self.window, self.value_channels + 2 * self.time_harmonics * len(self.time_features))
 
     def to_dict(self) -> dict[str, Any]:
         optimizer: Any = self.optimizer
@@ -350,6 +355,7 @@ class TrainingSpec:
                 if self.time_features
                 else {}
             ),
+            **({"time_harmonics": self.time_harmonics} if self.time_harmonics != 1 else {}),
             **({"decomposition": {"moving_average": self.moving_average}} if self.moving_average else {}),
         }
 
@@ -1136,6 +1142,7 @@ class _Parser:
         take("lr_schedule", self.lr_schedule)
         take("time_features", self.time_features)
         take("time_column", self.string)
+        take("time_harmonics", lambda n, w: self.integer(n, w, 1, MAX_TIME_HARMONICS))
         take("decomposition", self.decomposition)
         if "decomposition" in values:
             values["moving_average"] = values.pop("decomposition")
@@ -1146,6 +1153,13 @@ class _Parser:
                 "`training.time_column` names the column of the time features, but there are no `time_features`",
                 pairs["time_column"][1],
                 hint="add `time_features: [hour_of_day, day_of_week]`, or remove `time_column`",
+            )
+            return None
+        if "time_harmonics" in values and "time_features" not in values:
+            self.error(
+                "`training.time_harmonics` shapes the time features, but there are no `time_features`",
+                pairs["time_harmonics"][1],
+                hint="add `time_features: [hour_of_day]`, or remove `time_harmonics`",
             )
             return None
         if "features" not in values and "target" in values:

@@ -259,6 +259,17 @@ def test_time_features_are_sine_and_cosine_of_each_record():
         kb.make_windows(frame.assign(date="soon"), spec)
 
 
+def test_time_harmonics_are_multiples_of_the_angle():
+    spec = forecast("time_features: [hour_of_day]\n  time_harmonics: 2\n  inputs: relative\n  predict: delta")
+    stamps = pd.date_range("2016-07-01 04:00", periods=8, freq="h")
+    x, _, _ = kb.make_windows(pd.DataFrame({"date": stamps, "OT": np.arange(8.0)}), spec)
+    assert x.shape == (2, 5, 5) == (2, *spec.training.input_shape)  # OT, sin a, cos a, sin 2a, cos 2a
+    # 06:00 is a quarter day, a = π/2: sin a = 1, cos a = 0, sin 2a = sin π = 0, cos 2a = cos π = -1
+    np.testing.assert_allclose(x[0, 2, 1:], [1, 0, 0, -1], atol=1e-6)
+    # 04:00, a = π/3: sin 2a = sin(2π/3) = √3/2, cos 2a = -1/2
+    np.testing.assert_allclose(x[0, 0, 3:], [np.sqrt(3) / 2, -0.5], atol=1e-6)
+
+
 @pytest.mark.slow
 def test_per_channel_heads_sum_one_dense_per_channel(tmp_path):
     pytest.importorskip("keras")
@@ -339,9 +350,18 @@ def test_one_log_line_per_epoch_with_the_same_precision(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "airflow_amml.models.keras_builder"]
     assert len(lines) == 2
     for line, entry in zip(lines, history):
-        match = re.fullmatch(r"fc:1 epoch (\d)/2: loss (\S+) val_loss (\S+) lr (\S+)", line)
+        # as Keras writes an epoch: `fc:1 epoch 1/2 - 0.4s - loss: 0.0205 - val_loss: 0.0115 - lr: 0.001`
+        match = re.fullmatch(r"fc:1 epoch (\d)/2 - \d+\.\ds - loss: (\S+) - val_loss: (\S+) - lr: (\S+)", line)
         assert match, line
         assert int(match[1]) == entry["epoch"]
-        assert match[2] == f"{entry['loss']:.6g}" and match[3] == f"{entry['val_loss']:.6g}"  # same format
+        assert match[2] == kb.format_loss(entry["loss"]) and match[3] == kb.format_loss(entry["val_loss"])
         assert float(match[4]) == pytest.approx(entry["lr"], rel=1e-3)
+    # one rule for both losses: 4 decimals, 4 significant digits below 0.001
+    assert [kb.format_loss(v) for v in (0.02046, 0.0114739, 0.00012345, 0.0, None)] == [
+        "0.0205",
+        "0.0115",
+        "1.234e-04",
+        "0.0000",
+        "-",
+    ]
     assert "lr" not in kb.train(forecast(), _series(), epochs=1)[1][0]  # no schedule: no rate in the history

@@ -166,7 +166,11 @@ def test_shipped_model_files():
     assert t.features == ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
     delta = load_model_spec(folder / "ett-delta-0.1.yaml")
     assert delta.ref == "ett_delta:0.1" and delta.training.predict == "delta"
-    assert {p.name for p in find_model_files(folder)} >= {"ett-0.1.yaml", "ett-delta-0.1.yaml"}
+    assert {p.name for p in find_model_files(folder)} >= {"ett-0.1.yaml", "ett-delta-0.1.yaml", "ett-step-0.1.yaml"}
+    # the one-step linear model: 168 hours of OT, then sin/cos of 1..4 times each record's hour-of-day angle
+    step = load_model_spec(folder / "ett-step-0.1.yaml").training
+    assert (step.horizon, step.window, step.features, step.predict) == (1, 168, ("OT",), "delta")
+    assert (step.time_features, step.time_harmonics, step.input_shape) == (("hour_of_day",), 4, (168, 1 + 2 * 4))
 
 
 def test_find_model_files_skips_other_yaml(tmp_path):
@@ -666,6 +670,30 @@ def test_schedules(text, expected):
 )
 def test_forecasting_key_errors(old, new, line, column, words, hint):
     check(forecast_error(old, new), line, column, *words, hint=hint)
+
+
+def test_time_harmonics():
+    text = edit("  time_column: date\n", "  time_column: date\n  time_harmonics: 3\n", FORECAST)
+    t = parse_model_spec(text, "m.yaml").training
+    assert t.time_harmonics == 3
+    # OT's seasonal part and trend, then sin/cos of 1, 2 and 3 times the hour's and the weekday's angles
+    assert t.input_shape == (96, 2 + 2 * 3 * 2)
+    d = parse_model_spec(text).to_dict()
+    assert d["training"]["time_harmonics"] == 3
+    assert parse_model_spec(yaml.safe_dump(d, sort_keys=False)).to_dict() == d
+    assert "time_harmonics" not in parse_model_spec(FORECAST).to_dict()["training"]  # 1, the default: not written
+    assert parse_model_spec(FORECAST).training.input_shape == (96, 2 + 4)
+    check(error(edit("harmonics: 3", "harmonics: 0", text)), 17, 19, "`training.time_harmonics` must be ≥ 1")
+    check(error(edit("harmonics: 3", "harmonics: 13", text)), 17, 19, "`training.time_harmonics` must be ≤ 12")
+    check(error(edit("harmonics: 3", "harmonics: 2.5", text)), 17, 19, "`training.time_harmonics`")
+    alone = edit("  time_features: [hour_of_day, day_of_week]\n  time_column: date\n", "", text)
+    check(
+        error(alone),
+        15,
+        19,
+        "`training.time_harmonics` shapes the time features, but there are no `time_features`",
+        hint="time_features: [hour_of_day]",
+    )
 
 
 def test_plateau_on_val_loss_needs_validation_data():
