@@ -33,6 +33,8 @@ from airflow.plugins_manager import AirflowPlugin
 
 URL_PREFIX = "/amml"
 VIEW_NAME = "ML Models"  # the nav entry, and the custom view whose PUT permission promoting needs
+# its page in Airflow's UI: /plugin/amml-models/<path under the api-server> (operators/links.py links there)
+MODELS_URL_ROUTE = "amml-models"
 
 
 def create_app() -> Any:
@@ -94,7 +96,7 @@ class AmmlPlugin(AirflowPlugin):
     name = "amml"
     fastapi_apps = _BuiltOnFirstRead()
     external_views: ClassVar[list[dict[str, Any]]] = [
-        {"name": VIEW_NAME, "href": "amml/ui/", "destination": "nav", "url_route": "amml-models"},
+        {"name": VIEW_NAME, "href": "amml/ui/", "destination": "nav", "url_route": MODELS_URL_ROUTE},
         # a tab on every DAG's page: the pipeline's graph, parameters and source (operators/pipeline_page.py)
         {
             "name": "Pipeline",

@@ -20,16 +20,20 @@ from airflow.sdk import BaseOperatorLink
 
 # XCom key under which the operator stores the model versions a run registered: ["ett/3"]
 MODELS_XCOM_KEY = "amml_models"
+# The "ML Models" nav entry's `url_route` (airflow_amml/plugin.py): Airflow's UI shows `/plugin/<url_route>/<path>`
+# as its page with `/<path>` in the entry's iframe, so a link there opens a registry page inside Airflow's chrome
+MODELS_URL_ROUTE = "amml-models"
 
 
 def model_url(ref: str) -> str:
-    """The registry page of version ``name/N`` under Airflow's ``[api] base_url`` (a path relative to the UI's
-    origin when it has none): ``/amml/ui/models/ett/versions/3``."""
+    """The registry page of version ``name/N``, inside Airflow's UI, under Airflow's ``[api] base_url`` (a path
+    relative to the UI's origin when it has none): ``/plugin/amml-models/amml/ui/models/ett/versions/3``."""
     from airflow.sdk import conf
 
     name, _, version = ref.rpartition("/")
     base = conf.get("api", "base_url", fallback="/") or "/"
-    return urljoin(base.rstrip("/") + "/", f"amml/ui/models/{quote(name, safe='')}/versions/{quote(version, safe='')}")
+    page = f"amml/ui/models/{quote(name, safe='')}/versions/{quote(version, safe='')}"
+    return urljoin(base.rstrip("/") + "/", f"plugin/{MODELS_URL_ROUTE}/{page}")
 
 
 class RegisteredModelLink(BaseOperatorLink):

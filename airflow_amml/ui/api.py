@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path as LocalPath
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from airflow_amml.registry import ModelRegistry
 
@@ -18,6 +24,9 @@ class PromoteBody(BaseModel):
 
 
 Name = Annotated[str, Path(description="model name, e.g. `ett`")]
+# the largest model file the API hands out (it goes through a temporary file, not memory); larger ones:
+# `amml model download`-style access to the artifact store itself
+MAX_ARTIFACT_BYTES = 2 << 30
 
 
 def api_router(ctx: Context) -> APIRouter:
@@ -60,6 +69,37 @@ def api_router(ctx: Context) -> APIRouter:
         # a version's files never change: the browser may keep the plot
         headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
         return Response(data, media_type="image/png", headers=headers)
+
+    @router.get(
+        "/models/{name}/versions/{number}/artifact",
+        summary="The model file of a version, fetched from the artifact store and checked against its sha256",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}, 413: {"description": "too large"}},
+    )
+    def artifact(name: Name, number: int) -> Response:
+        entry = ctx.call(ModelRegistry.resolve, f"{name}/{number}")
+        if entry.artifact_size > MAX_ARTIFACT_BYTES:
+            raise HTTPException(
+                status_code=413,
+                detail=f"model {entry.ref} is {entry.artifact_size} bytes, more than the {MAX_ARTIFACT_BYTES} "
+                f"bytes this API hands out: read {entry.artifact_uri} from the artifact store",
+            )
+        folder = LocalPath(tempfile.mkdtemp(prefix="amml-artifact-"))
+        try:
+            _, path = ctx.call(ModelRegistry.download, entry.ref, folder)  # verifies size and sha256
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        filename = f"{entry.name}-{entry.version}-{path.name}"
+        return FileResponse(
+            path,
+            media_type="application/octet-stream",
+            headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
+                "X-Content-Type-Options": "nosniff",
+            },
+            background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+        )
 
     # last: `{ref:path}` would also match the routes above
     @router.get("/models/{ref:path}", summary="One version: `ett` (latest), `ett@champion` or `ett/3`")

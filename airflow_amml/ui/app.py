@@ -19,14 +19,18 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response
+from starlette.routing import Route
 
 from airflow_amml.registry import ModelRegistry, RegistryError
 
 from .api import api_router
 from .context import Access, Context, explain, status_of
 from .docs import operations
-from .layout import render, render_page
+from .layout import render, render_page, script
 from .pages import page, pages_router
 
 DESCRIPTION = "The AMML model registry: versions, aliases and their history, plots, promotion."
@@ -78,8 +82,16 @@ def create_app(
 
         return RedirectResponse(f"{ctx.roots(request)[0]}/ui/", status_code=307)
 
+    # The pages' script, outside the login (mounted apps inherit no dependency): it holds no data, and the
+    # "not logged in" page needs it for its "Log in to Airflow" link to work inside Airflow's iframe.
+    app.mount("/ui/static", Starlette(routes=[Route("/amml.js", frame_script)]))
     install_error_pages(app, ctx)
     return app
+
+
+async def frame_script(request: StarletteRequest) -> Response:
+    headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    return Response(script(), media_type="text/javascript", headers=headers)
 
 
 def wants_html(request: Request, ctx: Context) -> bool:
@@ -98,7 +110,8 @@ def error_page(request: Request, ctx: Context, status: int, message: str) -> HTM
         message = "You are not logged in to Airflow, or your session has expired."
     else:
         body = f'<p><a href="{root}/ui/">Back to the registered models</a></p>'
-    return page(render_page(title, body, crumbs=[("ML Models", f"{root}/ui/")], message=message), status)
+    crumbs = [("ML Models", f"{root}/ui/")]
+    return page(render_page(title, body, crumbs=crumbs, message=message, root=root), status)
 
 
 def install_error_pages(app: FastAPI, ctx: Context) -> None:

@@ -9,11 +9,25 @@ Templates are Jinja2 with autoescape on: every value is escaped unless a caller 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
+
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+SCRIPT = "amml.js"  # served at {root}/ui/static/amml.js (app.py)
+
+
+def code(text: Any) -> Markup:
+    """Text with its `backtick spans` as <code> (escaped first: nothing in `text` becomes markup)."""
+    return Markup(CODE_SPAN.sub(r"<code>\1</code>", str(escape("" if text is None else text))))
+
+
+def script() -> bytes:
+    """The pages' one script (templates/amml.js)."""
+    return templates().loader.get_source(templates(), SCRIPT)[0].encode()
 
 
 @functools.cache
@@ -34,6 +48,8 @@ def render(template: str, **context: Any) -> str:
     context.setdefault("crumbs", ())
     context.setdefault("message", None)
     context.setdefault("message_kind", "error")
+    context.setdefault("root", None)
+    context.setdefault("code", code)
     return templates().get_template(template).render(**context)
 
 
@@ -44,9 +60,18 @@ def render_page(
     crumbs: Sequence[tuple[str, str]] = (),
     message: str | None = None,
     message_kind: str = "error",
+    root: str | None = None,
 ) -> str:
     """A whole page around `body_html` (already escaped HTML): `<h1>` title, breadcrumbs as (text, href),
-    and an optional message shown in `<div id="message" role="alert">` (`message_kind`: error or success)."""
+    and an optional message shown in `<div id="message" role="alert">` (`message_kind`: error or success;
+    its `backtick spans` shown as code). With `root` (the app's URL path, `/amml`) the page loads the
+    script that lets its `target="_top"` links work inside Airflow's iframe (templates/amml.js)."""
     return render(
-        "page.html", title=title, body=Markup(body_html), crumbs=crumbs, message=message, message_kind=message_kind
+        "page.html",
+        title=title,
+        body=Markup(body_html),
+        crumbs=crumbs,
+        message=message,
+        message_kind=message_kind,
+        root=root,
     )

@@ -16,9 +16,10 @@ from .api import denied
 from .context import Context, explain, same_origin, status_of
 from .layout import render
 
-# no script runs on these pages; images only from here; framed only by this site (Airflow's UI)
+# scripts and images only from here (no inline script: the one script is templates/amml.js); framed only by
+# this site (Airflow's UI)
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; img-src 'self'; style-src 'unsafe-inline'; "
     "form-action 'self'; frame-ancestors 'self'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -39,7 +40,9 @@ def pages_router(ctx: Context) -> APIRouter:
             "root": root,
             "when": views.when,
             "value": views.value,
+            "param_value": views.param_value,
             "run_url": functools.partial(views.run_url, airflow_root),
+            "short_run": views.short_run,
         }
 
     def crumbs(root: str, *more: tuple[str, str]) -> list[tuple[str, str]]:
@@ -47,8 +50,11 @@ def pages_router(ctx: Context) -> APIRouter:
 
     @router.get("/ui/", response_class=HTMLResponse)
     def models(request: Request) -> HTMLResponse:
-        found = views.summaries(ctx.call(ModelRegistry.list_versions))
-        return page(render("models.html", title="ML Models", models=found, **helpers(request)))
+        registry = ctx.registry()
+        found = views.summaries(registry.list_versions())
+        descriptions = {m.name: views.description(registry.get_definition(m.latest.definition)) for m in found}
+        context = helpers(request)
+        return page(render("models.html", title="ML Models", models=found, descriptions=descriptions, **context))
 
     @router.get("/ui/models/{name}", response_class=HTMLResponse)
     def model(request: Request, name: str) -> HTMLResponse:
@@ -57,6 +63,8 @@ def pages_router(ctx: Context) -> APIRouter:
         if not versions:
             registry.resolve(name)  # raises the not-found error that lists the models there are
         context = helpers(request)
+        airflow_root = ctx.roots(request)[1]
+        history = [(c, views.set_by(c, versions, airflow_root)) for c in registry.alias_history(name)]
         return page(
             render(
                 "model.html",
@@ -66,7 +74,7 @@ def pages_router(ctx: Context) -> APIRouter:
                 versions=versions[::-1],  # newest first, as MLflow lists them
                 metrics=views.key_metrics(versions),
                 aliases=sorted((a, v.version) for v in versions for a in v.aliases),
-                history=registry.alias_history(name),
+                history=history,
                 **context,
             )
         )
@@ -86,6 +94,10 @@ def pages_router(ctx: Context) -> APIRouter:
             title=entry.ref,
             crumbs=crumbs(root, (name, f"{root}/ui/models/{name}")),
             v=entry,
+            metrics=[(m, entry.metrics[m], views.metric_help(m)) for m in views.metric_order(set(entry.metrics))],
+            params=sorted(views.params_of(entry).items()),
+            other_aliases=views.other_aliases(entry, registry.list_versions(name)),
+            suggested_alias=views.suggested_alias(entry),
             definition=registry.get_definition(entry.definition),
             scaler=views.scaler_table(entry.scaler),
             run_link=context["run_url"](entry.lineage.dag_id, entry.lineage.run_id),
@@ -115,6 +127,9 @@ def pages_router(ctx: Context) -> APIRouter:
             return page(
                 version_page(request, name, number, who, message=denied(ctx.access.user_name(who), entry.ref)), 403
             )
+        if alias.strip() in entry.aliases:  # nothing would change: say so rather than record a no-op move
+            message = f"{name}@{alias.strip()} already points at version {number}: nothing to change."
+            return page(version_page(request, name, number, who, message=message), 409)
         try:
             registry.set_alias(name, alias, number, set_by=ctx.access.user_name(who), reason=reason.strip() or None)
         except RegistryError as exc:  # e.g. an alias that is not a name: the form again, with the reason

@@ -145,6 +145,8 @@ as_(None)
 record("anonymous_page", client.get("/amml/ui/"))
 record("anonymous_api", client.get("/amml/models"))
 record("anonymous_docs", client.get("/amml/docs"))
+record("anonymous_script", client.get("/amml/ui/static/amml.js"))
+record("anonymous_artifact", client.get("/amml/models/ett/versions/1/artifact"))
 as_("viewer")
 record("viewer_page", client.get("/amml/ui/"))
 record("viewer_version", client.get("/amml/ui/models/ett/versions/1"))
@@ -155,6 +157,9 @@ plot_response = client.get("/amml/models/ett/versions/1/plots/loss")
 record("viewer_plot", plot_response)
 seen["viewer_plot"][2] = plot_response.content.hex()
 record("viewer_docs", client.get("/amml/docs"))
+artifact_response = client.get("/amml/models/ett/versions/1/artifact")
+record("viewer_artifact", artifact_response)
+seen["viewer_artifact"][2] = artifact_response.content.hex()
 record("viewer_schema", client.get("/amml/openapi.json"))
 as_("admin")
 record("admin_version", client.get("/amml/ui/models/ett/versions/1"))
@@ -168,7 +173,8 @@ as_(None)
 record("bearer_put", client.put("/amml/models/ett/aliases/staging", json={"version": 1},
                                 headers={"Authorization": "Bearer " + token["admin"]}))
 history = [(c.alias, c.set_by, c.reason) for c in registry.alias_history("ett")]
-print("RESULT " + json.dumps({"seen": seen, "history": history, "plot": plot.read_bytes().hex()}))
+facts = {"seen": seen, "history": history, "plot": plot.read_bytes().hex(), "model": model.read_bytes().hex()}
+print("RESULT " + json.dumps(facts))
 """
 
 
@@ -199,7 +205,9 @@ def test_the_pages_and_the_api_behind_airflows_real_login_and_permissions(tmp_pa
     assert status("anonymous_page") == 401 and "not logged in to Airflow" in seen["anonymous_page"][2]
     assert seen["anonymous_page"][1].startswith("text/html"), "a readable page, not JSON, on the pages"
     assert (status("anonymous_api"), json.loads(seen["anonymous_api"][2])) == (401, {"detail": "Not authenticated"})
-    assert status("anonymous_docs") == 401
+    assert status("anonymous_docs") == 401 and status("anonymous_artifact") == 401
+    # the pages' one script holds no data and is served to anyone (the "not logged in" page needs it)
+    assert status("anonymous_script") == 200 and seen["anonymous_script"][1].startswith("text/javascript")
     # a viewer reads everything, promotes nothing
     assert status("viewer_page") == 200 and 'data-model="ett"' in seen["viewer_page"][2]
     assert (
@@ -210,6 +218,7 @@ def test_the_pages_and_the_api_behind_airflows_real_login_and_permissions(tmp_pa
     assert status("viewer_put") == 403 and "victor may not promote ett/1" in json.loads(seen["viewer_put"][2])["detail"]
     assert status("viewer_plot") == 200 and seen["viewer_plot"][1] == "image/png"
     assert seen["viewer_plot"][2] == facts["plot"], "the plot served is the stored file, byte for byte"
+    assert status("viewer_artifact") == 200 and seen["viewer_artifact"][2] == facts["model"], "the model file too"
     assert status("viewer_docs") == 200 and "PUT /amml/models/{name}/aliases/{alias}" in seen["viewer_docs"][2]
     assert "/models/{name}/aliases/{alias}" in json.loads(seen["viewer_schema"][2])["paths"]
     # an admin promotes from the page (not from another site); a USER may edit the DAG, so may promote
@@ -222,9 +231,11 @@ def test_the_pages_and_the_api_behind_airflows_real_login_and_permissions(tmp_pa
 
 def test_the_nav_entry_and_the_dag_tab_open_the_pages_in_airflows_iframe():
     from airflow_amml.plugin import AmmlPlugin
+    from operators import links
 
     nav, tab = AmmlPlugin.external_views
     assert nav == {"name": "ML Models", "href": "amml/ui/", "destination": "nav", "url_route": "amml-models"}
+    assert nav["url_route"] == links.MODELS_URL_ROUTE, "the extra link deep-links into this nav entry"
     # relative hrefs (no leading slash): the UI resolves them against its base URL
     assert tab == {
         "name": "Pipeline",
@@ -232,3 +243,14 @@ def test_the_nav_entry_and_the_dag_tab_open_the_pages_in_airflows_iframe():
         "destination": "dag",
         "url_route": "amml-pipeline",
     }
+
+
+def test_the_extra_link_opens_the_version_page_inside_airflows_ui(monkeypatch):
+    """Airflow's UI shows `/plugin/<url_route>/<path>` as the nav entry's page with `/<path>` in its iframe
+    (the UI bundle's external-view route `plugin/:page/*`): the link keeps Airflow's chrome around the page."""
+    from operators.links import model_url
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.test:8080/base")
+    assert model_url("ett/3") == "http://airflow.test:8080/base/plugin/amml-models/amml/ui/models/ett/versions/3"
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "")
+    assert model_url("a b/1") == "/plugin/amml-models/amml/ui/models/a%20b/versions/1"

@@ -188,17 +188,54 @@ def test_version_page_shows_metrics_plots_scaler_and_lineage(airflow_ui, browser
     assert link.get_attribute("target") == "_top", "a link out of Airflow's iframe opens in the whole window"
     assert v.lineage.run_id in rows(browser, "lineage")[0][1]
 
+    # the training parameters the run used (MLflow's params), as the registry keeps them
+    params = getattr(v, "params", {}) or {}
+    shown_params = rows(browser, "params")
+    if params:
+        assert {r[0] for r in shown_params} == set(params), (shown_params, params)
+        for name, text in shown_params:
+            expected = params[name]  # as an AMML file writes it: true/false; — for none given
+            assert_shows(
+                text, "—" if expected is None else str(expected).lower() if isinstance(expected, bool) else expected
+            )
+    else:
+        assert "Not recorded" in shown_params[0][0], shown_params
+    # ett/1 is the champion (the first version of a model becomes it): the form does not offer champion again
+    assert "champion" in v.aliases
+    alias = browser.find_element(By.CSS_SELECTOR, "#promote input[name=alias]")
+    assert alias.get_attribute("value") == "", "not champion: version 1 is the champion already"
+    offered = [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#promote datalist option")]
+    assert "champion" not in offered, offered
+    download = browser.find_element(By.ID, "artifact-link")
+    served = requests.get(download.get_attribute("href"), headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert served.status_code == 200 and len(served.content) == v.artifact_size, "the model file, from the store"
+
+
+def in_models_frame(browser):
+    """Switch into the "ML Models" iframe of Airflow's page (once its page has loaded); return its <h1>."""
+    browser.switch_to.default_content()
+    frame = wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe[title='ML Models']")))
+    browser.switch_to.frame(frame)
+    return wait(browser).until(ec.presence_of_element_located((By.TAG_NAME, "h1")))
+
 
 def test_run_to_model_to_run(airflow_ui, browser, shoot, registry):
-    """From a version to the Airflow run that trained it, and from that run's training task, through its
-    extra link, back to the version."""
+    """Inside Airflow's UI, as a user clicks through it: a version's page in the ML Models iframe (deep-linked),
+    its run link (clicked inside the sandboxed iframe) to Airflow's page of the run that trained it, and from
+    that run's training task, through its extra link, back to the version, still inside Airflow's chrome."""
     log_in(browser, airflow_ui, "admin")
     v = registry.resolve("ett/2")
-    open_page(browser, airflow_ui.url + "/amml/ui/models/ett/versions/2")
-    browser.find_element(By.ID, "run-link").click()
+    version_path = "/plugin/amml-models/amml/ui/models/ett/versions/2"
+    browser.get(airflow_ui.url + version_path)
+    try:
+        assert in_models_frame(browser).text == "ett/2", "Airflow's deep link opens the version in the iframe"
+        browser.find_element(By.ID, "run-link").click()  # target=_top, blocked by the sandbox without amml.js
+    finally:
+        browser.switch_to.default_content()
     run_path = f"/dags/{DAG_ID}/runs/{v.lineage.run_id}"
     wait(browser).until(lambda b: unquote(urlsplit(b.current_url).path) == run_path)
     wait(browser).until(lambda b: v.lineage.run_id in b.find_element(By.TAG_NAME, "body").text)
+    assert not browser.find_elements(By.CSS_SELECTOR, "iframe[title='ML Models']"), "the run page, not the frame"
     settle(browser)
     shoot("airflow-run")
 
@@ -215,14 +252,22 @@ def test_run_to_model_to_run(airflow_ui, browser, shoot, registry):
         links = airflow_ui.api(f"/dags/{DAG_ID}/dagRuns/{v.lineage.run_id}/taskInstances/{v.lineage.task_id}/links")
         pytest.fail(f"the training task's page has no extra link to the version it registered; REST API: {links}")
     shoot("airflow-task-details")
-    assert urlsplit(link.get_attribute("href")).path == "/amml/ui/models/ett/versions/2", link.get_attribute("href")
+    assert urlsplit(link.get_attribute("href")).path == version_path, link.get_attribute("href")
     # (a link's name is fixed per operator in the serialized DAG, so the version is in its URL, not its name)
     assert "model" in link.text.lower(), link.text
     link.click()
-    heading = wait(browser).until(ec.presence_of_element_located((By.TAG_NAME, "h1")))
-    assert heading.text == "ett/2" and urlsplit(browser.current_url).path == "/amml/ui/models/ett/versions/2"
-    back = browser.find_element(By.ID, "run-link")  # and the loop closes: the version names that same run
-    assert unquote(urlsplit(back.get_attribute("href")).path) == run_path
+    wait(browser).until(lambda b: urlsplit(b.current_url).path == version_path)
+    try:
+        assert in_models_frame(browser).text == "ett/2", "the extra link opens the version inside Airflow's UI"
+        back = browser.find_element(By.ID, "run-link")  # and the loop closes: the version names that same run
+        assert unquote(urlsplit(back.get_attribute("href")).path) == run_path
+        wait(browser).until(
+            lambda b: all(img.get_property("complete") for img in b.find_elements(By.CSS_SELECTOR, "img"))
+        )
+    finally:
+        browser.switch_to.default_content()
+    assert browser.find_element(By.CSS_SELECTOR, "a[aria-label='ML Models']"), "Airflow's nav around it"
+    shoot("extra-link-version-in-airflow")
 
 
 def test_compare_two_versions(airflow_ui, browser, shoot, registry):
@@ -271,6 +316,8 @@ def test_promote_as_admin_moves_the_alias_and_records_who_and_when(airflow_ui, b
     assert f"version {target}" in message.text and "champion" in message.text, message.text
     assert registry.resolve("ett@champion").version == target, "the alias moved"
     assert "@champion" in {s.text for s in browser.find_elements(By.CSS_SELECTOR, "span.alias")}
+    # now the champion: the form no longer offers to point champion at it
+    assert browser.find_element(By.CSS_SELECTOR, "#promote input[name=alias]").get_attribute("value") == ""
 
     open_page(browser, airflow_ui.url + "/amml/ui/models/ett")
     shoot("alias-history")
