@@ -7,7 +7,8 @@ does what only Airflow knows about:
 
 * the model versions the task registered (found in the registry by the task's lineage) go to XCom
   (``amml_models``: ``["ett/3"]``), to the task log with their registry page, and to the "Registered model"
-  extra link (`operators/links.py`);
+  extra link (`operators/links.py`). (Not to the task instance's note: Airflow 3.3's task SDK gives a running
+  task no way to set one; the execution API only takes a note when it triggers a new DAG run.)
 * a run with a data interval whose source read no records logs a warning naming the interval and the source,
   or fails (the dag block's ``on_empty = "fail"``).
 
@@ -123,7 +124,9 @@ class AmmlPipelineOperator(BaseOperator):
         )
         refs = [v.ref for v in versions]
         for ref in refs:
-            self.log.info("registered model %s (%s)", ref, model_url(ref))
+            # the task log's one line about it (the registry and train_lstm say it at DEBUG); the URL stands
+            # alone: the log view makes a link of `(http://…)` that takes the ")" along
+            self.log.info("registered model %s, its page: %s", ref, model_url(ref))
         ti = context.get("ti")
         if ti is not None:
             ti.xcom_push(key=MODELS_XCOM_KEY, value=refs)

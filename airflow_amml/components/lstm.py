@@ -41,6 +41,7 @@ MODEL_VERSION_COLUMN = "model_version"  # on every prediction: the version that 
 # While the model trains, finish() yields None this often: the executor then reports the epoch it is at.
 HEARTBEAT_SECONDS = 1.0
 MAX_SET_BY = 250  # the registry's limit on who set an alias
+PLOTTED_FORECASTS = 24 * 14  # the prediction plot: two weeks of hourly records at most, readable
 
 
 def alias_set_by(config: RunConfig) -> str:
@@ -189,6 +190,7 @@ class TrainLstm(AbstractProgress):
                     f"to train {self.spec.ref} on; lower the hold-out"
                 )
             frame = frame.iloc[: len(frame) - holdout_rows]
+        self.holdout_rows = holdout_rows
         result: dict[str, Any] = {}
         yield from self._train(frame, result)
         evaluation = self._evaluate(result["model"], holdout) if holdout is not None else {}
@@ -196,7 +198,9 @@ class TrainLstm(AbstractProgress):
         self.note = epochs
         if self.params["register"]:
             residuals = self._residual_threshold(result["model"], holdout if holdout is not None else frame)
-            self.registered = self._register(result["model"], result["history"], frame, {**evaluation, **residuals})
+            self.registered = self._register(
+                result["model"], result["history"], frame, holdout, {**evaluation, **residuals}
+            )
             aliases = [self._promote(evaluation), CHAMPION if self._champion_if_none() else None]
             named = " ".join(f"@{alias}" for alias in dict.fromkeys(aliases) if alias)
             self.note = f"{epochs}, registered {self.registered.ref}" + (f" {named}" if named else "")
@@ -314,8 +318,51 @@ class TrainLstm(AbstractProgress):
         log.info("train_lstm: kept @%s (hold-out MAE %.4g is not better than %.4g)", alias, new, current)
         return None
 
+    def training_params(self, model: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """What this training ran with, resolved (the run's `epoch=`/`batch_size=` over the definition's, the
+        optimizer's own learning rate when the definition sets none): the version's params, as MLflow keeps
+        them. Lists become comma-separated text (the registry keeps JSON scalars)."""
+        t = self.spec.training
+        params: dict[str, Any] = {
+            "model": self.spec.ref,
+            "epochs": self.epochs_total,
+            "batch_size": self.params["batch_size"] or t.batch_size,
+            "window": t.window,
+            "horizon": t.horizon,
+            "target": t.target,
+            "features": ",".join(t.features),
+            "loss": t.loss,
+            "optimizer": t.optimizer,
+            "learning_rate": t.learning_rate if t.learning_rate is not None else _initial_rate(model, history),
+            "validation_split": t.validation_split,
+            "seed": t.seed,
+            "shuffle": t.shuffle,
+            "predict": t.predict,
+            "inputs": t.inputs,
+            "holdout": self.holdout_rows,
+            "promote": self.params["promote"],
+            "scaler": (self.scaler or {}).get("kind"),
+        }
+        if t.clipnorm is not None:
+            params["clipnorm"] = t.clipnorm
+        if t.early_stopping is not None:
+            params["early_stopping_patience"] = t.early_stopping.patience
+            params["early_stopping_monitor"] = t.early_stopping.monitor
+        if t.lr_schedule is not None:
+            params["lr_schedule"] = t.lr_schedule.type
+        if t.time_features:
+            params["time_features"] = ",".join(t.time_features)
+        if t.moving_average:
+            params["moving_average"] = t.moving_average
+        return params
+
     def _register(
-        self, model: Any, history: list[dict[str, Any]], frame: pd.DataFrame, evaluation: dict[str, Any]
+        self,
+        model: Any,
+        history: list[dict[str, Any]],
+        frame: pd.DataFrame,
+        holdout: pd.DataFrame | None,
+        evaluation: dict[str, Any],
     ) -> Any:
         from airflow_amml.models import keras_builder
 
@@ -323,11 +370,22 @@ class TrainLstm(AbstractProgress):
 
         out = run_output_dir(self.context.config, self.spec.name)
         model_file = keras_builder.save_model(model, out / "model.keras")
-        tail = frame.iloc[-min(len(frame), 24 * 14 + self.spec.training.window) :]
+        window = self.spec.training.window
+        # the prediction plot shows records the model did not train on when there are (enough of) them
+        held_out = holdout is not None and len(holdout) > window
+        records = holdout if held_out else frame
+        tail = records.iloc[-min(len(records), PLOTTED_FORECASTS + window) :]
+        forecasts = len(tail) - window
+        if not held_out:
+            which = f"the last {forecasts:,} training records"
+        elif len(tail) < len(records):
+            which = f"the last {forecasts:,} records of the hold-out"
+        else:
+            which = f"the hold-out ({forecasts:,} records)"
         predicted = keras_builder.predict(model, self.spec, tail)[:, 0]
         plots = {
-            "loss": plot_loss(history, out / "loss.png", self.spec.ref),
-            "prediction": plot_prediction(tail, predicted, self.spec, out / "prediction.png"),
+            "loss": plot_loss(history, out / "loss.png", self.spec.ref, self.spec.training.loss),
+            "prediction": plot_prediction(tail, predicted, self.spec, out / "prediction.png", self.scaler, which),
         }
         final = history[-1]
         metrics = {
@@ -346,14 +404,31 @@ class TrainLstm(AbstractProgress):
                 metrics=metrics,
                 plots=plots,
                 lineage=self.context.config.lineage,
+                params=self.training_params(model, history),
             )
         except RegistryError as exc:
             raise PipelineError(
                 f"`train_lstm` trained {self.spec.ref} but could not register it: {exc.message}", hint=exc.hint
             ) from exc
         (out / "registered.json").write_text(json.dumps({"model": entry.ref, "uri": entry.artifact_uri}))
-        log.info("train_lstm: registered %s (outputs in %s)", entry.ref, out)
+        # DEBUG: the task's summary says "registered ett/2", and under Airflow the operator logs its page
+        log.debug("train_lstm: registered %s (outputs in %s)", entry.ref, out)
         return entry
+
+
+def _initial_rate(model: Any, history: list[dict[str, Any]]) -> float | None:
+    """The learning rate the first epoch ran with (a schedule records it per epoch), else the optimizer's;
+    to float32's 7 digits (what the optimizer holds: 0.001, not 0.0010000000474974513)."""
+    try:
+        if history and history[0].get("lr") is not None:
+            rate = float(history[0]["lr"])
+        else:
+            import keras
+
+            rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return float(f"{rate:.7g}")
 
 
 class LstmPredict(AbstractProgress):

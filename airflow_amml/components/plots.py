@@ -1,12 +1,23 @@
-"""The paper's figures as PNG files: loss per epoch (Fig. 16) and prediction vs label (Fig. 17)."""
+"""The paper's figures as PNG files: loss per epoch (Fig. 16) and prediction vs label (Fig. 17).
+
+Both figures have the same size, so that the version page shows them side by side. The prediction plot is in
+the label's original units: :func:`prediction_series` undoes the scaling the model was trained on (the
+min-max or z-score statistics `train_lstm` stores with the version), and puts the records' time stamps on the
+x axis when they have a time column.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+FIGSIZE = (9, 4)  # inches, at 100 dpi: 900 x 400 pixels, both figures
+DPI = 100
+TIME_COLUMNS = ("timestamp", "date", "time")  # looked for when the model names no time column the records have
 
 
 def _pyplot() -> Any:
@@ -19,38 +30,126 @@ def _pyplot() -> Any:
 
 
 def _save(plt: Any, fig: Any, ax: Any, path: Path) -> Path:
-    """The finish both figures share: grid, legend, PNG at 100 dpi, the figure closed (workers draw many)."""
+    """The finish both figures share: grid, legend, PNG, the figure closed (workers draw many). No tight
+    bounding box: the PNG keeps FIGSIZE exactly."""
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
 
-def plot_loss(history: list[dict[str, Any]], path: Path, title: str) -> Path:
+def plot_loss(history: list[dict[str, Any]], path: Path, title: str, loss: str | None = None) -> Path:
+    """Loss (and validation loss) per epoch, as a PNG."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["loss"] for h in history], marker="o", label="loss")
-    if any(h.get("val_loss") is not None for h in history):
-        ax.plot(epochs, [h.get("val_loss") for h in history], marker="o", label="val_loss")
-    ax.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss per epoch")
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    draw_loss(ax, history, title, loss)
     return _save(plt, fig, ax, path)
 
 
-def plot_prediction(frame: pd.DataFrame, predicted: np.ndarray, spec: Any, path: Path) -> Path:
-    """Forecast made at each window's end vs the value that followed (one step ahead)."""
+def draw_loss(ax: Any, history: list[dict[str, Any]], title: str, loss: str | None = None) -> None:
+    """The loss curves on `ax`; the x axis has whole epochs only, also for a single one."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [int(h["epoch"]) for h in history]
+    ax.plot(epochs, [h["loss"] for h in history], marker="o", label="loss")
+    if any(h.get("val_loss") is not None for h in history):
+        ax.plot(epochs, [h.get("val_loss") for h in history], marker="o", label="val_loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if epochs:  # half an epoch of margin: one epoch sits in the middle above its tick, not on 0.96 … 1.04
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    ax.set(xlabel="epoch", ylabel=f"loss ({loss})" if loss else "loss", title=f"{title}: loss per epoch")
+
+
+@dataclass(frozen=True)
+class PredictionSeries:
+    """What the prediction plot draws: one-step forecasts and the labels they forecast, aligned."""
+
+    x: np.ndarray  # datetime64 time stamps of the labels, or record positions 0..n-1
+    label: np.ndarray
+    prediction: np.ndarray
+    ylabel: str  # the target column, and the units it is in
+    time_column: str | None  # where `x` came from (None: record positions)
+
+
+def prediction_series(
+    frame: pd.DataFrame, predicted: np.ndarray, training: Any, scaler: dict[str, Any] | None
+) -> PredictionSeries:
+    """The label after each window of `frame` and the model's one-step forecast of it (``predicted[i]`` is made
+    at record ``window - 1 + i``, as `keras_builder.predict` returns it), both in the target's original units
+    when `scaler` (a scaler's statistics: ``{"kind": "minmax" | "zscore", "columns": {col: stats}}``) scaled
+    it: min-max ``[low, high]`` is undone as ``v * (high - low) + low``, z-score ``[mean, std]`` as
+    ``v * std + mean``."""
+    window, target = training.window, training.target
+    n = max(0, min(len(frame) - window, len(predicted)))  # forecasts that have a label
+    label = frame[target].to_numpy(dtype=np.float64)[window : window + n]
+    prediction = np.asarray(predicted, dtype=np.float64)[:n]
+    kind = (scaler or {}).get("kind")
+    stats = (scaler or {}).get("columns", {}).get(target)
+    ylabel = target
+    if stats is not None and kind in ("minmax", "zscore"):
+        label, prediction = (_unscale(v, kind, stats) for v in (label, prediction))
+        ylabel = f"{target} (original units)"
+    elif stats is not None:
+        ylabel = f"{target} ({kind}-scaled)"
+    column = _time_column(frame, getattr(training, "time_column", None))
+    if column is not None:
+        x = _stamps(frame[column]).to_numpy()[window : window + n]
+    else:
+        x = np.arange(n)
+    return PredictionSeries(x, label, prediction, ylabel, column)
+
+
+def _unscale(values: np.ndarray, kind: str, stats: list[float]) -> np.ndarray:
+    if kind == "minmax":
+        low, high = stats
+        return values * (high - low) + low
+    mean, std = stats
+    return values * std + mean
+
+
+def _time_column(frame: pd.DataFrame, preferred: str | None) -> str | None:
+    """The records' time column: the model's `time_column`, else the first datetime column, else one named
+    timestamp/date/time; only if every value reads as a time stamp (a plot never fails a training)."""
+    candidates = [preferred] if preferred else []
+    candidates += [c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+    candidates += list(TIME_COLUMNS)
+    for column in dict.fromkeys(candidates):
+        if column in frame.columns and len(frame):
+            try:
+                stamps = _stamps(frame[column])
+            except (TypeError, ValueError, OverflowError):
+                continue
+            if not stamps.isna().any():
+                return str(column)
+    return None
+
+
+def _stamps(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, errors="coerce", format="ISO8601" if values.dtype == object else None)
+
+
+def plot_prediction(
+    frame: pd.DataFrame,
+    predicted: np.ndarray,
+    spec: Any,
+    path: Path,
+    scaler: dict[str, Any] | None = None,
+    records: str = "the last training records",
+) -> Path:
+    """Forecast made at each window's end vs the value that followed (one step ahead), in original units;
+    `records` says in the title which records these are (the hold-out, or the last training records)."""
     plt = _pyplot()
-    t = spec.training
-    target = frame[t.target].to_numpy(dtype=np.float64)
-    n = len(target) - t.window  # forecasts that have a label
-    fig, ax = plt.subplots(figsize=(9, 4))
-    ax.plot(np.arange(n), target[t.window : t.window + n], label="label", linewidth=1.2)
-    ax.plot(np.arange(n), predicted[:n], label="prediction", linewidth=1.2)
+    series = prediction_series(frame, predicted, spec.training, scaler)
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.plot(series.x, series.label, label="label", linewidth=1.2)
+    ax.plot(series.x, series.prediction, label="prediction", linewidth=1.2)
+    if series.time_column is not None:
+        fig.autofmt_xdate()  # slanted dates that do not overlap
     ax.set(
-        xlabel="record (the last records of the training stream)",
-        ylabel=t.target,
-        title=f"{spec.ref}: one-step prediction vs label",
+        xlabel=series.time_column or "record",
+        ylabel=series.ylabel,
+        title=f"{spec.ref}: one-step prediction vs label on {records}",
     )
     return _save(plt, fig, ax, path)

@@ -1,8 +1,10 @@
-"""Limits on what a version carries besides its files: tags, metrics, lineage, scaler statistics, plots.
+"""Limits on what a version carries besides its files: tags, metrics, params, lineage, scaler statistics, plots.
 
     tags       up to 50; key NAME_PATTERN, value a string of at most 1,000 characters without control characters
     metrics    up to 100; name NAME_PATTERN, value a finite number (integers within 64 bits), a bool, None or a
                string of at most 1,000 characters
+    params     the training parameters (MLflow's params: epochs, batch_size, window, ...): as metrics, up to
+               100, name NAME_PATTERN, value a JSON scalar (finite number, bool, None, string of at most 1,000)
     lineage    dag_id, run_id, task_id up to 250 characters, data interval bounds up to 40, source hash up to 64;
                no control characters
     scaler     JSON of at most 1 MB
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +28,7 @@ from .names import check_name, shown
 
 MAX_TAGS = 50
 MAX_METRICS = 100
+MAX_PARAMS = 100
 MAX_PLOTS = 20
 MAX_TEXT = 1000
 MAX_SCALER_JSON = 1 << 20
@@ -63,6 +67,12 @@ def check_tags(tags: Mapping[str, object] | None) -> dict[str, str]:
 def check_metrics(metrics: Mapping[str, object] | None) -> dict[str, Any]:
     metrics = _mapping(metrics, "metrics", MAX_METRICS)
     return {check_name(k, "metric name"): _metric_value(k, v) for k, v in metrics.items()}
+
+
+def check_params(params: Mapping[str, object] | None) -> dict[str, Any]:
+    """The training parameters a version records, as plain JSON scalars (numpy scalars become Python ones)."""
+    params = _mapping(params, "params", MAX_PARAMS)
+    return {check_name(k, "param name"): _scalar(v, f"param {k!r}") for k, v in params.items()}
 
 
 def check_plot_names(plots: Mapping[str, object] | None) -> None:
@@ -106,24 +116,32 @@ def _mapping(value: Mapping[str, object] | None, what: str, limit: int) -> Mappi
 
 
 def _metric_value(name: str, value: object) -> object:
+    return _scalar(
+        value,
+        f"metric {name!r}",
+        not_finite_hint="the training probably diverged: lower the learning rate, or pass `register=false`",
+    )
+
+
+def _scalar(value: object, what: str, not_finite_hint: str | None = None) -> object:
+    """`value` as a JSON scalar: None, a bool, an integer within 64 bits, a finite float or a short string."""
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, int):
-        if abs(value) > _INT64:
-            raise InvalidValueError(f"metric {name!r} is too large (integers must fit in 64 bits)")
-        return value
+    if isinstance(value, numbers.Integral):  # int, and numpy's integers (kept whole)
+        if abs(int(value)) > _INT64:
+            raise InvalidValueError(f"{what} is too large (integers must fit in 64 bits)")
+        return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidValueError(
-                f"metric {name!r} is {value}: only finite numbers can be registered",
-                hint="the training probably diverged: lower the learning rate, or pass `register=false`",
-            )
+            raise InvalidValueError(f"{what} is {value}: only finite numbers can be registered", hint=not_finite_hint)
         return value
     if isinstance(value, str):
-        return check_text(value, f"metric {name!r}")
-    try:  # numpy scalars and friends
-        return _metric_value(name, float(value))  # type: ignore[arg-type]
+        return check_text(value, what)
+    try:  # numpy floats and bools, Decimal and friends
+        converted = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise InvalidValueError(
-            f"metric {name!r} must be a number, a bool, None or a string; got {type(value).__name__}"
+            f"{what} must be a number, a bool, None or a string; got {type(value).__name__}",
+            hint="register lists and mappings as a string (e.g. comma-separated)",
         ) from None
+    return _scalar(converted, what, not_finite_hint)

@@ -4,7 +4,7 @@
   is a no-op, different text under the same version is refused.
 * Versions: each trained model gets the next number for its name (`ett/1`, `ett/2`, …). Rows are never
   updated; they carry the artifact URI, its size and SHA-256, the definition, scaler statistics, metrics,
-  plots and lineage (dag_id, run_id, task, data interval, AMML source hash).
+  training parameters (`params`), plots and lineage (dag_id, run_id, task, data interval, AMML source hash).
 * Aliases move (`ett@champion`); tags annotate.
 
 Registration is atomic: the registry first records the new unique folder it is about to write (its own
@@ -47,7 +47,15 @@ from .artifact_store_registry import artifact_store_for
 from .database import URL_HINT, reason, registry_engine, safe_url
 from .database import migrate as migrate_schema
 from .errors import ArtifactError, ChecksumMismatchError, InvalidValueError, ModelNotFoundError, RegistryError
-from .metadata import check_lineage_fields, check_metrics, check_plot_names, check_tags, check_text, scaler_json
+from .metadata import (
+    check_lineage_fields,
+    check_metrics,
+    check_params,
+    check_plot_names,
+    check_tags,
+    check_text,
+    scaler_json,
+)
 from .names import check_alias, check_definition_version, check_name, check_version_number, parse_definition_ref, shown
 from .names import parse_ref as parse_ref
 from .schema import AliasHistory, ArtifactWrite, ModelAlias, ModelDefinition, ModelTag, ModelVersion
@@ -71,6 +79,7 @@ class RegisteredVersion:
     created_at: datetime
     scaler: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # what it was trained with ({} before they were kept)
     plots: dict[str, str] = field(default_factory=dict)
     lineage: Lineage = field(default_factory=Lineage)
     aliases: tuple[str, ...] = ()
@@ -224,14 +233,16 @@ class ModelRegistry:
         plots: Mapping[str, Path] | None = None,
         lineage: Lineage | None = None,
         tags: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> RegisteredVersion:
         """Check everything, record the folder about to be written, store the files, verify them, then record
-        the version in one transaction."""
+        the version in one transaction. ``params`` are the training parameters (MLflow's params: JSON scalars,
+        like metrics), ``metrics`` what the training measured."""
         check_name(name)
         definition_id = self._definition_id(definition)
         check_plot_names(plots)
         plots = dict(plots or {})
-        metrics, tags = check_metrics(metrics), check_tags(tags)
+        metrics, params, tags = check_metrics(metrics), check_params(params), check_tags(tags)
         check_lineage_fields(dataclasses.asdict(lineage or Lineage()))
         scaler_text = scaler_json(scaler)
         size, digest = _local_checksum(Path(model_file), "model file")
@@ -258,6 +269,7 @@ class ModelRegistry:
                 digest,
                 scaler_text,
                 metrics,
+                params,
                 plot_uris,
                 lineage or Lineage(),
                 tags,
@@ -265,7 +277,8 @@ class ModelRegistry:
         except BaseException:
             self._abandon_write(key, model_uri)
             raise
-        log.info("registered model %s/%d (%s, %d bytes)", name, version, model_uri, size)
+        # DEBUG: the task log names the version once, from whoever registered it (the operator, `amml model`)
+        log.debug("registered model %s/%d (%s, %d bytes)", name, version, model_uri, size)
         return self.resolve(f"{name}/{version}")
 
     def _record_write(self, key: str) -> None:
@@ -310,6 +323,7 @@ class ModelRegistry:
         digest: str,
         scaler: str | None,
         metrics: Mapping[str, Any] | None,
+        params: Mapping[str, Any],
         plots: Mapping[str, str],
         lineage: Lineage,
         tags: Mapping[str, str],
@@ -329,6 +343,7 @@ class ModelRegistry:
                             artifact_sha256=digest,
                             scaler=scaler,
                             metrics=_json(metrics),
+                            params=_json(params),
                             plots=_json(plots),
                             dag_id=lineage.dag_id,
                             run_id=lineage.run_id,
@@ -661,6 +676,7 @@ def _entity(row: ModelVersion, definition: str, aliases: list[str], tags: dict[s
         created_at=row.created_at,
         scaler=_unjson(row.scaler),
         metrics=_unjson(row.metrics),
+        params=_unjson(row.params),
         plots=_unjson(row.plots),
         lineage=Lineage(
             row.dag_id, row.run_id, row.task_id, row.data_interval_start, row.data_interval_end, row.source_hash

@@ -41,6 +41,7 @@ class ModelVersion(Base):
     artifact_sha256: Mapped[str] = mapped_column(sa.String(64))
     scaler: Mapped[str | None] = mapped_column(sa.Text)  # JSON: statistics the model was trained with
     metrics: Mapped[str | None] = mapped_column(sa.Text)  # JSON
+    params: Mapped[str | None] = mapped_column(sa.Text)  # JSON: the training parameters (None before 0004)
     plots: Mapped[str | None] = mapped_column(sa.Text)  # JSON: name → URI of a PNG
     dag_id: Mapped[str | None] = mapped_column(sa.String(250))
     run_id: Mapped[str | None] = mapped_column(sa.String(250))

@@ -5,6 +5,7 @@ AIRFLOW_HOME (SQLite metadata database made by `airflow db migrate`)."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,12 +72,15 @@ def airflow_env(tmp_path_factory):
     return env, dags
 
 
-def run_python(env, code):
+def run_python(env, code, *, with_log=False):
+    """Run `code` in a fresh interpreter; the JSON its last line prints (and, `with_log`, all it wrote: dag.test()
+    prints the task logs)."""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    return (answer, result.stdout + result.stderr) if with_log else answer
 
 
 LOAD = """
@@ -142,7 +146,7 @@ def test_the_docs_show_the_source_parameters_and_pipelines_as_the_ui_renders_the
     assert "3. `train_lstm` `model=params.model`, `epoch=params.epochs`" in doc
     assert "[Open the pipeline graph](dags/ett_train/plugin/amml-pipeline)" in doc
     watch = result["watch_doc"]
-    assert "`snapshot` `size=48`, `on=\"alert\"` ← 2" in watch, "the second reader of a named flow says whence"
+    assert '`snapshot` `size=48`, `on="alert"` ← 2' in watch, "the second reader of a named flow says whence"
     for raw in ("<expr>", "flowchart", "mermaid"):
         assert raw not in doc and raw not in watch
     error_doc = result["error_doc"]
@@ -204,18 +208,23 @@ def test_an_interval_without_data_warns_and_fails_when_the_dag_says_so(airflow_e
     env, dags = airflow_env
     env = {**env, "AMML_ETT_PATH": str(ett_path), "AMML_HOME": env["AMML_HOME"] + "-empty"}
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(EMPTY.format(dags=dags))], env=env, capture_output=True, text=True,
+        [sys.executable, "-c", textwrap.dedent(EMPTY.format(dags=dags))],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     output = result.stdout + result.stderr  # dag.test() prints the task logs
     states = json.loads(result.stdout.strip().splitlines()[-1])["states"]
     assert states == {"hot_days": "success", "strict_days": "failed"}
-    warning = ("no data in the interval 2019-01-01T00:00:00+00:00 – 2019-01-02T00:00:00+00:00: "
-               '`source id="ett"` (line {line}) read 0 records')
+    warning = (
+        "no data in the interval 2019-01-01T00:00:00+00:00 – 2019-01-02T00:00:00+00:00: "
+        '`source id="ett"` (line {line}) read 0 records'
+    )
     assert warning.format(line=8) in output, "hot_days warns, naming the interval and the source"
     assert warning.format(line=9) in output, "strict_days warns too"
-    assert 'AirflowException: no data in the interval' in output and 'on_empty = "fail"' in output
+    assert "AirflowException: no data in the interval" in output and 'on_empty = "fail"' in output
 
 
 RETRAIN = """
@@ -298,24 +307,37 @@ TRAIN_THEN_PREDICT = """
     links = api.get(f"/api/v2/dags/ett_train/dagRuns/{{train.run_id}}/taskInstances/main/links")
     ModelRegistry.from_config().set_alias("ett", "champion", 1)
     predict = bag.dags["ett_predict"].test(logical_date=pendulum.datetime(2017, 11, 2, tz="UTC"))
+    from operators.links import model_url  # under this Airflow's configuration ([api] base_url)
     print(json.dumps({{"states": [str(train.state), str(predict.state)], "xcoms": xcoms,
-                      "links": [links.status_code, links.json()]}}, default=str))
+                      "links": [links.status_code, links.json()], "ett_1_url": model_url("ett/1")}}, default=str))
 """
 
 
 def test_ett_train_then_ett_predict(airflow_env, ett_path):
     """The paper's two workflows with dag.test(): a manual training run, then one day of predictions."""
     env, dags = airflow_env
-    env = {**env, "AMML_ETT_PATH": str(ett_path), "AMML_HOME": env["AMML_HOME"] + "-paper",
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}  # the api-server app's caller: an admin
-    result = run_python(env, TRAIN_THEN_PREDICT.format(dags=dags))
+    env = {
+        **env,
+        "AMML_ETT_PATH": str(ett_path),
+        "AMML_HOME": env["AMML_HOME"] + "-paper",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+    }  # the api-server app's caller: an admin
+    result, log = run_python(env, TRAIN_THEN_PREDICT.format(dags=dags), with_log=True)
     assert result["states"] == ["success", "success"]
-    # the training task names the version it registered: XCom, its return value, and the extra link
+    # the training task names the version it registered: XCom, its return value, and the extra link (a deep
+    # link into Airflow's own page of the plugin, which shows the registry page in its frame)
     xcoms = result["xcoms"]
     assert xcoms["amml_models"] == ["ett/1"] and xcoms["return_value"]["models"] == ["ett/1"]
-    assert xcoms["_link_RegisteredModelLink"] == "/amml/ui/models/ett/versions/1"
-    assert result["links"] == [200, {"extra_links": {"Registered model": "/amml/ui/models/ett/versions/1"},
-                                     "total_entries": 1}]
+    url = result["ett_1_url"]
+    assert "amml/ui/models/ett/versions/1" in url, url
+    assert xcoms["_link_RegisteredModelLink"] == url
+    assert result["links"] == [200, {"extra_links": {"Registered model": url}, "total_entries": 1}]
+    # the task log says it once (the registry and train_lstm say it at DEBUG), the URL not in parentheses
+    # (the log view would make a link of "(http://…)" that takes the ")" along)
+    # (beside the end summary's train_lstm row, whose note reads "1 epoch, registered ett/1 @champion")
+    said = [line for line in log.splitlines() if "registered" in line and "ett/1" in line and "epoch" not in line]
+    assert len(said) == 1 and re.search(rf"registered model ett/1, its page: {re.escape(url)}(\s|$)", said[0]), said
+    assert "in 0, out 0, busy 0.0s" not in log, "a component that has done nothing yet has no progress line"
     engine = sa.create_engine(f"sqlite:///{env['AMML_HOME']}/amml.db")
     with engine.connect() as conn:
         hours = conn.execute(sa.text("select date from ett_predictions order by date")).scalars().all()

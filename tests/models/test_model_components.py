@@ -255,3 +255,103 @@ def test_without_airflow_the_champion_is_set_by_amml_run(tmp_path, models_dir):
     )
     [change] = ModelRegistry.from_config().alias_history("tiny")
     assert change.alias == "champion" and change.set_by.startswith("amml run")
+
+
+# ---- what a version records, and its plots ----------------------------------------------------------------
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (bytes 16-24, big-endian), as the PNG spec lays it out."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_a_version_records_the_parameters_it_was_trained_with_and_same_size_plots(tmp_path, models_dir):
+    config = RunConfig.from_environment(model_paths=[models_dir], runs_dir=tmp_path / "runs")
+    text = (
+        "source id='ett', limit=700 | minmax_scaler "
+        "| train_lstm model='tiny:0.1', epoch=params.epochs, batch_size=32, holdout=100, promote='staging' | print"
+    )
+    program = compile_source(text, "models.amml", cache=ProgramCache())
+    run_pipeline(program.pipelines[0], run_params={"epochs": 1}, config=config, mode="single")
+
+    entry = ModelRegistry.from_config().resolve("tiny/1")
+    import keras
+
+    assert entry.params == {
+        "model": "tiny:0.1",
+        "epochs": 1,  # the run param, not the definition's 2
+        "batch_size": 32,  # the component's, not the definition's 64
+        "window": 12,
+        "horizon": 1,
+        "target": "OT",
+        "features": "HUFL,OT",
+        "loss": "mae",
+        "optimizer": "adam",
+        # the definition sets none: the rate the optimizer really used (Keras' Adam default)
+        "learning_rate": float(f"{float(keras.optimizers.Adam().learning_rate):.7g}"),  # 0.001
+        "validation_split": 0.1,
+        "seed": 1,
+        "shuffle": True,
+        "predict": "level",
+        "inputs": "level",
+        "holdout": 100,
+        "promote": "staging",
+        "scaler": "minmax",
+    }
+    assert entry.metrics["epochs"] == 1 and entry.metrics["holdout_records"] == 100
+    sizes = {name: png_size(Path(uri.removeprefix("file://"))) for name, uri in entry.plots.items()}
+    assert sizes["loss"] == sizes["prediction"] == (900, 400), sizes
+
+
+def test_the_prediction_series_undoes_the_scaling_on_a_hand_computed_case():
+    from airflow_amml.components.plots import prediction_series
+    from airflow_amml.models.spec import TrainingSpec
+
+    training = TrainingSpec(target="OT", features=("OT",), window=2, time_column="date")
+    dates = ["2017-06-01 00:00:00", "2017-06-01 01:00:00", "2017-06-01 02:00:00", "2017-06-01 03:00:00"]
+    frame = pd.DataFrame({"date": dates, "OT": [0.0, 0.5, 1.0, 0.25]})
+    # predicted[i] is made at record window-1+i = 1+i for record 2+i: two of the three have a label
+    predicted = np.array([0.5, 0.75, 0.9])
+
+    # min-max [low 10, high 30]: v * 20 + 10 → labels 1.0, 0.25 → 30, 15; forecasts 0.5, 0.75 → 20, 25
+    minmax = prediction_series(frame, predicted, training, {"kind": "minmax", "columns": {"OT": [10.0, 30.0]}})
+    assert minmax.label.tolist() == [30.0, 15.0] and minmax.prediction.tolist() == [20.0, 25.0]
+    assert minmax.ylabel == "OT (original units)"
+    assert minmax.time_column == "date"
+    assert list(pd.to_datetime(minmax.x)) == [pd.Timestamp(dates[2]), pd.Timestamp(dates[3])]
+
+    # z-score [mean 5, std 2]: v * 2 + 5 → labels 7, 5.5; forecasts 6, 6.5
+    zscore = prediction_series(frame, predicted, training, {"kind": "zscore", "columns": {"OT": [5.0, 2.0]}})
+    assert zscore.label.tolist() == [7.0, 5.5] and zscore.prediction.tolist() == [6.0, 6.5]
+
+    # no statistics for the target (not scaled) and no time column: as they are, by record position
+    plain = prediction_series(frame.drop(columns="date"), predicted, training, {"kind": "minmax", "columns": {}})
+    assert plain.label.tolist() == [1.0, 0.25] and plain.prediction.tolist() == [0.5, 0.75]
+    assert plain.ylabel == "OT" and plain.time_column is None and plain.x.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("epochs", [1, 3, 20])
+def test_the_loss_plot_shows_whole_epochs_only(epochs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from airflow_amml.components.plots import draw_loss
+
+    history = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.2 / e} for e in range(1, epochs + 1)]
+    fig, ax = plt.subplots()
+    try:
+        draw_loss(ax, history, "tiny:0.1", "mae")
+        fig.canvas.draw()
+        low, high = ax.get_xlim()
+        shown = [t for t in ax.get_xticks() if low <= t <= high]
+        assert shown and all(float(t).is_integer() for t in shown), shown
+        assert min(shown) >= 1 and max(shown) <= epochs
+        if epochs == 1:
+            assert shown == [1.0] and (low, high) == (0.5, 1.5), "one epoch: one tick, in the middle"
+        assert ax.get_ylabel() == "loss (mae)"
+    finally:
+        plt.close(fig)
