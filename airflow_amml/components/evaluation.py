@@ -3,12 +3,18 @@
 A new model and the current holder of an alias (`champion`) are compared on the same hold-out records, in
 the target's original units: each model sees the records scaled with *its own* stored scaler statistics and
 its forecasts are scaled back with them, so models trained on differently scaled data compare fairly.
+
+A horizon model (``horizon: H``) is judged on every step, as the long-horizon literature (Informer, DLinear,
+PatchTST) and darts' ``backtest`` do: the forecasts made at every hold-out record whose next H values are in
+the hold-out, the error of step ``s`` being the forecast for ``s`` records ahead against the value there. The
+gate compares the mean over the steps.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +25,27 @@ from airflow_amml.models.errors import ModelDataError
 
 log = logging.getLogger(__name__)
 
+SCALER_KINDS = ("minmax", "zscore")  # the statistics these helpers can apply and undo
+
+
+def to_original(values: np.ndarray, kind: str, stats: list[float]) -> np.ndarray:
+    """Scaled values back in original units: min-max ``[low, high]`` as ``v * (high - low) + low``, z-score
+    ``[mean, std]`` as ``v * std + mean``."""
+    a, b = stats
+    return values * (b - a) + a if kind == "minmax" else values * b + a
+
+
+def to_scaled(values: np.ndarray, kind: str, stats: list[float]) -> np.ndarray:
+    """Original values scaled as the scaler of `kind` does (a constant column, span or std 0, becomes 0)."""
+    a, b = stats
+    spread = (b - a) if kind == "minmax" else b
+    return (values - a) / spread if spread else np.zeros_like(values)
+
 
 def _rescale(frame: pd.DataFrame, source: dict[str, Any] | None, target: dict[str, Any] | None) -> pd.DataFrame:
-    """Records scaled with min-max statistics `source` → scaled with `target` (None: original units)."""
+    """Records scaled with the statistics `source` → scaled with `target` (None: original units)."""
     out = frame.copy()
+    src_kind, dst_kind = (source or {}).get("kind", "minmax"), (target or {}).get("kind", "minmax")
     src = (source or {}).get("columns", {})
     dst = (target or {}).get("columns", {})
     for col in set(src) | set(dst):
@@ -30,41 +53,100 @@ def _rescale(frame: pd.DataFrame, source: dict[str, Any] | None, target: dict[st
             continue
         values = out[col].to_numpy(dtype=np.float64)
         if col in src:
-            low, high = src[col]
-            values = values * (high - low) + low
+            values = to_original(values, src_kind, src[col])
         if col in dst:
-            low, high = dst[col]
-            values = (values - low) / (high - low) if high != low else np.zeros_like(values)
+            values = to_scaled(values, dst_kind, dst[col])
         out[col] = values
     return out
+
+
+@dataclass(frozen=True)
+class HoldoutErrors:
+    """A model's errors on the hold-out, per step ahead (index ``s - 1`` for step ``s``), each the mean over
+    the same ``windows`` forecasts: in original units (the model's scaler undone; the stream's units when
+    the model has no statistics for its target), and in the model's scaled units when it has."""
+
+    windows: int
+    mae: np.ndarray
+    mse: np.ndarray
+    mae_scaled: np.ndarray | None = None
+    mse_scaled: np.ndarray | None = None
+
+    @property
+    def horizon(self) -> int:
+        return len(self.mae)
+
+    def mean_mae(self, steps: int | None = None) -> float:
+        """The MAE averaged over steps 1 … `steps` (default: all): over every window and step."""
+        return float(np.mean(self.mae[:steps]))
+
+
+def holdout_errors(
+    model: Any, spec: Any, holdout: pd.DataFrame, stream_scaler: dict | None, model_scaler: dict | None
+) -> HoldoutErrors:
+    """The per-step MAE and MSE of `model` on the hold-out records: the forecasts made at every record that
+    ends a window and has all ``horizon`` next values in the hold-out (``len - window - horizon + 1``)."""
+    from airflow_amml.models import keras_builder
+
+    t = spec.training
+    frame = _rescale(holdout, stream_scaler, model_scaler)
+    m = len(frame) - t.window - t.horizon + 1
+    if m < 1:
+        raise ModelDataError(
+            f"the hold-out has {len(frame)} records; {spec.ref} needs more than window + horizon - 1 = "
+            f"{t.window + t.horizon - 1}"
+        )
+    predicted = keras_builder.predict(model, spec, frame)[:m]
+    ends = np.arange(t.window - 1, t.window - 1 + m)  # the record each forecast is made at
+    actual = frame[t.target].to_numpy(dtype=np.float64)[ends[:, None] + np.arange(1, t.horizon + 1)[None, :]]
+    kind = (model_scaler or {}).get("kind", "minmax")
+    stats = (model_scaler or {}).get("columns", {}).get(t.target)
+    if not stats or kind not in SCALER_KINDS:
+        error = predicted - actual
+        return HoldoutErrors(m, np.abs(error).mean(axis=0), np.square(error).mean(axis=0))
+    scaled = predicted - actual
+    error = to_original(predicted, kind, stats) - to_original(actual, kind, stats)
+    return HoldoutErrors(
+        m,
+        np.abs(error).mean(axis=0),
+        np.square(error).mean(axis=0),
+        np.abs(scaled).mean(axis=0),
+        np.square(scaled).mean(axis=0),
+    )
 
 
 def holdout_mae(
     model: Any, spec: Any, holdout: pd.DataFrame, stream_scaler: dict | None, model_scaler: dict | None
 ) -> float:
-    """One-step MAE of `model` on the hold-out records, in the target's original units."""
-    from airflow_amml.models import keras_builder
-
-    t = spec.training
-    frame = _rescale(holdout, stream_scaler, model_scaler)
-    forecasts = keras_builder.predict(model, spec, frame)[:, 0]
-    n = len(frame) - t.window  # forecasts whose next value is in the hold-out
-    if n < 1:
-        raise ModelDataError(f"the hold-out has {len(frame)} records; {spec.ref} needs more than window={t.window}")
-    predicted = forecasts[:n]
-    actual = frame[t.target].to_numpy(dtype=np.float64)[t.window : t.window + n]
-    stats = (model_scaler or {}).get("columns", {}).get(t.target)
-    if stats:  # back to original units
-        low, high = stats
-        predicted = predicted * (high - low) + low
-        actual = actual * (high - low) + low
-    return float(np.mean(np.abs(predicted - actual)))
+    """MAE of `model` on the hold-out records in the target's original units, over every window and step."""
+    return holdout_errors(model, spec, holdout, stream_scaler, model_scaler).mean_mae()
 
 
-def champion_mae(
+def reported_steps(horizon: int) -> list[int]:
+    """The steps whose errors a version stores (the registry keeps at most 100 metrics): 1, 2, 4, 8, … and
+    the last, as the papers' tables pick a few horizons."""
+    steps = [1 << k for k in range(horizon.bit_length()) if 1 << k <= horizon]
+    return steps if steps[-1] == horizon else [*steps, horizon]
+
+
+def holdout_metrics(errors: HoldoutErrors) -> dict[str, float]:
+    """The registry's metrics of hold-out errors: ``holdout_mae``/``holdout_mse`` (original units, mean over
+    the steps) and ``holdout_mae_scaled``/``holdout_mse_scaled`` (the model's scaled units, as the papers
+    report them); a horizon model adds each of them for steps 1, 2, 4, …, H (``holdout_mae_h24``)."""
+    series = {"mae": errors.mae, "mse": errors.mse}
+    if errors.mae_scaled is not None and errors.mse_scaled is not None:
+        series |= {"mae_scaled": errors.mae_scaled, "mse_scaled": errors.mse_scaled}
+    metrics = {f"holdout_{name}": float(np.mean(values)) for name, values in series.items()}
+    if errors.horizon > 1:
+        for step in reported_steps(errors.horizon):
+            metrics |= {f"holdout_{name}_h{step}": float(values[step - 1]) for name, values in series.items()}
+    return metrics
+
+
+def champion_errors(
     registry: Any, ref: str, holdout: pd.DataFrame, stream_scaler: dict | None
-) -> tuple[Any, float] | None:
-    """(entry, MAE) of the version `ref` points at, or None when there is no such version yet."""
+) -> tuple[Any, HoldoutErrors] | None:
+    """(entry, hold-out errors) of the version `ref` points at, or None when there is no such version yet."""
     from airflow_amml.models import keras_builder
     from airflow_amml.models.spec import parse_model_spec
     from airflow_amml.registry import ModelNotFoundError
@@ -77,4 +159,12 @@ def champion_mae(
     with tempfile.TemporaryDirectory(prefix="amml-champion-") as tmp:
         _, path = registry.download(ref, Path(tmp))
         model = keras_builder.load_model(path, spec)
-    return entry, holdout_mae(model, spec, holdout, stream_scaler, entry.scaler or None)
+    return entry, holdout_errors(model, spec, holdout, stream_scaler, entry.scaler or None)
+
+
+def champion_mae(
+    registry: Any, ref: str, holdout: pd.DataFrame, stream_scaler: dict | None
+) -> tuple[Any, float] | None:
+    """(entry, MAE over every window and step) of the version `ref` points at, or None when there is none."""
+    found = champion_errors(registry, ref, holdout, stream_scaler)
+    return None if found is None else (found[0], found[1].mean_mae())

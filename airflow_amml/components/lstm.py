@@ -128,6 +128,7 @@ class TrainLstm(AbstractProgress):
         self.registered = None
         self.epochs_total = self.params["epoch"] or self.spec.training.epochs
         self.note: str | None = None
+        self.gate: tuple[float, float, int] | None = None  # (new, current) hold-out MAE over `steps` steps
 
     def progress_note(self) -> str | None:
         return self.note
@@ -278,44 +279,49 @@ class TrainLstm(AbstractProgress):
         return residual_threshold(records[t.target].to_numpy(dtype=float)[t.window : t.window + n], forecasts)
 
     def _evaluate(self, model: Any, holdout: pd.DataFrame) -> dict[str, Any]:
-        """Hold-out MAE (original units) of the new model and, with `promote`, of the alias's current model."""
-        from .evaluation import champion_mae, holdout_mae
+        """Hold-out errors (original units, and the scaled units; per step for a horizon model) of the new
+        model and, with `promote`, the MAE of the alias's current model on the same records."""
+        from .evaluation import champion_errors, holdout_errors, holdout_metrics
 
-        result: dict[str, Any] = {"holdout_records": len(holdout)}
-        result["holdout_mae"] = holdout_mae(model, self.spec, holdout, self.scaler, self.scaler)
+        errors = holdout_errors(model, self.spec, holdout, self.scaler, self.scaler)
+        result: dict[str, Any] = {"holdout_records": len(holdout), **holdout_metrics(errors)}
         alias = self.params["promote"]
-        if alias:
-            current = champion_mae(self.registry, f"{self.spec.name}@{alias}", holdout, self.scaler)
-            if current is not None:
-                entry, mae = current
-                result.update({f"{alias}_version": entry.version, f"{alias}_holdout_mae": mae})
-        held = f"train_lstm {self.spec.ref} hold-out ({len(holdout):,} records): MAE {result['holdout_mae']:.4g}"
-        if f"{alias}_holdout_mae" in result:
+        current = champion_errors(self.registry, f"{self.spec.name}@{alias}", holdout, self.scaler) if alias else None
+        if current is not None:
+            entry, theirs = current
+            result.update({f"{alias}_version": entry.version, f"{alias}_holdout_mae": theirs.mean_mae()})
+            # the gate: the mean over the steps both forecast (all of them when the horizons agree)
+            steps = min(errors.horizon, theirs.horizon)
+            self.gate = (errors.mean_mae(steps), theirs.mean_mae(steps), steps)
+        over = f" (mean over {errors.horizon} steps)" if errors.horizon > 1 else ""
+        held = f"train_lstm {self.spec.ref} hold-out ({len(holdout):,} records): MAE{over} {result['holdout_mae']:.4g}"
+        if current is not None:
             held += f"; @{alias} ({self.spec.name}/{result[f'{alias}_version']}): {result[f'{alias}_holdout_mae']:.4g}"
         log.info("%s", held)
         return result
 
     def _promote(self, evaluation: dict[str, Any]) -> str | None:
-        """Point the alias at the new version only if it beats the current holder on the hold-out (without
-        a hold-out, or a holder, there is nothing to beat). The alias, if it was moved."""
+        """Point the alias at the new version only if it beats the current holder on the hold-out: a lower
+        MAE averaged over every window and step (without a hold-out, or a holder, there is nothing to beat).
+        The alias, if it was moved."""
         alias = self.params["promote"]
         if not alias or self.registered is None:
             return None
-        current = evaluation.get(f"{alias}_holdout_mae")
-        new = evaluation.get("holdout_mae")
-        if current is None or (new is not None and new < current):
-            if new is None:
+        if self.gate is None or self.gate[0] < self.gate[1]:
+            if "holdout_mae" not in evaluation:
                 reason = f"promote={alias} without a hold-out to compare on"
-            elif current is None:
+            elif self.gate is None:
                 reason = f"promote={alias}: no @{alias} to compare with"
             else:
-                reason = f"promote={alias}: hold-out MAE {new:.4g} beats {current:.4g}"
+                new, current, steps = self.gate
+                over = f" (mean over {steps} steps)" if steps > 1 else ""
+                reason = f"promote={alias}: hold-out MAE{over} {new:.4g} beats {current:.4g}"
             self.registry.set_alias(
                 self.spec.name, alias, self.registered.version, set_by=alias_set_by(self.context.config), reason=reason
             )
             log.info("train_lstm: promoted %s to @%s (%s)", self.registered.ref, alias, reason)
             return alias
-        log.info("train_lstm: kept @%s (hold-out MAE %.4g is not better than %.4g)", alias, new, current)
+        log.info("train_lstm: kept @%s (hold-out MAE %.4g is not better than %.4g)", alias, *self.gate[:2])
         return None
 
     def training_params(self, model: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -370,11 +376,13 @@ class TrainLstm(AbstractProgress):
 
         out = run_output_dir(self.context.config, self.spec.name)
         model_file = keras_builder.save_model(model, out / "model.keras")
-        window = self.spec.training.window
+        window, horizon = self.spec.training.window, self.spec.training.horizon
         # the prediction plot shows records the model did not train on when there are (enough of) them
         held_out = holdout is not None and len(holdout) > window
         records = holdout if held_out else frame
-        tail = records.iloc[-min(len(records), PLOTTED_FORECASTS + window) :]
+        # a horizon model's fan: room for forecasts over the next `horizon` records from origins over as many
+        plotted = PLOTTED_FORECASTS if horizon == 1 else max(PLOTTED_FORECASTS, 2 * horizon)
+        tail = records.iloc[-min(len(records), plotted + window) :]
         forecasts = len(tail) - window
         if not held_out:
             which = f"the last {forecasts:,} training records"
@@ -382,7 +390,8 @@ class TrainLstm(AbstractProgress):
             which = f"the last {forecasts:,} records of the hold-out"
         else:
             which = f"the hold-out ({forecasts:,} records)"
-        predicted = keras_builder.predict(model, self.spec, tail)[:, 0]
+        predicted = keras_builder.predict(model, self.spec, tail)
+        predicted = predicted[:, 0] if horizon == 1 else predicted
         plots = {
             "loss": plot_loss(history, out / "loss.png", self.spec.ref, self.spec.training.loss),
             "prediction": plot_prediction(tail, predicted, self.spec, out / "prediction.png", self.scaler, which),

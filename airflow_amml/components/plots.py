@@ -1,4 +1,5 @@
-"""The paper's figures as PNG files: loss per epoch (Fig. 16) and prediction vs label (Fig. 17).
+"""The paper's figures as PNG files: loss per epoch (Fig. 16) and prediction vs label (Fig. 17; for a
+horizon model, a fan: the next H records forecast from a few origins).
 
 Both figures have the same size, so that the version page shows them side by side. The prediction plot is in
 the label's original units: :func:`prediction_series` undoes the scaling the model was trained on (the
@@ -14,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .evaluation import SCALER_KINDS, to_original
 
 FIGSIZE = (9, 4)  # inches, at 100 dpi: 900 x 400 pixels, both figures
 DPI = 100
@@ -85,28 +88,56 @@ def prediction_series(
     n = max(0, min(len(frame) - window, len(predicted)))  # forecasts that have a label
     label = frame[target].to_numpy(dtype=np.float64)[window : window + n]
     prediction = np.asarray(predicted, dtype=np.float64)[:n]
-    kind = (scaler or {}).get("kind")
-    stats = (scaler or {}).get("columns", {}).get(target)
-    ylabel = target
-    if stats is not None and kind in ("minmax", "zscore"):
-        label, prediction = (_unscale(v, kind, stats) for v in (label, prediction))
-        ylabel = f"{target} (original units)"
-    elif stats is not None:
-        ylabel = f"{target} ({kind}-scaled)"
+    original, ylabel = _original_units(target, scaler)
     column = _time_column(frame, getattr(training, "time_column", None))
     if column is not None:
         x = _stamps(frame[column]).to_numpy()[window : window + n]
     else:
         x = np.arange(n)
-    return PredictionSeries(x, label, prediction, ylabel, column)
+    return PredictionSeries(x, original(label), original(prediction), ylabel, column)
 
 
-def _unscale(values: np.ndarray, kind: str, stats: list[float]) -> np.ndarray:
-    if kind == "minmax":
-        low, high = stats
-        return values * (high - low) + low
-    mean, std = stats
-    return values * std + mean
+def _original_units(target: str, scaler: dict[str, Any] | None) -> tuple[Any, str]:
+    """(values → the target's original units, the y label saying which units they are in)."""
+    kind = (scaler or {}).get("kind")
+    stats = (scaler or {}).get("columns", {}).get(target)
+    if stats is not None and kind in SCALER_KINDS:
+        return (lambda v: to_original(v, kind, stats)), f"{target} (original units)"
+    return (lambda v: v), (f"{target} ({kind}-scaled)" if stats is not None else target)
+
+
+@dataclass(frozen=True)
+class FanSeries:
+    """What the prediction plot of a horizon model draws: the label from the first forecast origin on, and
+    the forecasts made at a few origins over the ``horizon`` records after each (as far as the label goes)."""
+
+    x: np.ndarray  # time stamps (or record positions) of the labels
+    label: np.ndarray
+    origins: tuple[int, ...]  # positions in `x`/`label` of the records the forecasts were made at
+    forecasts: tuple[np.ndarray, ...]  # forecasts[k][s - 1]: made at origins[k] for the record s after it
+    ylabel: str
+    time_column: str | None
+
+
+def fan_series(
+    frame: pd.DataFrame, predicted: np.ndarray, training: Any, scaler: dict[str, Any] | None, origins: int = 4
+) -> FanSeries:
+    """The forecasts of a horizon model made at `origins` records spread evenly over `frame`'s forecasts
+    that have all their ``horizon`` labels (the first and the last of them among them; a frame too short
+    for one: its first forecast, as far as the labels go), and the label from the first origin on, in the
+    target's original units. ``predicted[i]`` is made at record ``window - 1 + i`` for the ``horizon``
+    records after it, as `keras_builder.predict` returns it."""
+    window, target = training.window, training.target
+    predicted = np.asarray(predicted, dtype=np.float64).reshape(len(predicted), -1)
+    horizon = predicted.shape[1]
+    complete = max(1, len(frame) - window - horizon + 1)  # forecasts whose every step has a label
+    picks = tuple(dict.fromkeys(np.linspace(0, complete - 1, max(1, origins)).round().astype(int).tolist()))
+    original, ylabel = _original_units(target, scaler)
+    label = original(frame[target].to_numpy(dtype=np.float64)[window - 1 :])
+    forecasts = tuple(original(predicted[i, : max(0, len(label) - 1 - i)]) for i in picks)
+    column = _time_column(frame, getattr(training, "time_column", None))
+    x = _stamps(frame[column]).to_numpy()[window - 1 :] if column is not None else np.arange(len(label))
+    return FanSeries(x, label, picks, forecasts, ylabel, column)
 
 
 def _time_column(frame: pd.DataFrame, preferred: str | None) -> str | None:
@@ -139,17 +170,27 @@ def plot_prediction(
     records: str = "the last training records",
 ) -> Path:
     """Forecast made at each window's end vs the value that followed (one step ahead), in original units;
+    for a horizon model, the fan of :func:`fan_series` (the next ``horizon`` records from a few origins).
     `records` says in the title which records these are (the hold-out, or the last training records)."""
     plt = _pyplot()
-    series = prediction_series(frame, predicted, spec.training, scaler)
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    ax.plot(series.x, series.label, label="label", linewidth=1.2)
-    ax.plot(series.x, series.prediction, label="prediction", linewidth=1.2)
-    if series.time_column is not None:
+    horizon = spec.training.horizon
+    if horizon > 1:
+        fan = fan_series(frame, predicted, spec.training, scaler)
+        ax.plot(fan.x, fan.label, label="label", linewidth=1.2, color="C0")
+        for k, (origin, forecast) in enumerate(zip(fan.origins, fan.forecasts, strict=True)):
+            steps = fan.x[origin + 1 : origin + 1 + len(forecast)]
+            ax.plot(steps, forecast, linewidth=1.2, color="C1", label="forecast" if k == 0 else None)
+            ax.plot(fan.x[origin : origin + 1], fan.label[origin : origin + 1], "o", color="C1", markersize=4)
+        series_column, ylabel = fan.time_column, fan.ylabel
+        title = f"{spec.ref}: the next {horizon} records forecast from {len(fan.origins)} origins vs label on {records}"
+    else:
+        series = prediction_series(frame, predicted, spec.training, scaler)
+        ax.plot(series.x, series.label, label="label", linewidth=1.2)
+        ax.plot(series.x, series.prediction, label="prediction", linewidth=1.2)
+        series_column, ylabel = series.time_column, series.ylabel
+        title = f"{spec.ref}: one-step prediction vs label on {records}"
+    if series_column is not None:
         fig.autofmt_xdate()  # slanted dates that do not overlap
-    ax.set(
-        xlabel=series.time_column or "record",
-        ylabel=series.ylabel,
-        title=f"{spec.ref}: one-step prediction vs label on {records}",
-    )
+    ax.set(xlabel=series_column or "record", ylabel=ylabel, title=title)
     return _save(plt, fig, ax, path)

@@ -25,8 +25,11 @@ CHAMPION = "champion"
 METRIC_HELP = {
     "loss": "training loss of the last epoch: the definition's `loss` on the scaled training data",
     "val_loss": "the same loss on the validation split (the last records of the training data), last epoch",
-    "holdout_mae": "one-step mean absolute error on the hold-out records (`train_lstm holdout=N`), "
-    "in the target's own units",
+    "holdout_mae": "mean absolute error on the hold-out records (`train_lstm holdout=N`) in the target's own "
+    "units; for a horizon model the mean over every forecast window and step",
+    "holdout_mse": "mean squared error on the hold-out, like `holdout_mae`",
+    "holdout_mae_scaled": "`holdout_mae` in the scaler's units (as forecasting papers report it)",
+    "holdout_mse_scaled": "`holdout_mse` in the scaler's units (as forecasting papers report it)",
     "holdout_records": "records held out of the training to compute `holdout_mae`",
     "epochs": "epochs trained",
     "train_records": "records the model was trained on",
@@ -37,7 +40,9 @@ METRIC_HELP = {
     "residual_smooth": "span of the moving average that smooths the errors (`residual_detector`)",
     "residual_records": "how many one-step errors the residual statistics were computed from",
 }
-METRIC_HELP_PATTERNS = (  # metrics named after an alias: `champion_holdout_mae`, `champion_version`
+METRIC_HELP_PATTERNS = (  # per forecast step (`holdout_mae_h24`); named after an alias (`champion_holdout_mae`)
+    (re.compile(r"^holdout_(mae|mse)_scaled_h(\d+)$"), "`holdout_{0}_scaled` of the forecasts {1} step(s) ahead"),
+    (re.compile(r"^holdout_(mae|mse)_h(\d+)$"), "`holdout_{0}` of the forecasts {1} step(s) ahead"),
     (re.compile(r"^(\w+)_holdout_mae$"), "MAE of the version @{0} named at training time, on the same hold-out"),
     (re.compile(r"^(\w+)_version$"), "the version @{0} named when this one was evaluated"),
 )
@@ -80,7 +85,7 @@ def metric_help(name: str) -> str | None:
         return METRIC_HELP[name]
     for pattern, text in METRIC_HELP_PATTERNS:
         if match := pattern.match(name):
-            return text.format(match.group(1))
+            return text.format(*match.groups())
     return None
 
 

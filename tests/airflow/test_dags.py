@@ -112,6 +112,7 @@ def test_every_amml_file_becomes_a_dag_and_a_broken_one_is_shown_not_hidden(airf
     result = run_python(env, LOAD.format(dags=dags, broken=BROKEN))
     assert result["dag_ids"] == [
         BROKEN,
+        "ett_forecast",
         "ett_predict",
         "ett_retrain",
         "ett_train",
