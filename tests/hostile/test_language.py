@@ -135,7 +135,7 @@ def test_a_replace_at_run_time_is_refused_before_the_string_is_built() -> None:
 
 def test_brackets_in_comments_and_strings_do_not_count() -> None:
     compile_text("# note (see\n" * (MAX_NESTING + 1) + "source id='ett' | print")
-    compile_text(derive("'" + "(" * 100 + "' + \"" + "[" * 100 + "\""))
+    compile_text(derive("'" + "(" * 100 + "' + \"" + "[" * 100 + '"'))
     compile_text(derive(f"`{'(' * 100}`"))
 
 
@@ -164,13 +164,17 @@ def test_deep_expressions_are_limit_errors_at_a_real_position(expression: str, o
     error = compile_error(text)
     assert isinstance(error, AmmlLimitError) and "nested more than" in error.message
     assert error.line == 3 and error.column > 1  # not 1:1
-    token = text.split("\n")[2][error.column - 1:]
+    token = text.split("\n")[2][error.column - 1 :]
     assert token.startswith((operator, "OT", "-", "2")), token[:20]  # an operator or an operand
 
 
 def test_expressions_up_to_the_depth_limit_compile_and_print() -> None:
-    for expression in ["- " * (MAX_DEPTH - 1) + "OT", "OT + " * (MAX_DEPTH - 1) + "OT",
-                       "OT" + ".lower()" * (MAX_DEPTH - 1), "abs(" * 63 + "-" * (MAX_DEPTH - 64) + "OT" + ")" * 63]:
+    for expression in [
+        "- " * (MAX_DEPTH - 1) + "OT",
+        "OT + " * (MAX_DEPTH - 1) + "OT",
+        "OT" + ".lower()" * (MAX_DEPTH - 1),
+        "abs(" * 63 + "-" * (MAX_DEPTH - 64) + "OT" + ")" * 63,
+    ]:
         compile_text(derive(expression))
         for item in compiler.parse_source(derive(expression)).items:
             assert repr(item)  # the AST printer (`amml compile --emit ast`) recurses too
@@ -179,8 +183,13 @@ def test_expressions_up_to_the_depth_limit_compile_and_print() -> None:
 def test_emit_ast_of_deep_input_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     deep = tmp_path / "deep.amml"
     deep.write_text(derive("- " * 5000 + "OT") + "\n", encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "airflow_amml.cli", "compile", str(deep), "--emit", "ast"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_amml.cli", "compile", str(deep), "--emit", "ast"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "RecursionError" not in result.stderr
     assert f"{deep}:1:" in result.stderr and "nested more than" in result.stderr
@@ -203,7 +212,7 @@ def test_errors_on_a_huge_line_show_an_excerpt_around_the_caret() -> None:
     for e in error.errors[:100]:
         source_line, caret_line = e.context().split("\n")
         column = caret_line.index("^") - caret_line.index("|") - 2  # 0-based within the excerpt
-        shown = source_line[source_line.index("|") + 2:]
+        shown = source_line[source_line.index("|") + 2 :]
         assert len(shown) <= 2 * 60 + 2
         assert shown[column] == text[e.column - 1], (e.column, shown)
 
@@ -269,8 +278,10 @@ def test_a_type_error_names_the_record_in_the_stream() -> None:
     values = np.random.default_rng(seed).normal(0, 1, count)
     first = int(np.flatnonzero(values > 2)[0])  # beyond the first batch of 10
     assert first >= 10
-    program = compile_text(f"normalsource col='val1', count={count}, seed={seed} "
-                           "| derive s=if(val1 > 2, 'pos', 1) | derive t=s + 1 | print")
+    program = compile_text(
+        f"normalsource col='val1', count={count}, seed={seed} "
+        "| derive s=if(val1 > 2, 'pos', 1) | derive t=s + 1 | print"
+    )
     with pytest.raises(PipelineError) as info:
         run_pipeline(program.pipelines[0], mode="single", config=RunConfig.from_environment(batch_rows=10))
     message = info.value.message
@@ -311,15 +322,19 @@ def test_components_per_file_and_pipelines_per_file_are_limited() -> None:
     error = compile_error(many_components)
     assert f"more than {MAX_COMPONENTS_PER_FILE} components" in error.message
     assert error.line == MAX_COMPONENTS_PER_FILE // per + 1
-    many_pipelines = "\n".join(f"pipeline p{i} {{ source id='ett' | print }}"
-                               for i in range(MAX_PIPELINES_PER_FILE + 50))
+    many_pipelines = "\n".join(
+        f"pipeline p{i} {{ source id='ett' | print }}" for i in range(MAX_PIPELINES_PER_FILE + 50)
+    )
     error = compile_error(many_pipelines + "\npipeline last after p100 { source id='ett' | print }")
     assert isinstance(error, AmmlLimitError) and error.line == MAX_PIPELINES_PER_FILE + 1  # one error, not 51
 
 
 def test_statements_parameters_and_lists_are_limited() -> None:
-    flows = ["f0 = source id='ett'", *(f"f{i} = f{i - 1}" for i in range(1, MAX_STATEMENTS_PER_PIPELINE + 5)),
-             f"f{MAX_STATEMENTS_PER_PIPELINE + 4} | print"]
+    flows = [
+        "f0 = source id='ett'",
+        *(f"f{i} = f{i - 1}" for i in range(1, MAX_STATEMENTS_PER_PIPELINE + 5)),
+        f"f{MAX_STATEMENTS_PER_PIPELINE + 4} | print",
+    ]
     error = compile_error("\n".join(flows))
     assert "statements" in error.message and error.line == MAX_STATEMENTS_PER_PIPELINE + 1
     params = ", ".join(f"c{i}=1" for i in range(MAX_PARAMS_PER_COMPONENT + 1))

@@ -84,15 +84,21 @@ def load(folder, patch="", **env):
         **env,
     }
     code = textwrap.dedent(patch) + LOAD  # `patch`: Python run first, to make a part of the loader fail
-    result = subprocess.run([sys.executable, "-c", code, str(folder)], env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(folder)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def lint(*paths):
-    return subprocess.run([sys.executable, "-m", "airflow_amml.cli", "lint", *map(str, paths)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_amml.cli", "lint", *map(str, paths)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def compiles(path):
@@ -141,8 +147,9 @@ def test_two_files_with_one_dag_id_are_both_errors_naming_each_other(dags):
     (dags / "good_copy.amml").write_text(GOOD)
     loaded = load(dags)
     assert loaded["import_errors"] == {}
-    assert set(loaded["dags"]) == {error_dag_id(n) for n in ("ett_train.amml", "sub/mine.amml", "good.amml",
-                                                              "good_copy.amml")}
+    assert set(loaded["dags"]) == {
+        error_dag_id(n) for n in ("ett_train.amml", "sub/mine.amml", "good.amml", "good_copy.amml")
+    }
     assert_error_dag(loaded, "ett_train.amml", "`ett_train` is also declared by sub/mine.amml")
     assert_error_dag(loaded, "sub/mine.amml", "`ett_train` is also declared by ett_train.amml")
     assert_error_dag(loaded, "good.amml", "also declared by good_copy.amml")
@@ -150,10 +157,12 @@ def test_two_files_with_one_dag_id_are_both_errors_naming_each_other(dags):
 
 def test_duplicates_do_not_depend_on_the_order_files_are_seen_in():
     forward = duplicate_dag_ids({"a.amml": "x", "b.amml": "x", "c.amml": "y", "d.amml": "x"})
-    backward = duplicate_dag_ids(dict(reversed([("a.amml", "x"), ("b.amml", "x"), ("c.amml", "y"),
-                                                ("d.amml", "x")])))
-    assert forward == backward == {"a.amml": ["b.amml", "d.amml"], "b.amml": ["a.amml", "d.amml"],
-                                   "d.amml": ["a.amml", "b.amml"]}
+    backward = duplicate_dag_ids(dict(reversed([("a.amml", "x"), ("b.amml", "x"), ("c.amml", "y"), ("d.amml", "x")])))
+    assert (
+        forward
+        == backward
+        == {"a.amml": ["b.amml", "d.amml"], "b.amml": ["a.amml", "d.amml"], "d.amml": ["a.amml", "b.amml"]}
+    )
 
 
 def test_error_dag_ids_are_unique_per_file_and_their_prefix_is_reserved(dags):
@@ -162,8 +171,12 @@ def test_error_dag_ids_are_unique_per_file_and_their_prefix_is_reserved(dags):
     (dags / "sneaky.amml").write_text(f"dag {error_dag_id('a_b.amml')} {{ }}\nnormalsource | print\n")
     assert len({error_dag_id("a-b.amml"), error_dag_id("a_b.amml"), error_dag_id("a/b.amml")}) == 3
     loaded = load(dags)
-    assert set(loaded["dags"]) == {"good", error_dag_id("a-b.amml"), error_dag_id("a_b.amml"),
-                                   error_dag_id("sneaky.amml")}
+    assert set(loaded["dags"]) == {
+        "good",
+        error_dag_id("a-b.amml"),
+        error_dag_id("a_b.amml"),
+        error_dag_id("sneaky.amml"),
+    }
     assert_error_dag(loaded, "a_b.amml", "unknown component `fitler`")
     assert_error_dag(loaded, "sneaky.amml", "must not start with `amml_error__`")
 
@@ -193,8 +206,7 @@ def test_airflowignore_uses_airflows_own_rules(dags):
 
 def test_docs_and_description_are_capped(dags):
     (dags / "huge.amml").write_text("normalsource | fitler | print\n")
-    (dags / "fence.amml").write_text("dag fence { }\n"
-                                     "normalsource col='v' | filter cond=v != '```' | print\n")
+    (dags / "fence.amml").write_text("dag fence { }\nnormalsource col='v' | filter cond=v != '```' | print\n")
     huge_error = """
         import operators.dag_factory
         from compiler import SourceError

@@ -234,9 +234,7 @@ def test_a_child_stopped_right_after_fork_never_runs_the_callers_code(tmp_path):
                     raise
         print("done")
     """)
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "RUNAWAY" not in result.stdout, result.stdout
     assert result.returncode == 0 and result.stdout.strip().endswith("done"), result.stderr[-3000:]
 
@@ -317,7 +315,10 @@ def test_events_are_wired_by_the_parameters_the_spec_declares():
     )
     hot, waits_hot, waits_default, default = stages[1:]
     assert (hot.emits, waits_hot.listens_to, waits_default.listens_to, default.emits) == (
-        "hot", "hot", "alert", "alert"
+        "hot",
+        "hot",
+        "alert",
+        "alert",
     )
     assert listeners(hot, stages) == [waits_hot] and listeners(default, stages) == [waits_default]
     assert emitters(waits_hot, stages) == [hot] and stages[0].emits is None and stages[0].listens_to is None
