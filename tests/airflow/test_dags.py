@@ -4,7 +4,6 @@ Airflow reads its configuration at import time, so every Airflow step runs in a 
 AIRFLOW_HOME (SQLite metadata database made by `airflow db migrate`)."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from compiler.dag_block import error_dag_id
+from tests.airflow.airflow_home import airflow_home
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = error_dag_id("broken.amml")  # amml_error__broken_<hash of the path>
@@ -45,30 +45,7 @@ def airflow_env(tmp_path_factory):
     (dags / "broken.amml").write_text('source id="ett" | fitler cond=OT > 1 | print\n')
     (dags / "hot_days.amml").write_text(HOT_DAYS)
     (dags / "strict_days.amml").write_text(STRICT_DAYS)
-    bundle = [
-        {
-            "name": "dags-folder",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(dags)},
-        }
-    ]
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundle),
-        "AMML_HOME": str(home / "amml"),
-        "PYTHONPATH": str(ROOT),
-    }
-    migrate = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    env = airflow_home(home, dags)
     return env, dags
 
 

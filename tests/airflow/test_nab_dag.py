@@ -3,7 +3,6 @@ dag.test(): `amml evaluate` of the recommended pipeline over a subset of the shi
 the task's XCom and its tables in the task's log."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.airflow.airflow_home import airflow_home
 
 ROOT = Path(__file__).resolve().parents[2]
 NAB = ROOT / "airflow_amml" / "data" / "nab"
@@ -28,25 +29,7 @@ def airflow_env(tmp_path_factory):
     home = tmp_path_factory.mktemp("nab-airflow")
     dags = home / "dags"
     shutil.copytree(ROOT / "dags", dags)
-    bundle = [
-        {
-            "name": "dags-folder",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(dags)},
-        }
-    ]
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundle),
-        "AMML_HOME": str(home / "amml"),
-        "PYTHONPATH": str(ROOT),
-    }
-    airflow = str(Path(sys.executable).parent / "airflow")
-    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    env = airflow_home(home, dags)
     return env, dags
 
 

@@ -9,7 +9,6 @@ the copy, whose warmup holds the glitch (none: the warmup hours are not scored a
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from tests.airflow.airflow_home import airflow_home
 from tests.airflow.test_dags import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,27 +42,7 @@ def watch_env(tmp_path_factory, ett_path):
     spiky.loc[spiky["date"] == GLITCH, "OT"] += GLITCH_DEGREES
     spiky.to_csv(home / "ett_spiky.csv", index=False)
     (home / "catalog.yaml").write_text(f"ett_spiky:\n  path: {home / 'ett_spiky.csv'}\n  time_column: date\n")
-    bundle = [
-        {
-            "name": "dags-folder",
-            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-            "kwargs": {"path": str(dags)},
-        }
-    ]
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundle),
-        "AMML_HOME": str(home / "amml"),
-        "AMML_CATALOG": str(home / "catalog.yaml"),
-        "AMML_ETT_PATH": str(ett_path),
-        "PYTHONPATH": str(ROOT),
-    }
-    airflow = str(Path(sys.executable).parent / "airflow")
-    migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
-    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    env = airflow_home(home, dags, AMML_CATALOG=str(home / "catalog.yaml"), AMML_ETT_PATH=str(ett_path))
     # train the champion: a pipeline file beside the dags folder (the loader must not see it), models/ beside it
     shutil.copytree(ROOT / "dags" / "models", home / "models")
     (home / "train.amml").write_text(
