@@ -106,6 +106,12 @@ class RunConfig:
         turns it off).
     :param train_memory_limit: bytes training may use — env ``AMML_TRAIN_MEMORY_LIMIT`` (``512MiB``, ``8GiB``,
         ``2e9``), default 4 GiB.
+    :param item: the item a fanned-out pipeline (``pipeline p for series in ...``) runs for: ``(variable, value)``,
+        e.g. ``("series", "nab/realKnownCause/nyc_taxi")`` — task: the mapped task's item; CLI: each item of
+        ``amml run``; None: a pipeline that is not fanned out. Sinks, alerts and registered models carry it.
+    :param max_processes: the most processes one run's pipeline may use (adjacent stages share a process
+        beyond it) — env ``AMML_MAX_PROCESSES``, else the dag block's ``max_processes``; None: one process per
+        component.
     """
 
     home: Path = field(default_factory=_default_home)
@@ -129,6 +135,8 @@ class RunConfig:
     data_interval: tuple[str, str] | None = None
     shm_transport: bool = True
     train_memory_limit: int = DEFAULT_TRAIN_MEMORY
+    item: tuple[str, str | int | float] | None = None
+    max_processes: int | None = None
 
     def __post_init__(self) -> None:
         """Normalise what callers may give loosely (a str for a Path, a list for a tuple) and check the rest:
@@ -161,6 +169,17 @@ class RunConfig:
             if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
                 raise PipelineError(f"flush_delay must be a number of seconds ≥ 0, got {delay!r}")
             self._set("flush_delay", float(delay))
+        if self.item is not None:
+            variable, value = self.item
+            if not isinstance(variable, str) or isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise PipelineError(f"item must be (variable name, a string or number), got {self.item!r}")
+            self._set("item", (variable, value))
+        cap = self.max_processes
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise PipelineError(
+                f"max_processes must be a whole number of processes ≥ 1, got {cap!r}",
+                hint="set AMML_MAX_PROCESSES (or the dag block's max_processes) to e.g. 2",
+            )
         limit = self.train_memory_limit
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"train_memory_limit must be a number of bytes ≥ 1, got {limit!r}")
@@ -252,6 +271,13 @@ def parse_memory_size(raw: str) -> int:
     return int(float(match.group(1)) * factor)
 
 
+def _whole_number(variable: str, raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise PipelineError(f"{variable}={raw!r} is not a whole number", hint=f"set e.g. {variable}=2") from None
+
+
 def _dags_folder(environ: Mapping[str, str]) -> Path:
     """Airflow's dags folder as Airflow finds it without its config file (the operator asks Airflow itself)."""
     if environ.get("AIRFLOW__CORE__DAGS_FOLDER"):
@@ -288,6 +314,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AMML_INPUT_ROOT": ("input_root", Path),
     "AMML_SHM_TRANSPORT": ("shm_transport", lambda raw: raw.strip() != "0"),
     TRAIN_MEMORY_ENV: ("train_memory_limit", parse_memory_size),
+    "AMML_MAX_PROCESSES": ("max_processes", lambda raw: _whole_number("AMML_MAX_PROCESSES", raw)),
 }
 
 

@@ -32,6 +32,7 @@ READS = [
     ("AMML_SHM_TRANSPORT", "0", "shm_transport", False),
     ("AMML_SHM_TRANSPORT", "1", "shm_transport", True),
     ("AMML_TRAIN_MEMORY_LIMIT", "512MiB", "train_memory_limit", 512 * 1024**2),
+    ("AMML_MAX_PROCESSES", "3", "max_processes", 3),
 ]
 
 
@@ -165,3 +166,22 @@ def test_the_deployments_model_folders_are_searched_after_the_runs_own():
     config = RunConfig.from_environment(environ, model_paths=("/dags/models",))
     assert config.model_paths == (Path("/dags/models"), Path("/shared/models"))
     assert RunConfig.from_environment({}, model_paths=("/dags/models",)).model_paths == (Path("/dags/models"),)
+
+
+@pytest.mark.parametrize("raw", ["two", "0", "-1", "1.5"])
+def test_a_process_cap_that_is_not_a_whole_number_above_zero_is_refused_with_a_hint(raw):
+    with pytest.raises(PipelineError, match=r"AMML_MAX_PROCESSES|max_processes") as caught:
+        RunConfig.from_environment({"AMML_MAX_PROCESSES": raw})
+    assert caught.value.hint
+
+
+@pytest.mark.parametrize("item", [("series", True), (1, "a"), ("series", ["a"])])
+def test_an_item_is_a_variable_name_and_a_string_or_number(item):
+    with pytest.raises(PipelineError, match="item"):
+        RunConfig(item=item)
+
+
+def test_an_item_survives_the_trip_to_a_component_process():
+    config = RunConfig(item=["series", "nab/realKnownCause/nyc_taxi"], max_processes=2)
+    assert config.item == ("series", "nab/realKnownCause/nyc_taxi")
+    assert pickle.loads(pickle.dumps(config)) == config
