@@ -1,14 +1,16 @@
-"""Run a compiled pipeline: every component in its own process, columnar batches through bounded queues.
+"""Run a compiled pipeline: components in processes of their own, columnar batches through bounded queues.
 
 ::
 
     parent (run_pipeline)
-      │  forks one process per component, then only watches: the control queue + every child's sentinel
+      │  forks one process per component (at most max_processes), then only watches: the control queue + sentinels
       ▼
     [ingress] ──inbox──► [progress] ──inbox──► [egress]        inbox = multiprocessing.Queue(INBOX_BATCHES)
         │                    │                     │
         └────────────── control queue ─────────────┘            Done(counters) | Failure(traceback)
                          event queues ───────────► components that accept events (alert → snapshot)
+
+    max_processes=2:  [ingress+progress] ──inbox──► [egress]   (a batch goes from ingress to progress by a call)
 
 * What travels is a pandas DataFrame (a micro-batch) or ``None`` (end of stream). A big batch's column data
   goes through shared memory, only its pickled header through the pipe (see :mod:`.transport`). A join is several
@@ -22,7 +24,9 @@
 
 ``mode="single"`` runs the same plan in this process, depth first, for debugging and small data. Both modes
 drive each component through one :class:`~.stage_driver.StageDriver` (feed, end, counters); they differ only in
-what carries its output: a call to the next driver, or a queue to the next process (a child's ``_Wiring``).
+what carries its output: a call to the next driver, or a queue to the next process. With ``max_processes``
+(:class:`RunConfig`) below the number of components, adjacent stages share a process (:mod:`.grouping` chooses
+which, :mod:`.process_group` runs them: calls inside, queues between); one process can run any plan.
 """
 
 from __future__ import annotations
@@ -55,7 +59,9 @@ from compiler.components import ComponentRegistry
 from . import transport
 from .component import AbstractComponent, ComponentContext, Event
 from .errors import PipelineError, Terminated
-from .plan import Stage, emitters, listeners, load_component_class, make_plan
+from .grouping import process_groups
+from .plan import Stage, load_component_class, make_plan
+from .process_group import GroupRun, StageFailed, Wiring
 from .stage_driver import Counters, SendersDone, StageDriver
 
 log = logging.getLogger(__name__)
@@ -71,7 +77,6 @@ PROGRESS_EVERY = 10.0
 # A component that has reported nothing for this long (a child reports every PROGRESS_EVERY, idle or not,
 # whenever its loop gets control) is named in the log with its process state: stopped, or stuck in one call.
 STALL_AFTER = 3 * PROGRESS_EVERY
-EVENTS_END = "__events_end__"
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -164,7 +169,8 @@ def run_pipeline(
     if mode == "single":
         result = _SingleProcess(pipeline.name, stages, context_args, filename, batching).run()
     elif mode == "multiprocess":
-        result = _MultiProcess(pipeline.name, stages, context_args, filename, batching).run()
+        multi = _MultiProcess(pipeline.name, stages, context_args, filename, batching, config.max_processes)
+        result = multi.run()
     else:
         raise ValueError(f"mode must be 'multiprocess' or 'single', got {mode!r}")
     log.info("%s", result.summary())  # the run's one summary (`amml run` and the operator log nothing more)
@@ -326,11 +332,22 @@ class _SingleProcess:
                 self._end(down)
 
 
-# ---- one process per component --------------------------------------------------------------------
+# ---- component processes --------------------------------------------------------------------------
 
 
 class _MultiProcess:
-    def __init__(self, name: str, stages: list[Stage], context_args: dict, filename: str, batching: Batching) -> None:
+    """The plan in component processes: one per stage, or, with ``max_processes``, at most that many, each
+    running a contiguous group of stages (:func:`.grouping.process_groups`)."""
+
+    def __init__(
+        self,
+        name: str,
+        stages: list[Stage],
+        context_args: dict,
+        filename: str,
+        batching: Batching,
+        max_processes: int | None = None,
+    ) -> None:
         self.name = name
         self.batching = batching
         self.stages = stages
@@ -338,6 +355,7 @@ class _MultiProcess:
         self.context_args = context_args
         self.filename = filename
         self.ctx = mp.get_context("fork")
+        self.groups = process_groups(stages, max_processes)
 
     def run(self) -> RunResult:
         start = time.monotonic()
@@ -349,26 +367,28 @@ class _MultiProcess:
                 load_component_class(stage.spec)
             except PipelineError as exc:
                 raise _failure(stage, exc, traceback.format_exc(), self.filename) from exc
-        inboxes = {s.id: self.ctx.Queue(INBOX_BATCHES) for s in self.stages if s.upstream}
-        event_boxes = {s.id: self.ctx.Queue() for s in self.stages if s.listens_to is not None}
+        process_of = {stage.id: number for number, group in enumerate(self.groups) for stage in group}
+        inboxes = tuple(self._inbox(group, process_of) for group in self.groups)
+        event_boxes = tuple(
+            self.ctx.Queue() if any(s.listens_to is not None for s in group) else None for group in self.groups
+        )
         control = self.ctx.Queue()
         transport.sweep_stale()
         # one segment-name prefix per run: what `finally` sweeps
         channel = transport.Transport(enabled=self.context_args["config"].shm_transport)
         wirings = [
-            _Wiring(
-                stage,
+            Wiring(
+                group,
+                tuple(self.stages),
+                process_of,
+                inboxes,
+                event_boxes,
                 self.context_args,
                 self.batching,
                 channel,
                 control,
-                inbox=inboxes.get(stage.id),
-                outboxes=[inboxes[d] for d in stage.downstream],
-                event_box=event_boxes.get(stage.id),
-                listeners=[event_boxes[s.id] for s in listeners(stage, self.stages)],
-                emitters=len(emitters(stage, self.stages)),
             )
-            for stage in self.stages
+            for group in self.groups
         ]
         processes: dict[int, Any] = {}
         counters: dict[int, Counters] = {}
@@ -385,16 +405,13 @@ class _MultiProcess:
             # (under pytest: a second test session). The child unblocks them once its own handlers are set.
             blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             try:
-                for wiring in wirings:
+                for number, wiring in enumerate(wirings):
                     # daemon: an interpreter that exits never waits for a component (multiprocessing joins
                     # non-daemon children at exit, which hangs if one is still streaming)
                     proc = self.ctx.Process(
-                        target=_child_main,
-                        args=(wiring,),
-                        name=f"amml:{self.name}:{wiring.stage.name}",
-                        daemon=True,
+                        target=_child_main, args=(wiring,), name=f"amml:{self.name}:{wiring.title}", daemon=True
                     )
-                    processes[wiring.stage.id] = proc  # known before it exists: a signal during start() stops it
+                    processes[number] = proc  # known before it exists: a signal during start() stops it
                     proc.start()
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
@@ -403,18 +420,25 @@ class _MultiProcess:
         finally:
             _terminate(processes.values())
             _restore_handlers(previous)
-            for q in [*inboxes.values(), *event_boxes.values(), control]:
+            for q in [*filter(None, inboxes), *filter(None, event_boxes), control]:
                 q.cancel_join_thread()
                 q.close()
             # segments still queued (a failure) or half written/read by a killed child: no child is left
             transport.cleanup(channel.prefix)
         return RunResult(self.name, counters, self.stages, time.monotonic() - start)
 
+    def _inbox(self, group: tuple[Stage, ...], process_of: Mapping[int, int]) -> Any | None:
+        """The inbox of the process running ``group``: None when no stage of it reads from another process;
+        else INBOX_BATCHES batches for each stage that does (one stage alone: as many as before a cap)."""
+        number = process_of[group[0].id]
+        readers = sum(1 for s in group if any(process_of[u] != number for u in s.upstream))
+        return self.ctx.Queue(INBOX_BATCHES * readers) if readers else None
+
     def _watch(
         self, processes: dict[int, Any], control: Any, counters: dict[int, Counters], received: list[int]
     ) -> None:
-        running = dict(processes)
-        done: set[int] = set()
+        running = dict(processes)  # process number → process
+        done: set[int] = set()  # stage ids
         last_progress = time.monotonic()
         stalls = _StallWatch(time.monotonic())
         shown: dict[int, Counters] = {}  # what each component's last progress line said
@@ -440,41 +464,52 @@ class _MultiProcess:
                     handle(control.get_nowait())
                 except queue.Empty:
                     break
-            for stage_id, proc in list(running.items()):
+            for number, proc in list(running.items()):
                 if proc.sentinel in ready or not proc.is_alive():
                     proc.join(0.5)
                     if proc.exitcode is None:
                         continue
-                    # A component flushes its Done (or Failure) to the pipe before it exits, but other
-                    # components' messages may be ahead of it: read until it shows up.
+                    # A process flushes its Done (or Failure) messages to the pipe before it exits, but other
+                    # processes' messages may be ahead of them: read until they show up.
+                    group = self.groups[number]
                     deadline = time.monotonic() + 2.0
-                    while stage_id not in done and time.monotonic() < deadline:
+                    while not all(s.id in done for s in group) and time.monotonic() < deadline:
                         try:
                             handle(control.get(timeout=max(0.01, deadline - time.monotonic())))
                         except queue.Empty:
                             break
-                    if stage_id not in done or proc.exitcode != 0:
-                        what = f"died unexpectedly (exit code {proc.exitcode})"
-                        raise _stage_error(self.by_id[stage_id], what, self.filename)
-                    del running[stage_id]
+                    unfinished = [s for s in group if s.id not in done]
+                    if unfinished or proc.exitcode != 0:
+                        raise self._died(group, unfinished, proc.exitcode)
+                    del running[number]
             if time.monotonic() - last_progress > PROGRESS_EVERY:
                 last_progress = time.monotonic()
+                at_work = {s.id: proc.pid for number, proc in running.items() for s in self.groups[number]}
                 # one line for each component at work since its last line (records, busy time or note
                 # changed): not for a finished one, nor one idle while it waits for records
                 for stage in self.stages:
                     now = counters.get(stage.id)
-                    if now is None or stage.id not in running or stage.id in done:
+                    if now is None or stage.id not in at_work or stage.id in done:
                         continue
                     if now != shown.get(stage.id, Counters(note=now.note)):  # (before: nothing done yet)
                         shown[stage.id] = now
                         log.info("progress  %s", now.progress_line(stage))
-                for stage_id in stalls.stalled(running, last_progress):
+                unfinished_work = {sid: pid for sid, pid in at_work.items() if sid not in done}
+                for stage_id in stalls.stalled(unfinished_work, last_progress):
                     log.warning(
                         "progress  %s",
                         _stall_message(
-                            self.by_id[stage_id], running[stage_id].pid, last_progress - stalls.last[stage_id]
+                            self.by_id[stage_id], unfinished_work[stage_id], last_progress - stalls.last[stage_id]
                         ),
                     )
+
+    def _died(self, group: tuple[Stage, ...], unfinished: list[Stage], exitcode: int | None) -> PipelineError:
+        """A process ended without saying its stages were done: named by the first of them still at work."""
+        what = f"died unexpectedly (exit code {exitcode})"
+        if len(group) > 1:
+            names = ", ".join(f"`{s.name}`" for s in group)
+            what += f"; its process ran {names} (max_processes fuses stages into one process)"
+        return _stage_error((unfinished or list(group))[0], what, self.filename)
 
 
 class _StallWatch:
@@ -556,156 +591,66 @@ def _terminate(processes: Any) -> None:
 
 def _die_with_parent(name: str) -> None:
     """Linux: have the kernel SIGKILL this process when its parent dies (no orphans, even on SIGKILL), and
-    name it `amml:<component>` so that `ps`/`top` show which component a process runs."""
+    name it `amml:<components>` so that `ps`/`top`/psutil show which components a process runs. The kernel's
+    name holds 15 bytes; a longer one (`amml:normalsource+filter`) also goes into the command line, where
+    psutil finds it whole."""
+    title = f"amml:{name}"
+    if len(title) > 15:
+        with contextlib.suppress(Exception):
+            import setproctitle  # an Airflow dependency: there wherever a task runs
+
+            setproctitle.setproctitle(title)
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig, pr_set_name = 1, 15
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-        libc.prctl(pr_set_name, f"amml:{name}"[:15].encode())
+        libc.prctl(pr_set_name, title[:15].encode())
 
 
-@dataclass(frozen=True)
-class _Wiring:
-    """What one child process is connected to: the single argument of its entry point."""
-
-    stage: Stage
-    context_args: dict
-    batching: Batching
-    channel: transport.Transport
-    control: Any  # to the parent: _Progress now and then, then _Done or _Failure
-    inbox: Any | None  # None for an ingress
-    outboxes: list  # the inboxes of its downstream components
-    event_box: Any | None  # where the events it listens to arrive; None if it listens to none
-    listeners: list  # the event boxes of the components waiting for the event it sends
-    emitters: int  # how many components send the event it listens to (each ends with EVENTS_END)
-
-    def pass_on(self, piece: pd.DataFrame) -> None:
-        # one message per receiver: each owns (and unlinks) its own shared-memory segment
-        for box, message in zip(self.outboxes, self.channel.pack(piece, len(self.outboxes)), strict=True):
-            box.put(message)
-
-    def emit_event(self, event: Event) -> None:
-        for box in self.listeners:
-            box.put(event)
-
-    def end_of_streams(self) -> None:
-        """Tell every receiver that nothing more will come: ``None`` down each inbox, EVENTS_END to listeners."""
-        for box in self.outboxes:
-            box.put(None)
-        for box in self.listeners:
-            box.put(Event(EVENTS_END, self.stage.name))
-
-    def flush(self) -> None:
-        """Wait until what this process put on a queue is in its pipe: os._exit skips the feeder threads."""
-        for box in [self.control, *self.outboxes, *self.listeners]:
-            box.close()
-            box.join_thread()
-
-
-def _child_main(wiring: _Wiring) -> None:
+def _child_main(wiring: Wiring) -> None:
     # Forked from a parent that may have its own handlers (Airflow's task runner ignores SIGTERM in its
     # children): SIGTERM must kill us; SIGINT is the parent's to handle.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent while it forked
-    stage = wiring.stage
-    _die_with_parent(stage.name)
-    component = None
+    _die_with_parent(wiring.title)
+    control = wiring.control
+    batching = wiring.batching
+    run = None
     try:
-        component = _instantiate(stage, ComponentContext(**wiring.context_args, emit_event=wiring.emit_event))
-        component.open()
-        driver = StageDriver(stage, component, wiring.pass_on, piece_rows=wiring.batching.rows)
-        reports = _ProgressReports(stage.id, driver, wiring.control)
-        if stage.spec.kind is Kind.INGRESS:
-            batches = rebatch(component.batches(), wiring.batching.rows, wiring.batching.delay)
-            driver.run_ingress(batches, between_batches=reports.when_due)
-        else:
-            _consume(driver, wiring, reports)
-        wiring.end_of_streams()
-        wiring.control.put(_Done(stage.id, driver.report()))
+        reports = _ProgressReports(control)
+        run = GroupRun(
+            wiring,
+            heartbeat=lambda: reports.when_due(run),
+            on_done=lambda stage, counters: control.put(_Done(stage.id, counters)),
+            batches_of=lambda component: rebatch(component.batches(), batching.rows, batching.delay),
+            idle_timeout=min(1.0, PROGRESS_EVERY),  # wake at least this often to report
+        )
+        run.open()
+        run.run()
     except BaseException as exc:
-        tb = _traceback_for(exc, traceback.format_exc())
-        wiring.control.put(_Failure(stage.id, _describe(exc), tb, getattr(exc, "hint", None)))
+        stage, error = (exc.stage, exc.error) if isinstance(exc, StageFailed) else (wiring.group[0], exc)
+        tb = _traceback_for(error, "".join(traceback.format_exception(error)))
+        control.put(_Failure(stage.id, _describe(error), tb, getattr(error, "hint", None)))
     finally:
-        if component is not None:
-            with contextlib.suppress(Exception):
-                component.close()
+        if run is not None:
+            run.close()
         wiring.flush()
         os._exit(0)
 
 
-def _consume(driver: StageDriver, wiring: _Wiring, reports: _ProgressReports) -> None:
-    """A progress or egress component in its process: batches until every upstream has ended, the events
-    that arrive in between, then the end of its stream."""
-    events = _EventInbox(wiring.event_box, driver.component, wiring.emitters)
-    upstreams_done = SendersDone(len(driver.stage.upstream))
-    # with events to watch, look often; else wake at least every PROGRESS_EVERY to report
-    timeout = 0.1 if wiring.event_box is not None else min(1.0, PROGRESS_EVERY)
-    while not upstreams_done.all:
-        events.deliver()
-        reports.when_due()  # also while idle: the parent sees we are alive
-        try:
-            message = wiring.inbox.get(timeout=timeout)
-        except queue.Empty:
-            continue
-        batch = transport.unpack(message)
-        if batch is None:
-            upstreams_done.one_more()
-        else:
-            driver.feed(batch)
-    events.wait_for_every_emitter()
-    driver.end(between_frames=reports.when_due)  # a long finish() (a training) reports as it goes
-
-
 class _ProgressReports:
-    """This component's counters to the parent every PROGRESS_EVERY seconds, whenever its loop gets control:
-    the parent's stall watch takes a long silence for a stuck component."""
+    """The counters of this process's components to the parent every PROGRESS_EVERY seconds, whenever its loop
+    gets control: the parent's stall watch takes a long silence for a stuck component."""
 
-    def __init__(self, stage_id: int, driver: StageDriver, control: Any) -> None:
-        self.stage_id = stage_id
-        self.driver = driver
+    def __init__(self, control: Any) -> None:
         self.control = control
         self.last = time.monotonic()
 
-    def when_due(self) -> None:
+    def when_due(self, run: GroupRun | None) -> None:
         now = time.monotonic()
-        if now - self.last > PROGRESS_EVERY:
+        if run is not None and now - self.last > PROGRESS_EVERY:
             self.last = now
-            self.control.put(_Progress(self.stage_id, self.driver.report()))
-
-
-class _EventInbox:
-    """The events a child's component listens to, as they arrive from components running in parallel."""
-
-    def __init__(self, box: Any | None, component: AbstractComponent, emitters: int) -> None:
-        self.box = box
-        self.component = component
-        self.emitters_done = SendersDone(emitters)
-
-    def deliver(self) -> None:
-        """Hand the component every event that has arrived, without waiting for more."""
-        if self.box is None:
-            return
-        while True:
-            try:
-                event = self.box.get_nowait()
-            except queue.Empty:
-                return
-            self._take(event)
-
-    def wait_for_every_emitter(self) -> None:
-        # Events may still be on their way from components running in parallel: wait until every emitter
-        # has said it is done (if one dies instead, the parent stops the whole pipeline).
-        while self.box is not None and not self.emitters_done.all:
-            try:
-                event = self.box.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            self._take(event)
-        self.deliver()
-
-    def _take(self, event: Event) -> None:
-        if event.name == EVENTS_END:
-            self.emitters_done.one_more()
-        else:
-            self.component.on_event(event)
+            for stage_id, counters in run.reports():
+                if stage_id not in run.ended:
+                    self.control.put(_Progress(stage_id, counters))

@@ -86,11 +86,17 @@ class StageDriver:
     def run_ingress(self, batches: Iterable[pd.DataFrame], between_batches: Callable[[], None] = _nothing) -> None:
         """Send an ingress's batches on as they come, to the end of its stream (a source that never ends or
         paces itself must deliver as it goes, and memory must stay flat). Waiting for a batch counts as busy."""
+        for _ in self.ingress_steps(batches):
+            between_batches()
+
+    def ingress_steps(self, batches: Iterable[pd.DataFrame]) -> Iterator[None]:
+        """:meth:`run_ingress` one batch at a time: each step reads and sends one batch, so that a process
+        running more than this stage can do other work between two batches."""
         t = time.monotonic()
         for batch in batches:
             self.counters.busy_seconds += time.monotonic() - t
             self.send(batch)
-            between_batches()
+            yield
             t = time.monotonic()
 
     def feed(self, batch: pd.DataFrame) -> None:
