@@ -3,7 +3,8 @@
 The alerts table and the default snapshot table belong to the runtime database's migration history
 (:mod:`airflow_amml.runtime_db`): :func:`ensure_alert_tables` brings them to the current shape, keeping the
 rows of older versions. A snapshot table a pipeline names itself (`snapshot table=...`) is created on first
-use, under the same lock, and one of the shape before alerts had ids gains the ``alert_id`` column in place.
+use, under the same lock, and one of an older shape gains the later columns in place (``alert_id``, then
+``item``: the fanned-out run's item, recorded with each alert and snapshot row).
 
 Table names given in a pipeline (`snapshot table=`, `sql_sink table=`) are untrusted: they must be plain
 identifiers, and never one of AMML's own tables (alerts, snapshots of another shape, the model registry,
@@ -46,6 +47,9 @@ alerts = sa.Table(
     sa.Column("notify_attempts", sa.Integer),
     sa.Column("notify_error", sa.Text),
     sa.Column("snapshot_status", sa.String(20)),  # SNAPSHOT_* below; null: no snapshot asked with the alert
+    # since revision 0003: the item of a fanned-out run (`for series in ...`) that raised it, as text (null: a
+    # pipeline that is not fanned out). One fixed name, whatever the loop variable: every DAG shares the table.
+    sa.Column("item", sa.Text),
     sa.Index("ix_amml_alerts_run", "dag_id", "run_id", "task_id"),
 )
 
@@ -78,13 +82,21 @@ def snapshot_table(name: str) -> sa.Table:
         sa.Column("row_position", sa.BigInteger, nullable=False),
         sa.Column("record", sa.Text, nullable=False),
         sa.Column("alert_id", sa.BigInteger, index=True),  # the alert row it belongs to (null: older rows)
+        sa.Column("item", sa.Text),  # the fanned-out run's item, as in the alerts table (null: none, older rows)
     )
 
 
-# a snapshot table as versions before alert ids made it: upgraded in place
+# a snapshot table as versions before alert ids made it, and the columns added since, in order: a table of
+# an older shape (the first columns and a prefix of the later ones) is upgraded in place
 _SNAPSHOT_COLUMNS_BEFORE_ALERT_IDS = {
     "id", "snapshot_id", "saved_at", "event", "alert_position", "row_position", "record"
 }  # fmt: skip
+_SNAPSHOT_COLUMNS_ADDED = ("alert_id", "item")
+
+
+def item_text(item: tuple[str, object] | None) -> str | None:
+    """What the alerts and snapshot tables record of a fanned-out run's item: its value as text."""
+    return None if item is None else str(item[1])
 
 
 def ensure_alert_tables(engine: sa.Engine) -> None:
@@ -101,10 +113,11 @@ def ensure_snapshot_table(component: str, engine: sa.Engine, name: object) -> sa
         return table
     with runtime_db.schema_lock(engine), engine.begin() as conn:  # one process creates or upgrades it
         found = _snapshot_columns(conn, table.name)
+        missing = _columns_to_add(found)
         if found is None:
             table.create(conn)
-        elif found == _SNAPSHOT_COLUMNS_BEFORE_ALERT_IDS:
-            _add_alert_id(conn, table)
+        elif missing is not None:
+            _add_columns(conn, table, missing)
         elif found != set(table.c.keys()):
             raise PipelineError(
                 f"`{component} table={table.name!r}`: the table exists and is not a snapshot table "
@@ -122,13 +135,25 @@ def _snapshot_columns(bind: sa.Engine | sa.Connection, name: str) -> set[str] | 
         return {c["name"] for c in inspector.get_columns(name)}
 
 
-def _add_alert_id(conn: sa.Connection, table: sa.Table) -> None:
-    """ALTER TABLE ... ADD COLUMN alert_id, and its index, through Alembic's operations (names quoted by the
-    dialect, never spliced)."""
+def _columns_to_add(found: set[str] | None) -> tuple[str, ...] | None:
+    """The later columns a snapshot table of an older shape lacks (None: it is of no older shape)."""
+    if found is None:
+        return None
+    for done in range(len(_SNAPSHOT_COLUMNS_ADDED)):
+        if found == _SNAPSHOT_COLUMNS_BEFORE_ALERT_IDS | set(_SNAPSHOT_COLUMNS_ADDED[:done]):
+            return _SNAPSHOT_COLUMNS_ADDED[done:]
+    return None
+
+
+def _add_columns(conn: sa.Connection, table: sa.Table, names: tuple[str, ...]) -> None:
+    """ALTER TABLE ... ADD COLUMN for each of ``names`` (and alert_id's index), through Alembic's operations
+    (names quoted by the dialect, never spliced)."""
     from alembic.migration import MigrationContext
     from alembic.operations import Operations
 
     operations = Operations(MigrationContext.configure(conn))
-    operations.add_column(table.name, sa.Column("alert_id", sa.BigInteger))
-    index = next(i for i in table.indexes if list(i.columns.keys()) == ["alert_id"])
-    operations.create_index(index.name, table.name, ["alert_id"])
+    for name in names:
+        operations.add_column(table.name, sa.Column(name, table.c[name].type))
+        index = next((i for i in table.indexes if list(i.columns.keys()) == [name]), None)
+        if index is not None:
+            operations.create_index(index.name, table.name, [name])

@@ -3,7 +3,10 @@
 Built in: `ett` (ETTh1, hourly, 2016-07 to 2018-06), read from the first of: ``config.ett_path``
 (``$AMML_ETT_PATH``); the cache folder (``config.cache_dir``: ``$AMML_CACHE``, default ``~/.cache/amml``); the
 verbatim copy shipped in this package (``airflow_amml/data/ett``, CC BY-ND 4.0); a download from the ETDataset
-GitHub repository into the cache, when an install left the shipped copy out. More sources:
+GitHub repository into the cache, when an install left the shipped copy out. Also built in: the 28 NAB series
+shipped in ``airflow_amml/data/nab`` as ``nab/<category>/<name>`` (``nab/realKnownCause/nyc_taxi``, time column
+``timestamp``), so that a pipeline can fan out over them (``for series in catalog("nab/*")``,
+:func:`matching_ids`). More sources:
 ``config.catalog_file`` (``$AMML_CATALOG``) points at a YAML file mapping ids to
 ``{path: file.csv|file.parquet, time_column: date}`` or to a SQL table or query through SQLAlchemy:
 ``{url: postgresql://..., table: readings | query: "select ...", time_column: ts}``.
@@ -14,6 +17,8 @@ statistics say they may hold it; CSV files and SQL results are read whole (see :
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,6 +34,8 @@ from airflow_amml.sdk import PipelineError
 
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/ETTh1.csv"
 SHIPPED_ETT = Path(__file__).resolve().parents[1] / "data" / "ett" / "ETTh1.csv"
+SHIPPED_NAB = Path(__file__).resolve().parents[1] / "data" / "nab"
+MAX_PATTERN_CHARS = 200  # a `catalog("...")` glob may come from a trigger param
 
 
 def _ett_path(config: RunConfig) -> Path:
@@ -60,8 +67,19 @@ def _ett_path(config: RunConfig) -> Path:
     return cached
 
 
+@functools.cache
+def _shipped_nab() -> dict[str, Mapping[str, Any]]:
+    """``nab/<category>/<name>`` → the shipped CSV (package data: listed once per process)."""
+    return {
+        f"nab/{path.parent.name}/{path.stem}": {"path": str(path), "time_column": "timestamp"}
+        for path in sorted(SHIPPED_NAB.glob("*/*.csv"))
+    }
+
+
 def _entries(config: RunConfig) -> dict[str, Mapping[str, Any]]:
-    entries: dict[str, Mapping[str, Any]] = {"ett": {"path": None, "time_column": "date"}}
+    """Every source id → its entry: the built-ins, then the catalog file's, then ``config.sources`` (each may
+    override what came before it: a deployment's own `nab/...` entry wins over the shipped series)."""
+    entries: dict[str, Mapping[str, Any]] = {"ett": {"path": None, "time_column": "date"}, **_shipped_nab()}
     if config.catalog_file is not None:
         import yaml
 
@@ -69,6 +87,22 @@ def _entries(config: RunConfig) -> dict[str, Mapping[str, Any]]:
             entries.update(yaml.safe_load(fh) or {})
     entries.update(config.sources)
     return entries
+
+
+def matching_ids(config: RunConfig, pattern: str) -> list[str]:
+    """The catalog's source ids that match the fnmatch ``pattern`` (``*`` spans ``/``: ``nab/*`` is every NAB
+    series), sorted; [] when none does. What `catalog("GLOB")` fans out over, at run time: it reads the
+    catalog file, never a source."""
+    if not isinstance(pattern, str) or not pattern:
+        raise PipelineError(
+            f"catalog({pattern!r}): expected a glob of source ids", hint='e.g. catalog("nab/realKnownCause/*")'
+        )
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise PipelineError(
+            f"catalog(...): the glob has {len(pattern):,} characters, more than {MAX_PATTERN_CHARS}",
+            hint='write a short glob such as catalog("nab/*")',
+        )
+    return sorted(str(i) for i in _entries(config) if fnmatch.fnmatchcase(str(i), pattern))
 
 
 def _bound(value: Any, stamps: pd.Series) -> pd.Timestamp:

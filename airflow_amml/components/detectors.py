@@ -658,13 +658,18 @@ class ResidualDetector(_Detector):
 
 
 def stored_threshold(model_ref: str, config: RunConfig) -> tuple[float, float, int]:
-    """(mean, epsilon, smoothing span) of the residual threshold `train_lstm` stored with a model version."""
+    """(mean, epsilon, smoothing span) of the residual threshold `train_lstm` stored with a model version (in a
+    fanned-out run the item's model: :func:`~.scaler_stats.run_model_ref`)."""
     from airflow_amml.registry import ModelRegistry, RegistryError
 
+    from .scaler_stats import fanout_hint, run_model_ref
+
     try:
-        entry = ModelRegistry.from_config(config).resolve(model_ref)
+        entry = ModelRegistry.from_config(config).resolve(run_model_ref("residual_detector", model_ref, config))
     except RegistryError as exc:
-        raise PipelineError(f"`residual_detector model={model_ref!r}`: {exc.message}", hint=exc.hint) from exc
+        raise PipelineError(
+            f"`residual_detector model={model_ref!r}`: {exc.message}", hint=fanout_hint(model_ref, config, exc.hint)
+        ) from exc
     missing = [m for m in STORED_METRICS if not isinstance(entry.metrics.get(m), int | float)]
     if missing:
         raise PipelineError(

@@ -12,6 +12,12 @@ the two, the alert stays ``after_pending``; in Airflow a retry of the task (same
 not record the alert again but completes its snapshot from the replayed stream. Outside Airflow a run has no
 identity to resume by: the ``after_pending`` status is what tells the story.
 
+In a fanned-out run (``config.item``: ``pipeline p for series in ...``) each alert and snapshot row records the
+item in the column ``item`` (its value as text: one name for every DAG, whatever the loop variable), and the
+alert's message starts with it (``nab/realKnownCause/nyc_taxi: value above 3 sigma``), so a notifier's text
+names the series. The mapped tasks of one fan-out share their task id, so a retry looks up only its own item's
+alerts.
+
 `snapshot size=N, on="alert"` (kept for existing pipelines) runs in its own process and saves when the
 event arrives, waiting if its own input has not reached the alert's position yet, so its rows are still
 exactly "the records before the alert"; with ``after=M`` it saves the M records after it too (each part in
@@ -72,6 +78,7 @@ class Alert(AbstractEgress):
         self.records = RecentRecords()
         self.waiting: list[AfterPart] = []  # snapshots whose `after` records are still to come
         self.lineage = config.lineage
+        self.item = tables.item_text(config.item)
         self.recorded = self._recorded_by_earlier_tries()
         self.last_position: int | None = None  # of the last alert raised (the cooldown counts from it)
         self.fired = 0
@@ -133,6 +140,7 @@ class Alert(AbstractEgress):
                     position=row["position"],
                     alert_id=alert_id,
                     saved_at=saved_at,
+                    item=self.item,
                 )
             if snapshots:
                 conn.execute(self.snapshot_table.insert(), snapshots)
@@ -174,7 +182,7 @@ class Alert(AbstractEgress):
                 "component": self.name,
                 "event": p["event"],
                 "level": p["level"],
-                "message": p["message"],
+                "message": p["message"] if self.item is None else f"{self.item}: {p['message']}",
                 "position": int(position),
                 "record": json_record(record),
                 "record_time": times[i],
@@ -183,6 +191,7 @@ class Alert(AbstractEgress):
                 "dag_id": self.lineage.dag_id,
                 "run_id": self.lineage.run_id,
                 "task_id": self.lineage.task_id,
+                "item": self.item,
                 "notify_status": tables.NOTIFY_PENDING if self.webhook is not None else None,
                 "notify_attempts": 0 if self.webhook is not None else None,
                 "notify_error": None,
@@ -274,6 +283,7 @@ class Alert(AbstractEgress):
                 position=part.position,
                 alert_id=part.alert_id,
                 saved_at=datetime.now(UTC),
+                item=self.item,
             )
             with self.engine.begin() as conn:  # the rows and the status that says they are there: together
                 if rows:
@@ -286,8 +296,9 @@ class Alert(AbstractEgress):
             self.waiting.remove(part)
 
     def _recorded_by_earlier_tries(self) -> dict[int, dict[str, Any]]:
-        """Alerts an earlier try of this very Airflow task recorded (same dag, run and task ids): position →
-        what a retry needs to finish them (their id, snapshot and notification status)."""
+        """Alerts an earlier try of this very Airflow task recorded (same dag, run and task ids, and item: the
+        mapped tasks of a fan-out share a task id): position → what a retry needs to finish them (their id,
+        snapshot and notification status)."""
         lineage = self.lineage
         if not (lineage.run_id and lineage.task_id):
             return {}
@@ -296,6 +307,7 @@ class Alert(AbstractEgress):
             a.dag_id.is_not_distinct_from(lineage.dag_id),
             a.run_id == lineage.run_id,
             a.task_id == lineage.task_id,
+            a.item.is_not_distinct_from(self.item),
             a.component == self.name,
             a.event == self.params["event"],
         )
@@ -315,8 +327,9 @@ class Alert(AbstractEgress):
 
 
 def alerts_of_run(config: RunConfig) -> list[dict[str, Any]]:
-    """The alerts the run ``config.lineage`` names (dag, run and task ids) recorded, oldest first: what the
-    Airflow side hands its notifiers (:func:`~airflow_amml.components.notifications.notify_recorded`).
+    """The alerts the run ``config.lineage`` names (dag, run and task ids, and ``config.item``: a mapped task's
+    own) recorded, oldest first: what the Airflow side hands its notifiers
+    (:func:`~airflow_amml.components.notifications.notify_recorded`).
     A run without an identity (outside Airflow) has none to look up."""
     lineage = config.lineage
     if not (lineage.run_id and lineage.task_id):
@@ -326,7 +339,12 @@ def alerts_of_run(config: RunConfig) -> list[dict[str, Any]]:
     a = tables.alerts.c
     query = (
         sa.select(tables.alerts)
-        .where(a.dag_id.is_not_distinct_from(lineage.dag_id), a.run_id == lineage.run_id, a.task_id == lineage.task_id)
+        .where(
+            a.dag_id.is_not_distinct_from(lineage.dag_id),
+            a.run_id == lineage.run_id,
+            a.task_id == lineage.task_id,
+            a.item.is_not_distinct_from(tables.item_text(config.item)),
+        )
         .order_by(a.id)
     )
     with engine.connect() as conn:
@@ -346,6 +364,7 @@ class Snapshot(AbstractEgress):
         self.saved: list[str] = []
         self.engine = storage.engine(self.context.config)
         self.table = tables.ensure_snapshot_table(self.name, self.engine, self.params["table"])
+        self.item = tables.item_text(self.context.config.item)
 
     def write(self, batch: pd.DataFrame) -> None:
         if not len(batch):
@@ -402,6 +421,7 @@ class Snapshot(AbstractEgress):
             position=part.position,
             alert_id=part.alert_id,
             saved_at=datetime.now(UTC),
+            item=self.item,
         )
         if rows:
             with self.engine.begin() as conn:

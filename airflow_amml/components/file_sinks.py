@@ -4,6 +4,9 @@ A sink's `path` comes from the pipeline (or a trigger param), so it is checked f
 output root (:func:`airflow_amml.storage.output_file`). Both write to a temporary file beside the target and
 rename it into place when the stream ends, so a failed run never leaves a truncated file behind. Each logs
 at the end how many rows it wrote, and where.
+
+In a fanned-out run each item has its own file (``out.csv`` → ``out.<item slug>.csv``) and every row the
+item's column (:mod:`.item_column`, which says why not one shared file).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import pandas as pd
 
 from airflow_amml import storage
 from airflow_amml.sdk import AbstractEgress, PipelineError
+
+from .item_column import item_path, with_item
 
 log = logging.getLogger(__name__)
 REWRITE_CHUNK_ROWS = 65_536  # rows of an appended-to CSV file rewritten at once under a wider header
@@ -52,7 +57,10 @@ class CsvSink(AbstractEgress):
     every row then line up under the header (records that lack one of its columns leave it empty)."""
 
     def open(self) -> None:
-        self.path = storage.output_file(self.name, self.params["path"], ".csv", self.context.config)
+        config = self.context.config
+        self.path = storage.output_file(self.name, self.params["path"], ".csv", config)
+        if config.item is not None:  # the item's own file, checked as the path given is
+            self.path = storage.output_file(self.name, str(item_path(self.path, config)), ".csv", config)
         self.tmp: Path | None = None  # made by the first write: a run failing before it leaves no file
         self.header = True
         self.columns: list[str] | None = None  # the file's header, once the first write has decided it
@@ -62,6 +70,7 @@ class CsvSink(AbstractEgress):
         return f"file {self.path.name}"
 
     def write(self, batch: pd.DataFrame) -> None:
+        batch = with_item(self.name, batch, self.context.config)
         tmp = self._temporary([str(c) for c in batch.columns])
         if [str(c) for c in batch.columns] != self.columns:
             batch = batch.set_axis([str(c) for c in batch.columns], axis=1).reindex(columns=self.columns)
@@ -125,7 +134,10 @@ class ParquetSink(AbstractEgress):
     failed run never leaves a truncated file behind."""
 
     def open(self) -> None:
-        self.path = storage.output_file(self.name, self.params["path"], ".parquet", self.context.config)
+        config = self.context.config
+        self.path = storage.output_file(self.name, self.params["path"], ".parquet", config)
+        if config.item is not None:  # the item's own file, checked as the path given is
+            self.path = storage.output_file(self.name, str(item_path(self.path, config)), ".parquet", config)
         self.tmp: Path | None = None  # made by the first write: a run failing before it leaves no file
         self.writer = None
         self.written = 0
@@ -137,6 +149,7 @@ class ParquetSink(AbstractEgress):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        batch = with_item(self.name, batch, self.context.config)
         if self.writer is None:
             table = pa.Table.from_pandas(batch, preserve_index=False)
             self.tmp = temporary_beside(self.name, self.path)

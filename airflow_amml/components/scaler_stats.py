@@ -4,6 +4,9 @@ A scaler attaches its statistics to every batch it emits (``batch.attrs[SCALER_A
 and each column's statistics); ``train_lstm`` stores them with the model version it registers, and
 ``minmax_scaler model=...`` / ``minmax_inverse model=...`` read them back with :func:`stored_scaler`.
 Both the scalers and the model components import this module, and it imports neither.
+
+:func:`run_model_ref` is how every component that reads a registered model (`lstm`, the scalers,
+`residual_detector model=...`) names it: in a fanned-out run, the item's own model.
 """
 
 from __future__ import annotations
@@ -16,17 +19,47 @@ from airflow_amml.sdk import PipelineError
 SCALER_ATTR = "amml.scaler"
 
 
+def run_model_ref(component: str, model_ref: str, config: RunConfig) -> str:
+    """The reference a component reads in this run: ``model_ref`` itself, or in a fanned-out run the item's
+    model (`nab@champion` → `nab.<item slug>@champion`, as `train_lstm` registered it in a fan-out)."""
+    if config.item is None:
+        return model_ref
+    from airflow_amml.registry.errors import RegistryError
+    from airflow_amml.registry.names import item_ref
+
+    try:
+        return item_ref(model_ref, config.item[1])
+    except RegistryError as exc:
+        raise PipelineError(f"`{component} model={model_ref!r}`: {exc.message}", hint=exc.hint) from None
+
+
+def fanout_hint(model_ref: str, config: RunConfig, hint: str | None) -> str | None:
+    """A not-found model's hint, saying in a fanned-out run which per-item model was looked for and why."""
+    if config.item is None:
+        return hint
+    variable, value = config.item
+    said = (
+        f"in a pipeline fanned out over `{variable}`, model={model_ref!r} reads the model of the item "
+        f"{value!r}: {run_model_ref('model', model_ref, config)}, which `train_lstm` registers when it runs "
+        "fanned out over the same items"
+    )
+    return f"{said}; {hint}" if hint else said
+
+
 def stored_scaler(model_ref: str, config: RunConfig) -> dict[str, Any]:
-    """The scaler statistics stored with a registered model version (for `minmax_scaler model=...`)."""
+    """The scaler statistics stored with a registered model version (for `minmax_scaler model=...`; in a
+    fanned-out run the item's model, :func:`run_model_ref`)."""
     # The registry (SQLAlchemy, the artifact stores) is loaded only by a pipeline that asks for stored
     # statistics, not by every pipeline that scales.
     from airflow_amml.registry import ModelRegistry, RegistryError
 
     registry = ModelRegistry.from_config(config)
     try:
-        entry = registry.resolve(model_ref)
+        entry = registry.resolve(run_model_ref("scaler", model_ref, config))
     except RegistryError as exc:
-        raise PipelineError(f"scaler statistics of {model_ref!r}: {exc.message}", hint=exc.hint) from exc
+        raise PipelineError(
+            f"scaler statistics of {model_ref!r}: {exc.message}", hint=fanout_hint(model_ref, config, exc.hint)
+        ) from exc
     if not entry.scaler:
         raise PipelineError(f"model {entry.ref} was registered without scaler statistics")
     return entry.scaler

@@ -170,8 +170,13 @@ class ZScoreScaler(_FittingScaler):
         return out
 
 
-class MinMaxInverse(AbstractProgress):
-    """`minmax_inverse`: undo the min-max scaling recorded on the batches by the scaler upstream."""
+class _InverseScaler(AbstractProgress):
+    """Undo the scaling recorded on the batches by the scaler upstream (or stored with a model version):
+    every scaled column present, or `cols`; `lstm`'s forecast columns are recorded with the target's
+    statistics, so they come back in the target's units."""
+
+    kind_name = ""
+    scaler_name = ""
 
     def open(self) -> None:
         self.stored = None
@@ -180,18 +185,43 @@ class MinMaxInverse(AbstractProgress):
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         scaler = batch.attrs.get(SCALER_ATTR) or self.stored
-        if not scaler or scaler.get("kind") != "minmax":
+        if not scaler or scaler.get("kind") != self.kind_name:
+            found = f" (it has {scaler.get('kind')} statistics)" if scaler else ""
             raise PipelineError(
-                "`minmax_inverse` found no min-max statistics on its input; put a `minmax_scaler` upstream"
+                f"`{self.name}` found no {self.kind_name} statistics on its input{found}; "
+                f"put a `{self.scaler_name}` upstream",
+                hint=f"undo each scaler with its own inverse: `{self.scaler_name}` → `{self.name}`",
             )
         cols = self.params.get("cols") or [c for c in scaler["columns"] if c in batch.columns]
         out = batch.copy()
         for col in cols:
             if col not in scaler["columns"]:
-                raise PipelineError(
-                    f"`minmax_inverse`: column `{col}` was not scaled; scaled: {list(scaler['columns'])}"
-                )
-            low, high = scaler["columns"][col]
-            out[col] = out[col].to_numpy(dtype=np.float64) * (high - low) + low
+                raise PipelineError(f"`{self.name}`: column `{col}` was not scaled; scaled: {list(scaler['columns'])}")
+            out[col] = self.unapply(out[col].to_numpy(dtype=np.float64), scaler["columns"][col])
         out.attrs.pop(SCALER_ATTR, None)
         return out
+
+    def unapply(self, values: np.ndarray, stat: list[float]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MinMaxInverse(_InverseScaler):
+    """`minmax_inverse`: x * (max - min) + min."""
+
+    kind_name = "minmax"
+    scaler_name = "minmax_scaler"
+
+    def unapply(self, values: np.ndarray, stat: list[float]) -> np.ndarray:
+        low, high = stat
+        return values * (high - low) + low
+
+
+class ZScoreInverse(_InverseScaler):
+    """`zscore_inverse`: x * std + mean (a constant column, scaled to 0, comes back as its mean)."""
+
+    kind_name = "zscore"
+    scaler_name = "zscore_scaler"
+
+    def unapply(self, values: np.ndarray, stat: list[float]) -> np.ndarray:
+        mean, std = stat
+        return values * std + mean

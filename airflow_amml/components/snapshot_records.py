@@ -82,9 +82,16 @@ class RecentRecords:
 
 
 def snapshot_rows(
-    frame: pd.DataFrame | None, *, snapshot_id: str, event: str, position: int, alert_id: int | None, saved_at: datetime
+    frame: pd.DataFrame | None,
+    *,
+    snapshot_id: str,
+    event: str,
+    position: int,
+    alert_id: int | None,
+    saved_at: datetime,
+    item: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows of ``frame`` as one snapshot's rows in a snapshot table."""
+    """The rows of ``frame`` as one snapshot's rows in a snapshot table (``item``: a fanned-out run's, as text)."""
     if frame is None or frame.empty:
         return []
     return [
@@ -96,6 +103,7 @@ def snapshot_rows(
             "row_position": int(index),
             "record": json_record(record),
             "alert_id": alert_id,
+            "item": item,
         }
         for index, record in zip(frame.index, frame.to_dict("records"))
     ]

@@ -4,9 +4,15 @@ A sink's `table`, `key` and `db` come from the pipeline (or a trigger param), so
 by plain names that are not AMML's own (:func:`airflow_amml.tables.check_table_name`), databases only by the
 names the deployment declared, and statements built with SQLAlchemy Core against the reflected table.
 
+In a fanned-out run (``config.item``) every row gets the item's column and the key gains it
+(:mod:`.item_column`), so re-running one series replaces only that series' rows; a table an earlier,
+not fanned-out run wrote gains the column like any new one (its earlier rows hold NULL there).
+
 Records with a column the existing table lacks (a pipeline that gained one, e.g. `lstm`'s `model_version`)
 add it to the table, nullable, in the batch's transaction (the earlier rows hold NULL there); a column is never
 dropped or retyped, and a key column the table lacks is still an error (its rows could not be replaced).
+Creating or widening a table holds the database's schema lock (``schema_history.schema_lock``): the mapped
+tasks of a fan-out may write one table at once, and the second must see the table the first created.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from airflow_amml import storage, tables
-from airflow_amml.schema_history import quiet_alembic
+from airflow_amml.schema_history import quiet_alembic, schema_lock
 from airflow_amml.sdk import AbstractEgress, PipelineError
 
 from .column_params import column_names, did_you_mean_columns
+from .item_column import item_key, with_item
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,7 @@ class SqlSink(AbstractEgress):
 
     def open(self) -> None:
         self.table_name = tables.check_table_name(self.name, self.params["table"])
-        self.key = column_names(self.name, "key", self.params["key"])
+        self.key = item_key(column_names(self.name, "key", self.params["key"]), self.context.config)
         url = storage.named_database_url(self.name, self.params["db"], self.context.config)
         self.engine = storage.engine_for(url)
         self.where = f"`{self.name} table={self.table_name!r}`"
@@ -65,15 +72,17 @@ class SqlSink(AbstractEgress):
         )
 
     def write(self, batch: pd.DataFrame) -> None:
+        batch = with_item(self.name, batch, self.context.config)
         self._check_key_in_records(batch)
         try:
-            with self.engine.begin() as conn:
-                table = self._existing_table(conn)
-                if table is not None:
-                    table = self._add_new_columns(conn, table, batch)
-                    self._check_records_fit(table, batch)
-                    self._delete_same_keys(conn, table, batch)
-                batch.to_sql(self.table_name, conn, if_exists="append", index=False)
+            if self.table is None or self._new_columns(self.table, batch):
+                # The mapped tasks of a fan-out (other processes, other workers) may create or widen the same
+                # table at once: one at a time, each seeing what the one before it did.
+                with schema_lock(self.engine):
+                    self.table = None
+                    self._write(batch)
+            else:
+                self._write(batch)
             self.written += len(batch)  # committed
         except sa.exc.SQLAlchemyError as exc:
             # the driver's own words, not the statement (its values are hidden anyway: hide_parameters)
@@ -83,6 +92,15 @@ class SqlSink(AbstractEgress):
                 hint="check that the records fit the table (columns and types), and that the database is reachable",
             ) from exc
 
+    def _write(self, batch: pd.DataFrame) -> None:
+        with self.engine.begin() as conn:
+            table = self._existing_table(conn)
+            if table is not None:
+                table = self._add_new_columns(conn, table, batch)
+                self._check_records_fit(table, batch)
+                self._delete_same_keys(conn, table, batch)
+            batch.to_sql(self.table_name, conn, if_exists="append", index=False)
+
     def _existing_table(self, conn: sa.Connection) -> sa.Table | None:
         if self.table is None and sa.inspect(conn).has_table(self.table_name):
             self.table = sa.Table(self.table_name, sa.MetaData(), autoload_with=conn)
@@ -90,8 +108,9 @@ class SqlSink(AbstractEgress):
 
     def _add_new_columns(self, conn: sa.Connection, table: sa.Table, batch: pd.DataFrame) -> sa.Table:
         """The records' columns the table lacks, added (nullable; typed as pandas would create them); the
-        table as it is then. Key columns are not added: `_check_records_fit` names them."""
-        new = [str(c) for c in batch.columns if str(c) not in table.c and str(c) not in self.key]
+        table as it is then. Key columns are not added (`_check_records_fit` names them), except a fan-out's
+        item column, which a table from before the fan-out lacks."""
+        new = self._new_columns(table, batch)
         if not new:
             return table
         with quiet_alembic():  # (importing alembic.operations logs INFO lines)
@@ -109,6 +128,15 @@ class SqlSink(AbstractEgress):
         )
         self.table = sa.Table(self.table_name, sa.MetaData(), autoload_with=conn)
         return self.table
+
+    def _new_columns(self, table: sa.Table, batch: pd.DataFrame) -> list[str]:
+        item = self.context.config.item
+        added_by_fanout = [] if item is None else [item[0]]  # not the user's key: AMML adds it to every row
+        return [
+            str(c)
+            for c in batch.columns
+            if str(c) not in table.c and (str(c) not in self.key or str(c) in added_by_fanout)
+        ]
 
     def _check_key_in_records(self, batch: pd.DataFrame) -> None:
         missing = [k for k in self.key if k not in batch.columns]

@@ -9,10 +9,15 @@
 References use the characters names cannot contain: `ett:0.1` is a definition (name `:` version), `ett/3` a
 version, `ett@champion` an alias, `ett` the latest version. Model names become folder names in the artifact
 store, so the pattern also keeps every name a single, harmless path segment.
+
+A fanned-out pipeline (`pipeline p for series in ...`) keeps one model per item: :func:`item_model_name` is the
+one rule (`nab` for item `nab/realKnownCause/nyc_taxi` → `nab.nab-realKnownCause-nyc_taxi-ffd6fbb8d6`), and
+:func:`item_slug` also names the item's output files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 
@@ -26,6 +31,9 @@ _VERSION_RE = re.compile(VERSION_PATTERN)
 _NUMBER_RE = re.compile(r"[0-9]{1,10}")  # str.isdigit() also accepts '²' and other scripts' digits
 _REF_HINT = "write `ett` (latest), `ett/3` (version 3) or `ett@champion` (an alias)"
 _SHOWN = 60  # characters of a bad value quoted back in a message
+_UNSAFE_IN_SLUG = re.compile(r"[^A-Za-z0-9_-]")
+MAX_SLUG_CHARS = 60  # an item's part of a model or file name (a catalog id can be long; the name has 100)
+SLUG_HASH_CHARS = 10  # hex digits of sha256: 40 bits, so two items of one run never meet by chance
 
 
 def shown(value: object) -> str:
@@ -92,6 +100,47 @@ def parse_definition_ref(ref: object) -> tuple[str, str]:
         )
     name, _, version = ref.partition(":")
     return check_name(name, "definition name"), check_definition_version(version)
+
+
+def item_slug(value: object, limit: int = MAX_SLUG_CHARS) -> str:
+    """An item (a fan-out's series id, a string or number) as a name part of `A-Z a-z 0-9 _ -` only.
+
+    Deterministic (the same item gives the same slug on every worker and every run) and collision-resistant:
+    an item kept as it is (`nyc_taxi`, `42`) is its own slug, and one whose characters had to change or that
+    was cut to ``limit`` gets a hash of its full text (`nab/a` → `nab-a-<hash>`, never the slug of `nab-a`).
+    """
+    text = str(value)
+    slug = _UNSAFE_IN_SLUG.sub("-", text)
+    if slug == text and 0 < len(slug) <= limit:
+        return slug
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:SLUG_HASH_CHARS]
+    kept = slug[: max(limit - SLUG_HASH_CHARS - 1, 0)]
+    return f"{kept}-{digest}" if kept else digest
+
+
+def item_model_name(name: str, value: object) -> str:
+    """The model a fanned-out run keeps for one item: `<name>.<slug of the item>`, within the 100 characters of a
+    name (a long base name leaves the slug less room; the hash keeps it apart from its neighbours)."""
+    check_name(name)
+    room = 100 - len(name) - 1
+    if room < SLUG_HASH_CHARS:
+        raise InvalidValueError(
+            f"model name {shown(name)} leaves no room for the item's part ({len(name)} of 100 characters)",
+            hint="use a model name of at most 89 characters in a fanned-out pipeline",
+        )
+    return check_name(f"{name}.{item_slug(value, min(room, MAX_SLUG_CHARS))}")
+
+
+def item_ref(ref: object, value: object) -> str:
+    """A model reference as a fanned-out run reads it for one item: `nab@champion` → `nab.<slug>@champion`
+    (and `nab/3`, `nab` likewise; the alias or version is kept)."""
+    name, kind, which = parse_ref(ref)
+    item_name = item_model_name(name, value)
+    if kind == "alias":
+        return f"{item_name}@{which}"
+    if kind == "version":
+        return f"{item_name}/{which}"
+    return item_name
 
 
 def _ref_part(check: Callable[[object], str], value: str, ref: str) -> str:

@@ -23,7 +23,7 @@ from airflow_amml.schema_history import SchemaHistory, schema_lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "amml_runtime_alembic_version"
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 HISTORY = SchemaHistory(MIGRATIONS, VERSION_TABLE, HEAD_REVISION)
 
 __all__ = ["HEAD_REVISION", "HISTORY", "VERSION_TABLE", "current_revision", "migrate", "schema_lock"]

@@ -111,7 +111,7 @@ def database_url(request, tmp_path):
 
 def test_a_new_database_gets_the_tables_at_the_head_revision(database_url):
     runtime_db.migrate(storage.engine_for(database_url))
-    assert query(f"select version_num from {runtime_db.VERSION_TABLE}", database_url) == [("0002",)]
+    assert query(f"select version_num from {runtime_db.VERSION_TABLE}", database_url) == [(runtime_db.HEAD_REVISION,)]
     assert columns(database_url, "amml_alerts") == set(tables.alerts.c.keys())
     assert columns(database_url, "amml_snapshots") == set(tables.snapshot_table("amml_snapshots").c.keys())
     assert not sa.inspect(sa.create_engine(database_url)).has_table("amml_alembic_version"), "the registry's is apart"
@@ -125,7 +125,7 @@ def test_tables_of_an_older_version_are_upgraded_in_place_with_their_rows(databa
     assert old_and_new == [("old", 3, None, None), ("old", 9, None, None), ("alert", 0, None, "complete")]
     assert columns(database_url, "amml_alerts") == set(tables.alerts.c.keys())
     for table in ("amml_snapshots", "old_snaps"):  # the default one by migration, a pipeline's own in place
-        assert "alert_id" in columns(database_url, table)
+        assert {"alert_id", "item"} <= columns(database_url, table)
         assert query(f"select snapshot_id, alert_id from {table} where snapshot_id = 's'", database_url) == [
             ("s", None)
         ]
@@ -152,7 +152,7 @@ def test_processes_migrating_at_once_upgrade_the_database_once(postgres_url):
     for p in procs:
         p.join(60)
     assert outcomes == ["ok"] * 6
-    assert query(f"select version_num from {runtime_db.VERSION_TABLE}", postgres_url) == [("0002",)]
+    assert query(f"select version_num from {runtime_db.VERSION_TABLE}", postgres_url) == [(runtime_db.HEAD_REVISION,)]
     assert query("select count(*) from amml_alerts", postgres_url) == [(2,)]
 
 
@@ -210,6 +210,61 @@ def test_a_retried_task_records_no_alert_twice_but_another_run_does():
     assert len(query("select id from amml_alerts")) == len(expected_alarms())
     run(text, lineage=Lineage(dag_id="watch", run_id="scheduled__2024-01-02", task_id="hot"))
     assert len(query("select id from amml_alerts")) == 2 * len(expected_alarms())
+
+
+def test_a_snapshot_table_with_alert_ids_but_no_item_gains_the_item_in_place(database_url):
+    current = tables.snapshot_table("snaps_0002")  # the table as revision 0002's code created it: no `item`
+    shape_0002 = sa.Table(
+        "snaps_0002", sa.MetaData(), *(sa.Column(c.name, c.type, primary_key=c.primary_key) for c in current.c
+                                       if c.name != "item")
+    )  # fmt: skip
+    shape_0002.create(sa.create_engine(database_url))
+    run("normalsource col='v', count=5, seed=1 | alert cond=v > -100, cooldown=100, snapshot=2, "
+        "snapshot_table='snaps_0002'", db_url=database_url, item=("series", "a"))  # fmt: skip
+    assert columns(database_url, "snaps_0002") == set(tables.snapshot_table("snaps_0002").c.keys())
+    assert query("select item, row_position from snaps_0002", database_url) == [("a", 0)]
+
+
+# ---- fanned out: the item with every alert and snapshot row -------------------------------------------------------
+
+
+def test_a_fanned_out_runs_alerts_and_snapshots_name_their_item_and_each_item_keeps_its_own():
+    """The mapped tasks of a fan-out share dag, run and task ids: the item tells their alerts apart, for the
+    message a notifier shows, for a retry (which records nothing twice) and for the notifiers' look-up."""
+    text = INCIDENTS.format(extra=", message='v above 2.2', snapshot=3")
+    taxi, other = ("series", "nab/realKnownCause/nyc_taxi"), ("series", "nab/realKnownCause/other")
+    run(text, lineage=AIRFLOW_TRY, item=taxi)
+    run(text, lineage=AIRFLOW_TRY, item=other)  # another mapped task of the same task id: its own alerts
+    run(text, lineage=AIRFLOW_TRY, item=taxi)  # the taxi task's retry: nothing twice
+    run(text, lineage=AIRFLOW_TRY)  # and a run that is not fanned out is apart from both
+    raised = expected_alarms()
+    counts = query("select item, message, count(*) from amml_alerts group by item, message order by item")
+    assert sorted(counts, key=str) == sorted(
+        [
+            (None, "v above 2.2", len(raised)),
+            ("nab/realKnownCause/nyc_taxi", "nab/realKnownCause/nyc_taxi: v above 2.2", len(raised)),
+            ("nab/realKnownCause/other", "nab/realKnownCause/other: v above 2.2", len(raised)),
+        ],
+        key=str,
+    )
+    snapshots = query("select a.item, s.item, count(*) from amml_alerts a join amml_snapshots s on s.alert_id = a.id "
+                      "group by a.item, s.item")  # fmt: skip
+    assert all(alert_item == row_item for alert_item, row_item, _ in snapshots) and len(snapshots) == 3
+    for item in (taxi, other):
+        alerts = alerts_of_run(RunConfig.from_environment(lineage=AIRFLOW_TRY, item=item))
+        assert [a["position"] for a in alerts] == raised and {a["item"] for a in alerts} == {item[1]}
+    assert {a["item"] for a in alerts_of_run(RunConfig.from_environment(lineage=AIRFLOW_TRY))} == {None}
+
+
+def test_the_snapshot_component_records_the_item_too():
+    text = textwrap.dedent("""
+        r = normalsource col='v', count=5000, seed=11
+        r | alert cond=v > 3, cooldown=5000
+        r | snapshot size=4
+    """)
+    run(text, item=("plant", 7))
+    assert query("select distinct item from amml_alerts") == [("7",)]
+    assert query("select distinct item, count(*) from amml_snapshots group by item") == [("7", 4)]
 
 
 # ---- snapshots linked to their alert ---------------------------------------------------------------------------
