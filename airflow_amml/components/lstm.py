@@ -23,21 +23,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from airflow_amml.models.errors import ModelDataError
 from airflow_amml.registry import ModelNotFoundError, ModelRegistry, RegistryError
-from airflow_amml.registry.names import check_alias
+from airflow_amml.registry.names import check_alias, item_model_name
 from airflow_amml.run_config import RunConfig
 from airflow_amml.sdk import AbstractProgress, PipelineError
 from compiler.errors import AmmlError
 
-from .scaler_stats import SCALER_ATTR
+from .scaler_stats import SCALER_ATTR, fanout_hint, run_model_ref
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"  # the alias `lstm model="ett@champion"` (ett_predict) reads
 MODEL_VERSION_COLUMN = "model_version"  # on every prediction: the version that made it ("ett/3")
+ORIGIN_COLUMN, STEP_COLUMN = "origin", "step"  # `lstm layout="long"`: where a forecast starts, its step 1 … H
+# `lstm layout="long"`: rows from one batch at most (origins x steps; ~40 bytes each, so ~160 MB)
+MAX_FORECAST_ROWS = 4_000_000
 # While the model trains, finish() yields None this often: the executor then reports the epoch it is at.
 HEARTBEAT_SECONDS = 1.0
 MAX_SET_BY = 250  # the registry's limit on who set an alias
@@ -122,6 +126,7 @@ class TrainLstm(AbstractProgress):
         self.registry = ModelRegistry.from_config(self.context.config)
         ref = self.params["model"]
         self.spec = parse_model_spec(definition_yaml(self.registry, ref, self.context.config), f"model {ref}")
+        self.model_name = self._registered_name()
         self.frames: list[pd.DataFrame] = []
         self.rows = self.frame_bytes = 0
         self.scaler: dict[str, Any] | None = None
@@ -132,6 +137,21 @@ class TrainLstm(AbstractProgress):
 
     def progress_note(self) -> str | None:
         return self.note
+
+    def _registered_name(self) -> str:
+        """The name the trained model is registered (and aliased) under: the definition's, or in a fanned-out
+        run the item's own model, `<definition name>.<item slug>` (registry.names.item_model_name), so each
+        series keeps its versions and its @champion apart."""
+        item = self.context.config.item
+        if item is None:
+            return self.spec.name
+        from airflow_amml.registry.metadata import check_tags
+
+        try:
+            check_tags({item[0]: str(item[1])})  # the version's tag: refused now, not after the training
+            return item_model_name(self.spec.name, item[1])
+        except RegistryError as exc:
+            raise PipelineError(f"`train_lstm model={self.params['model']!r}`: {exc.message}", hint=exc.hint) from None
 
     def process(self, batch: pd.DataFrame) -> None:
         self.frames.append(batch)
@@ -165,7 +185,7 @@ class TrainLstm(AbstractProgress):
             raise PipelineError(f"`train_lstm` received no records to train {self.spec.ref} on")
         lineage = self.context.config.lineage
         if self.params["register"] and lineage.run_id and lineage.task_id:
-            done = self.registry.find_by_lineage(self.spec.name, lineage.dag_id, lineage.run_id, lineage.task_id)
+            done = self.registry.find_by_lineage(self.model_name, lineage.dag_id, lineage.run_id, lineage.task_id)
             if done is not None:  # a retry of a task that already registered: do not make a second version
                 log.info(
                     "train_lstm: %s already registered %s for this run; not training again", self.spec.ref, done.ref
@@ -250,7 +270,7 @@ class TrainLstm(AbstractProgress):
         who and why. Never moves an existing champion (that is `promote=`'s job). True if it set it."""
         if self.registered is None:
             return False
-        name, version = self.spec.name, self.registered.version
+        name, version = self.model_name, self.registered.version
         reason = f"first version of {name}: no {CHAMPION} yet" if version == 1 else f"no {CHAMPION} of {name} yet"
         try:
             made = self.registry.set_alias_if_absent(
@@ -286,7 +306,7 @@ class TrainLstm(AbstractProgress):
         errors = holdout_errors(model, self.spec, holdout, self.scaler, self.scaler)
         result: dict[str, Any] = {"holdout_records": len(holdout), **holdout_metrics(errors)}
         alias = self.params["promote"]
-        current = champion_errors(self.registry, f"{self.spec.name}@{alias}", holdout, self.scaler) if alias else None
+        current = champion_errors(self.registry, f"{self.model_name}@{alias}", holdout, self.scaler) if alias else None
         if current is not None:
             entry, theirs = current
             result.update({f"{alias}_version": entry.version, f"{alias}_holdout_mae": theirs.mean_mae()})
@@ -296,7 +316,7 @@ class TrainLstm(AbstractProgress):
         over = f" (mean over {errors.horizon} steps)" if errors.horizon > 1 else ""
         held = f"train_lstm {self.spec.ref} hold-out ({len(holdout):,} records): MAE{over} {result['holdout_mae']:.4g}"
         if current is not None:
-            held += f"; @{alias} ({self.spec.name}/{result[f'{alias}_version']}): {result[f'{alias}_holdout_mae']:.4g}"
+            held += f"; @{alias} ({self.model_name}/{result[f'{alias}_version']}): {result[f'{alias}_holdout_mae']:.4g}"
         log.info("%s", held)
         return result
 
@@ -317,7 +337,7 @@ class TrainLstm(AbstractProgress):
                 over = f" (mean over {steps} steps)" if steps > 1 else ""
                 reason = f"promote={alias}: hold-out MAE{over} {new:.4g} beats {current:.4g}"
             self.registry.set_alias(
-                self.spec.name, alias, self.registered.version, set_by=alias_set_by(self.context.config), reason=reason
+                self.model_name, alias, self.registered.version, set_by=alias_set_by(self.context.config), reason=reason
             )
             log.info("train_lstm: promoted %s to @%s (%s)", self.registered.ref, alias, reason)
             return alias
@@ -374,7 +394,7 @@ class TrainLstm(AbstractProgress):
 
         from .plots import plot_loss, plot_prediction
 
-        out = run_output_dir(self.context.config, self.spec.name)
+        out = run_output_dir(self.context.config, self.model_name)
         model_file = keras_builder.save_model(model, out / "model.keras")
         window, horizon = self.spec.training.window, self.spec.training.horizon
         # the prediction plot shows records the model did not train on when there are (enough of) them
@@ -405,8 +425,9 @@ class TrainLstm(AbstractProgress):
             **evaluation,
         }
         try:
+            item = self.context.config.item
             entry = self.registry.register_version(
-                self.spec.name,
+                self.model_name,
                 self.spec.ref,
                 model_file,
                 scaler=self.scaler,
@@ -414,6 +435,7 @@ class TrainLstm(AbstractProgress):
                 plots=plots,
                 lineage=self.context.config.lineage,
                 params=self.training_params(model, history),
+                tags=None if item is None else {item[0]: str(item[1])},  # e.g. series=nab/realKnownCause/nyc_taxi
             )
         except RegistryError as exc:
             raise PipelineError(
@@ -442,7 +464,13 @@ def _initial_rate(model: Any, history: list[dict[str, Any]]) -> float | None:
 
 class LstmPredict(AbstractProgress):
     """`lstm model="ett@champion"`: one-step (or horizon-step) forecasts for every record that completes a
-    window; the forecast made at a record is emitted on that record (its timestamp), in `output`.
+    window (its *origin*); the forecast made at a record is emitted on that record (its timestamp), in `output`.
+
+    `layout="long"` gives a forecast the shape darts, statsforecast and neuralforecast users read: H rows per
+    origin, `origin` (the origin's time), the time column (the time forecast for: origin + step × `freq`),
+    `step` (1 … H) and `output`, and nothing of the input records. `origins="last"` forecasts only from the
+    stream's last full window, at its end: a daily run over its interval writes the next H steps after it.
+    Either way one `predict` per batch, and the output of a batch is capped at MAX_FORECAST_ROWS rows.
 
     Every forecast names the version that made it in `model_version` (`ett/3`: the alias resolved when the
     component opened, so a later promotion never relabels rows). Records that already carry a
@@ -452,12 +480,18 @@ class LstmPredict(AbstractProgress):
         from airflow_amml.models import keras_builder
         from airflow_amml.models.spec import parse_model_spec
 
-        registry = ModelRegistry.from_config(self.context.config)
+        config = self.context.config
+        registry = ModelRegistry.from_config(config)
         self.scratch = tempfile.TemporaryDirectory(prefix="amml-lstm-")
-        try:
-            self.entry, path = registry.download(self.params["model"], Path(self.scratch.name))
+        try:  # in a fanned-out run, the item's own model (`nab@champion` → `nab.<item slug>@champion`)
+            self.entry, path = registry.download(
+                run_model_ref("lstm", self.params["model"], config), Path(self.scratch.name)
+            )
         except RegistryError as exc:
-            raise PipelineError(f"`lstm model={self.params['model']!r}`: {exc.message}", hint=exc.hint) from exc
+            raise PipelineError(
+                f"`lstm model={self.params['model']!r}`: {exc.message}",
+                hint=fanout_hint(self.params["model"], config, exc.hint),
+            ) from exc
         self.spec = parse_model_spec(registry.get_definition(self.entry.definition), self.entry.definition)
         try:
             self.model = keras_builder.load_model(path, self.spec)
@@ -467,32 +501,88 @@ class LstmPredict(AbstractProgress):
             ) from None
         self.tail: pd.DataFrame | None = None
         self.version_column: str | None = None  # chosen at the first batch, from the columns it has
+        self.freq = self._given_freq()  # layout='long': the time between records (inferred when not given)
+        self.last_attrs: dict[str, Any] = {}  # origins='last': the attrs of the last batch (its scaler)
         log.info("lstm: loaded %s (%s) for %s", self.entry.ref, self.entry.definition, self.params["model"])
 
     def progress_note(self) -> str | None:
         return f"model {self.entry.ref}"
 
-    def process(self, batch: pd.DataFrame) -> pd.DataFrame | None:
-        from airflow_amml.models import keras_builder
+    def _given_freq(self) -> np.timedelta64 | None:
+        """`freq=` as a time step (None: inferred from the records); the long layout's names checked too."""
+        from compiler.value_checks import DURATION_EXAMPLES, duration_seconds
 
+        for key, choices in (("layout", ("wide", "long")), ("origins", ("every", "last"))):
+            if self.params[key] not in choices:  # a run param (`layout=params.layout`) is checked only now
+                raise PipelineError(
+                    f"`lstm {key}={self.params[key]!r}`: expected one of {', '.join(map(repr, choices))}",
+                    hint=f"e.g. {key}={choices[-1]!r}",
+                )
+        output = self.params["output"]
+        if self.params["layout"] == "long" and output in (ORIGIN_COLUMN, STEP_COLUMN, self.params["time"]):
+            raise PipelineError(
+                f"`lstm output={output!r}`: the long layout has a column of that name already",
+                hint="name the forecast column otherwise, e.g. output='prediction'",
+            )
+        freq = self.params["freq"]
+        if freq is None:
+            return None
+        seconds = duration_seconds(freq)
+        if not seconds:
+            raise PipelineError(
+                f"`lstm freq={freq!r}`: expected the time between records, a duration such as {DURATION_EXAMPLES}",
+                hint="e.g. freq='1h' for hourly records",
+            )
+        return np.timedelta64(seconds, "s")
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame | None:
         window = self.spec.training.window
         joined = batch if self.tail is None else pd.concat([self.tail, batch])
+        if self.params["origins"] == "last":  # keep the last full window; forecast from it at the end
+            self.tail = joined.iloc[-window:]
+            self.last_attrs = dict(batch.attrs)
+            return None
         self.tail = joined.iloc[-(window - 1) :] if window > 1 else None
         if len(joined) < window:
             return None
+        return self._forecast(joined, batch.attrs)
+
+    def finish(self) -> pd.DataFrame | None:
+        if self.params["origins"] != "last" or self.tail is None or len(self.tail) < self.spec.training.window:
+            return None
+        tail, self.tail = self.tail, None
+        return self._forecast(tail, self.last_attrs)
+
+    def _forecast(self, joined: pd.DataFrame, attrs: dict[str, Any]) -> pd.DataFrame:
+        """The forecasts from every origin of `joined` (its records that complete a window), in the layout
+        asked for; the scaler statistics of `attrs` carried over to the forecast columns."""
+        from airflow_amml.models import keras_builder
+
+        window, horizon = self.spec.training.window, self.spec.training.horizon
+        origins = len(joined) - window + 1
+        long = self.params["layout"] == "long"
+        if long and origins * horizon > MAX_FORECAST_ROWS:  # checked before the model runs
+            raise PipelineError(
+                f"`lstm layout='long'`: {origins:,} origins x {horizon:,} steps would be {origins * horizon:,} "
+                f"rows from one batch, more than {MAX_FORECAST_ROWS:,}",
+                hint="forecast from the last origin only (origins='last'), or use layout='wide'",
+            )
         forecasts = keras_builder.predict(self.model, self.spec, joined)
-        out = joined.iloc[window - 1 :].copy()
         output = self.params["output"]
-        if forecasts.shape[1] == 1:
-            out[output] = forecasts[:, 0]
+        if long:
+            out = self._long_rows(joined, forecasts)
         else:
-            for step in range(forecasts.shape[1]):
-                out[f"{output}_{step + 1}"] = forecasts[:, step]
+            out = joined.iloc[window - 1 :].copy()
+            if forecasts.shape[1] == 1:
+                out[output] = forecasts[:, 0]
+            else:
+                for step in range(forecasts.shape[1]):
+                    out[f"{output}_{step + 1}"] = forecasts[:, step]
         if self.version_column is None:
-            taken = MODEL_VERSION_COLUMN in batch.columns
+            taken = MODEL_VERSION_COLUMN in out.columns
             self.version_column = f"{output}_{MODEL_VERSION_COLUMN}" if taken else MODEL_VERSION_COLUMN
         out[self.version_column] = self.entry.ref
-        out.attrs = dict(batch.attrs)
+        out.attrs = dict(attrs)
         scaler = out.attrs.get(SCALER_ATTR)
         target = self.spec.training.target
         if scaler and target in scaler.get("columns", {}):  # predictions live in the target's scaled space
@@ -502,6 +592,60 @@ class LstmPredict(AbstractProgress):
                     columns[col] = columns[target]
             out.attrs[SCALER_ATTR] = {**scaler, "columns": columns}
         return out
+
+    def _long_rows(self, joined: pd.DataFrame, forecasts: np.ndarray) -> pd.DataFrame:
+        """H rows per origin, origin by origin and step by step: origin, target time, step, value."""
+        from .column_params import record_times
+
+        time = self._time_column(joined)
+        times = record_times("lstm", joined, time)
+        if self.freq is None:
+            self.freq = self._inferred_freq(times, time)
+        n, horizon = forecasts.shape
+        steps = np.arange(1, horizon + 1, dtype=np.int64)
+        origin = np.repeat(times[len(times) - n :], horizon)
+        return pd.DataFrame(
+            {
+                ORIGIN_COLUMN: origin,
+                time: origin + np.tile(steps, n) * self.freq,
+                STEP_COLUMN: np.tile(steps, n),
+                self.params["output"]: forecasts.reshape(-1),
+            }
+        )
+
+    def _time_column(self, batch: pd.DataFrame) -> str:
+        named = self.params["time"]
+        if named is not None:
+            if named not in batch.columns:
+                raise PipelineError(
+                    f"`lstm time={named!r}`: no such column; the records have {list(batch.columns)}",
+                    hint="name the timestamp column with time='...'",
+                )
+            return named
+        found = [c for c in batch.columns if pd.api.types.is_datetime64_any_dtype(batch[c])]
+        found += [c for c in ("timestamp", "date", "time") if c in batch.columns]
+        if not found:
+            raise PipelineError(
+                f"`lstm layout='long'`: a forecast's rows need the records' times; no datetime column (or one "
+                f"named timestamp, date or time) among {list(batch.columns)}",
+                hint="name the timestamp column with time='...'",
+            )
+        return found[0]
+
+    @staticmethod
+    def _inferred_freq(times: np.ndarray, column: str) -> np.timedelta64:
+        """The most common step between consecutive times (a gap or two do not change it); the smallest of
+        equally common ones."""
+        steps = np.diff(times)
+        steps = steps[steps > np.timedelta64(0, "ns")]
+        if not len(steps):
+            raise PipelineError(
+                f"`lstm layout='long'`: cannot tell the time between records from `{column}` (the window's "
+                "times do not advance)",
+                hint="give it: freq='1h'",
+            )
+        values, counts = np.unique(steps, return_counts=True)
+        return values[int(counts.argmax())]
 
     def close(self) -> None:
         if hasattr(self, "scratch"):

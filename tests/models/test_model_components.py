@@ -355,3 +355,39 @@ def test_the_loss_plot_shows_whole_epochs_only(epochs):
         assert ax.get_ylabel() == "loss (mae)"
     finally:
         plt.close(fig)
+
+
+def test_a_fanned_out_training_registers_a_model_per_item_and_prediction_reads_the_items(tmp_path, models_dir):
+    """`train_lstm model='tiny:0.1'` fanned out over `series` registers `tiny.<slug>` per item (tag series=item,
+    its own @champion); `lstm`/the scalers with model='tiny@champion' then read the item's model."""
+    from airflow_amml.registry.names import item_model_name
+
+    lineage = Lineage(dag_id="fleet_train", run_id="manual__1", task_id="train")  # mapped tasks share it
+    config = RunConfig.from_environment(model_paths=[models_dir], runs_dir=tmp_path / "runs", lineage=lineage)
+    site, plain = ("series", "plant/site a"), ("series", "b")
+    text = "source id='ett', start='{start}', limit=400 | minmax_scaler | train_lstm model='tiny:0.1', epoch=1 | print"
+    for item, start in ((site, "2016-07-01"), (plain, "2017-01-01"), (site, "2016-07-01")):  # the last: a retry
+        run(text.format(start=start), dataclasses.replace(config, item=item))
+    registry = ModelRegistry.from_config(config)
+    names = {item_model_name("tiny", value): value for _, value in (site, plain)}
+    assert sorted(n for n in names if n != "tiny.b")[0].startswith("tiny.plant-site-a-"), "a slug, with a hash"
+    assert {v.name for v in registry.list_versions()} == set(names)
+    for name, value in names.items():
+        [version] = registry.list_versions(name)
+        assert version.tags == {"series": value} and version.definition == "tiny:0.1"
+        assert registry.resolve(f"{name}@champion").version == 1, "each item's first version is its champion"
+    assert registry.list_versions("tiny") == [], "no shared model: the items' stay apart"
+    scalers = {n: registry.resolve(n).scaler["columns"]["OT"] for n in names}
+    assert scalers[item_model_name("tiny", site[1])] != scalers["tiny.b"], "each trained on its own records"
+
+    predict = (
+        "source id='ett', start='2017-06-01', end='2017-06-02' | minmax_scaler model='tiny@champion' "
+        "| lstm model='tiny@champion' | minmax_inverse model='tiny@champion' | csv_sink path='{out}'"
+    )
+    run(predict.format(out=tmp_path / "pred.csv"), dataclasses.replace(config, item=site, output_root=tmp_path))
+    [written] = tmp_path.glob("pred.*.csv")  # a file per item (file_sinks)
+    pred = pd.read_csv(written)
+    assert set(pred["model_version"]) == {f"{item_model_name('tiny', site[1])}/1"} and set(pred["series"]) == {site[1]}
+    with pytest.raises(PipelineError, match=r"no model named 'tiny\.c'") as missing:
+        run(predict.format(out=tmp_path / "c.csv"), dataclasses.replace(config, item=("series", "c")))
+    assert "fanned out over `series`" in missing.value.hint and "tiny.c@champion" in missing.value.hint
