@@ -3,7 +3,7 @@
     amml lint PATH...                      check .amml pipelines, .yaml model files and folders of both
     amml compile FILE --emit bytecode|ast|graph|json [--format text|mermaid|dot] [--pipeline NAME]
     amml components [NAME]                 the components the compiler knows, with their parameters
-    amml run FILE [--pipeline NAME] [--mode multiprocess|single] [--param KEY=VALUE]
+    amml run FILE [--pipeline NAME] [--mode multiprocess|single] [--param KEY=VALUE] [--parallel N]
     amml model list|show|register|alias|aliases|gc  the model registry
     amml evaluate FILE --data DIR --labels WINDOWS.json [--out DIR] [--json]   a detector scored on labelled series
 
@@ -241,7 +241,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import logging
 
-    from airflow_amml.run import run_program
+    from airflow_amml.run import run_file
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     program = compile_file(args.file)
@@ -253,16 +253,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(
         model_paths=(folder / "models", folder), **{name: value for name, value in flags.items() if value is not None}
     )
-    # the executor logs each pipeline's per-component summary
-    run_program(
+    # the executor logs each pipeline's per-component summary; a fanned-out pipeline runs once per item
+    failed = run_file(
         program,
         pipelines=[args.pipeline] if args.pipeline else None,
         params=run_params,
         config=config,
         mode=args.mode,
         filename=str(args.file),
+        parallel=args.parallel,
     )
-    return 0
+    return 1 if failed else 0
 
 
 def _run_config(**overrides: Any) -> RunConfig:
@@ -458,6 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", metavar="KEY=VALUE", help="run parameter (JSON value or text)")
     run.add_argument(
         "--batch-rows", type=_positive_int, help="records per micro-batch (default: the dag block's, else 65536)"
+    )
+    run.add_argument(
+        "--parallel", type=_positive_int, default=1, metavar="N",
+        help="run up to N items of a fanned-out pipeline at once, each in its own process (default 1: one after "
+        "the other)",
     )
     run.add_argument(
         "--flush-delay",

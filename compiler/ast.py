@@ -189,11 +189,29 @@ Statement = FlowDef | FlowStmt
 
 
 @dataclass(frozen=True, slots=True)
+class ForEach:
+    """``for VAR in ITEMS`` of a fanned-out pipeline. ``kind`` says what ITEMS is, ``value`` holds it:
+
+    * ``"list"``: a list literal, ``value`` its :class:`ListExpr` (folded and checked by the checker);
+    * ``"param"``: ``params.NAME``, ``value`` the name;
+    * ``"catalog"``: ``catalog(...)``, ``value`` the :class:`Call` (the checker wants one string in it);
+    * ``"pipeline"``: ``PIPELINE.COLUMN``, ``value`` ``(pipeline, column)``.
+    """
+
+    variable: str
+    kind: str
+    value: Any
+    pos: Pos  # of the variable
+    items_pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
 class PipelineBlock:
     name: str
     after: tuple[tuple[str, Pos], ...]
     statements: tuple[Statement, ...]
     pos: Pos
+    foreach: ForEach | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,6 +169,13 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         impl=f"{_SCALERS}:MinMaxInverse",
     ),
     ComponentSpec(
+        "zscore_inverse",
+        Kind.PROGRESS,
+        "Undo `zscore_scaler` with the statistics of the scaler upstream or of a model version.",
+        (_COLS, _STATS_FROM),
+        impl=f"{_SCALERS}:ZScoreInverse",
+    ),
+    ComponentSpec(
         "stats",
         Kind.PROGRESS,
         "Summary statistics over the stream, or over a sliding window of records.",
@@ -223,6 +230,16 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         (
             param("model", "str", "registered model reference"),
             param("output", "str", "name of the prediction column", "prediction"),
+            param("layout", "str", "wide: one row per origin with `prediction` (a horizon model: `prediction_1` … "
+                  "`prediction_H`); long: H rows per origin (`origin`, the time column holding the target time, "
+                  "`step`, `prediction`)", "wide", choices=("wide", "long")),
+            param("origins", "str", "forecast from every record that completes a window, or only from the "
+                  "stream's last one (a daily run: the next H steps from the interval's end)", "every",
+                  choices=("every", "last")),
+            param("time", "str", "the time column (layout='long'); default: the first datetime column, or "
+                  "timestamp/date/time", None),
+            param("freq", "str", "time between records, e.g. '1h' (layout='long'); default: the most common "
+                  "difference between the input's times", None),
         ),
         impl=f"{_LSTM}:LstmPredict",
     ),
@@ -433,6 +450,14 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("output", "str", "name of the added boolean column", "alarm"),
         ),
         impl="airflow_amml.components.alarms:Alarm",
+    ),
+    ComponentSpec(
+        "items",
+        Kind.EGRESS,
+        "Collect the distinct values of a column (first-seen order, at most 1024) as the items a later pipeline "
+        "fans out over: `pipeline detect for series in THIS_PIPELINE.COL { ... }`.",
+        (param("column", "str", "the column whose distinct values are the items"),),
+        impl="airflow_amml.components.items:Items",
     ),
     ComponentSpec(
         "csv_sink",

@@ -177,6 +177,46 @@ class WfInstr:
     column: int = 0
 
 
+FOREACH_KINDS = ("list", "param", "catalog", "pipeline")
+# The most items one fanned-out pipeline runs for: Airflow's default `[core] max_map_length`, and the most an
+# `items` sink collects (each item is a mapped task instance; more is a job for a loop inside one pipeline).
+MAX_FANOUT_ITEMS = 1024
+
+
+@dataclass(frozen=True)
+class ForEach:
+    """``pipeline p for VAR in ITEMS``: the pipeline runs once per item, with ``VAR`` bound to it.
+
+    ``value`` by ``kind``: "list" the items (a tuple of strings and numbers, known at compile time); "param" the
+    name of the run parameter holding the list; "catalog" the fnmatch glob of catalog ids; "pipeline"
+    ``(upstream pipeline, column)``, the distinct values its `items` sink collected.
+    """
+
+    variable: str
+    kind: str
+    value: Any
+
+    @property
+    def text(self) -> str:
+        """ITEMS as the file writes it: `catalog("nab/*")`, `params.series`, `find.series`, `["a", "b"]`."""
+        if self.kind == "param":
+            return f"params.{self.value}"
+        if self.kind == "catalog":
+            return f"catalog({json.dumps(self.value, ensure_ascii=False)})"
+        if self.kind == "pipeline":
+            return ".".join(self.value)
+        return "[" + ", ".join(json.dumps(v, ensure_ascii=False) for v in self.value) + "]"
+
+    def to_dict(self) -> dict[str, Any]:
+        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        return {"variable": self.variable, "kind": self.kind, "value": value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ForEach:
+        value = data["value"]
+        return cls(data["variable"], data["kind"], tuple(value) if isinstance(value, list) else value)
+
+
 @dataclass(frozen=True)
 class PipelineCode:
     name: str
@@ -184,24 +224,30 @@ class PipelineCode:
     code: tuple[WfInstr, ...]
     callbacks: tuple[Code, ...]
     line: int = 1
+    foreach: ForEach | None = None  # a fanned-out pipeline's `for VAR in ITEMS`
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "name": self.name,
             "after": list(self.after),
             "line": self.line,
             "code": [[i.op, i.arg, i.line, i.column] for i in self.code],
             "callbacks": [c.to_dict() for c in self.callbacks],
         }
+        if self.foreach is not None:  # absent otherwise: a single-series program serialises as before
+            data["foreach"] = self.foreach.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PipelineCode:
+        foreach = data.get("foreach")
         return cls(
             name=data["name"],
             after=tuple(data["after"]),
             code=tuple(WfInstr(*i) for i in data["code"]),
             callbacks=tuple(Code.from_dict(c) for c in data["callbacks"]),
             line=data["line"],
+            foreach=ForEach.from_dict(foreach) if foreach is not None else None,
         )
 
 
@@ -312,7 +358,8 @@ def _instr_text(code: Code, ins: Instr) -> str:
 
 def disassemble_pipeline(pipeline: PipelineCode) -> str:
     after = f" after {', '.join(pipeline.after)}" if pipeline.after else ""
-    lines = [f"; pipeline {pipeline.name}{after}"]
+    foreach = f" for {pipeline.foreach.variable} in {pipeline.foreach.text}" if pipeline.foreach else ""
+    lines = [f"; pipeline {pipeline.name}{foreach}{after}"]
     for ins in pipeline.code:
         arg = "" if ins.arg is None else f" {ins.arg}"
         where = f"  ; line {ins.line}" if ins.op == "WF_MAKE_COMPONENT" else ""

@@ -13,7 +13,7 @@ from typing import Any
 from . import ast
 from . import bytecode as bc
 from .components import ComponentRegistry, ComponentSpec, Kind, ParamSpec, ParamType
-from .dag_block import check_dag_settings, check_file_dag_id, task_id_problem
+from .dag_block import check_dag_settings, check_file_dag_id, items_task_id, task_id_problem
 from .errors import (
     AmmlCompileErrors,
     AmmlFlowError,
@@ -35,6 +35,7 @@ MAX_COMPONENTS_PER_FILE = 256
 MAX_PIPELINES_PER_FILE = 64
 MAX_STATEMENTS_PER_PIPELINE = 256  # flow statements, also those without a component (`b = a`)
 MAX_PARAMS_PER_COMPONENT = 256  # `derive` and `rename` take any names
+MAX_CATALOG_GLOB = 200  # `catalog("...")`: what airflow_amml.components.catalog.matching_ids accepts
 SPLIT_HINT = ("a pipeline runs one process per component: split the work into pipelines that hand records "
               "over through a sink and a source (`pipeline b after a { ... }`), or merge steps "
               "(one `derive` computes many columns, one `filter` can test many conditions with `and`)")
@@ -53,6 +54,9 @@ class _Scope:
     after: tuple[tuple[str, ast.Pos], ...] = ()
     statements: list[ast.Statement] = field(default_factory=list)
     flows: dict[str, tuple[ast.Statement, ast.Pos]] = field(default_factory=dict)
+    foreach: ast.ForEach | None = None
+    loop_used: bool = False  # is the loop variable a parameter value somewhere (`source id=series`)?
+    known_items: tuple[Any, ...] = ()  # the items known now (a literal list, a param's default): type-checked
 
 
 class Checker:
@@ -62,7 +66,9 @@ class Checker:
         self.source = source
         self.errors: list[SourceError] = []
         self.declared_params: set[str] | None = None
+        self.param_defaults: dict[str, Any] = {}
         self.unchecked_pipelines: set[str] = set()
+        self.scopes: dict[str, _Scope] = {}
 
     def error(self, error: SourceError) -> None:
         self.errors.append(error)
@@ -74,16 +80,24 @@ class Checker:
         dag_settings = None
         if dag_block is not None:
             dag_settings, self.declared_params, errors = check_dag_settings(dag_block)
+            self.param_defaults = dict(dag_settings.get("params", {}))
             self.errors.extend(errors)
         if dag_block is None or dag_block.name is None:  # the file name is the DAG id: Airflow must accept it
             self.errors.extend(check_file_dag_id(self.module.filename))
         pipelines = []
+        self.scopes = {s.name: s for s in scopes}
         for scope in self._within_limits(scopes):
             try:
                 pipelines.append(self._pipeline(scope))
             except SourceError as exc:  # a pipeline too broken to continue; others are still checked
                 self.error(exc)
         self._check_pipeline_order(scopes)
+        if dag_block is not None and dag_settings and "map_concurrency" in dag_settings \
+                and not any(s.foreach for s in scopes):
+            where = next(s.pos for s in dag_block.settings if s.name == "map_concurrency")
+            self.error(_err(AmmlFlowError, "`map_concurrency` limits the items of a fanned-out pipeline running "
+                            "at once, and no pipeline here is fanned out", where,
+                            "remove it, or fan a pipeline out: `pipeline p for series in catalog(\"nab/*\") { ... }`"))
         if self.errors:
             self._raise()
         return bc.Program(
@@ -136,7 +150,8 @@ class Checker:
                                         "pipelines in files of their own (one DAG per file)"))
                     too_many = True
                     continue
-                scopes[item.name] = _Scope(item.name, item.pos, item.after, list(item.statements))
+                scopes[item.name] = _Scope(item.name, item.pos, _with_items_upstream(item), list(item.statements),
+                                           foreach=item.foreach)
             else:
                 if not main.statements:
                     main.pos = item.pos
@@ -207,6 +222,8 @@ class Checker:
     def _pipeline(self, scope: _Scope) -> bc.PipelineCode:
         if not scope.statements:
             raise _err(AmmlFlowError, f"pipeline `{scope.name}` is empty", scope.pos)
+        foreach = self._foreach(scope) if scope.foreach is not None else None
+        self._check_items_sinks(scope)
         self._collect_flows(scope)
         order = self._order_statements(scope)
         emitter = _Emitter()
@@ -218,13 +235,142 @@ class Checker:
                 self.error(_err(AmmlFlowError, f"flow `{name}` is defined but never used", pos,
                                 f"read it in another pipe, e.g. `{name} | print`, or remove it"))
         emitter.wf("WF_END", None, scope.pos)
+        if scope.foreach is not None and not scope.loop_used:
+            var = scope.foreach.variable
+            self.error(_err(AmmlFlowError, f"pipeline `{scope.name}` runs for each `{var}`, but no parameter "
+                            f"uses `{var}`: every item would run the very same pipeline", scope.foreach.pos,
+                            f"pass the item as a whole parameter value, e.g. `source id={var}`"))
         return bc.PipelineCode(
             name=scope.name,
             after=tuple(n for n, _ in scope.after),
             code=tuple(emitter.code),
             callbacks=tuple(emitter.callbacks),
             line=scope.pos.line,
+            foreach=foreach,
         )
+
+    # ---- fan-out: `pipeline p for VAR in ITEMS` -----------------------------------------------------
+
+    def _foreach(self, scope: _Scope) -> bc.ForEach | None:
+        """The checked `for VAR in ITEMS` of ``scope`` (None, with the errors recorded, when it is wrong)."""
+        loop = scope.foreach
+        assert loop is not None
+        problems = len(self.errors)
+        if loop.variable in self.param_defaults:
+            self.error(_err(AmmlNameError, f"the loop variable `{loop.variable}` has the name of a run parameter",
+                            loop.pos, f"rename one of them: `params.{loop.variable}` and the item `{loop.variable}` "
+                            "would mean different things"))
+        if loop.kind != "list":
+            resolver = items_task_id(scope.name)
+            if resolver in self.scopes or task_id_problem(resolver) is not None:
+                self.error(_err(AmmlNameError, f"pipeline `{scope.name}` needs the task `{resolver}` to resolve its "
+                                "items, and " + ("a pipeline has that name" if resolver in self.scopes else
+                                                 "that is too long for a task id"), loop.items_pos,
+                                "rename one of the pipelines"))
+        value = {"list": self._foreach_list, "param": self._foreach_param, "catalog": self._foreach_catalog,
+                 "pipeline": self._foreach_pipeline}[loop.kind](loop, scope)
+        if value is None or len(self.errors) > problems:
+            return None
+        if loop.kind == "list":
+            scope.known_items = value
+        elif loop.kind == "param":
+            scope.known_items = tuple(self.param_defaults[value])
+        return bc.ForEach(loop.variable, loop.kind, value)
+
+    def _foreach_list(self, loop: ast.ForEach, scope: _Scope) -> tuple | None:
+        node = loop.value
+        if not node.items:
+            self.error(_err(AmmlFlowError, "the list of items is empty: the pipeline would never run", loop.items_pos,
+                            'name at least one item, e.g. `for series in ["nab/realKnownCause/nyc_taxi"]`'))
+            return None
+        if len(node.items) > bc.MAX_FANOUT_ITEMS:
+            pos = node.items[bc.MAX_FANOUT_ITEMS].pos
+            self.error(_err(AmmlLimitError, f"{len(node.items)} items; a fanned-out pipeline runs for at most "
+                            f"{bc.MAX_FANOUT_ITEMS}", pos, "each item is an Airflow task instance: split the list "
+                            "over several pipelines, or select fewer series (`catalog(\"nab/realTweets/*\")`)"))
+            return None
+        items = []
+        for item in node.items:
+            try:
+                value = fold(item)
+            except SourceError as exc:
+                self.error(exc)
+                return None
+            if not isinstance(value, ast.Const) or not _is_item(value.value):
+                self.error(_err(AmmlTypeError, "an item must be a string or a number", item.pos,
+                                'e.g. `for series in ["nab/realKnownCause/nyc_taxi", "nab/realTweets/KO"]`'))
+                return None
+            items.append(value.value)
+        return tuple(items)
+
+    def _foreach_param(self, loop: ast.ForEach, scope: _Scope) -> str | None:
+        name = loop.value
+        if self.declared_params is None or name not in self.declared_params:
+            self.error(_err(AmmlNameError, f"run parameter `params.{name}` is not declared in the dag block",
+                            loop.items_pos, did_you_mean(name, self.declared_params or ())
+                            or f'declare it with the default list: params = {{{name}: ["a", "b"]}}'))
+            return None
+        default = self.param_defaults.get(name)
+        if not isinstance(default, list) or not default or not all(_is_item(v) for v in default):
+            from .semantics import type_name
+
+            self.error(_err(AmmlTypeError, f"`params.{name}` must default to a non-empty list of strings or "
+                            f"numbers to fan out over; its default is {type_name(default)} {_short(default)}",
+                            loop.items_pos, f'e.g. params = {{{name}: ["nab/realKnownCause/nyc_taxi"]}}'))
+            return None
+        if len(default) > bc.MAX_FANOUT_ITEMS:
+            self.error(_err(AmmlLimitError, f"`params.{name}` defaults to {len(default)} items; a fanned-out "
+                            f"pipeline runs for at most {bc.MAX_FANOUT_ITEMS}", loop.items_pos,
+                            "split the list over several pipelines"))
+            return None
+        return name
+
+    def _foreach_catalog(self, loop: ast.ForEach, scope: _Scope) -> str | None:
+        call = loop.value
+        args = [fold(a) if not isinstance(a, ast.ListExpr) else a for a in call.args]
+        if len(args) != 1 or not isinstance(args[0], ast.Const) or not isinstance(args[0].value, str) \
+                or not args[0].value.strip():
+            self.error(_err(AmmlTypeError, "`catalog(...)` takes one string: a glob of catalog source ids",
+                            loop.items_pos, 'e.g. `catalog("nab/realKnownCause/*")` (`*` any text, `?` one '
+                            'character, `[ab]` one of them)'))
+            return None
+        glob = args[0].value
+        if len(glob) > MAX_CATALOG_GLOB:
+            self.error(_err(AmmlLimitError, f"the catalog glob is {len(glob)} characters long; at most "
+                            f"{MAX_CATALOG_GLOB}",
+                            loop.items_pos, "use `*` to shorten it"))
+            return None
+        return glob
+
+    def _foreach_pipeline(self, loop: ast.ForEach, scope: _Scope) -> tuple[str, str] | None:
+        upstream, column = loop.value
+        other = self.scopes.get(upstream)
+        if other is None or upstream == scope.name:
+            names = [n for n in self.scopes if n != scope.name]
+            self.error(_err(AmmlNameError, f"`{upstream}.{column}`: there is no other pipeline `{upstream}`",
+                            loop.items_pos, did_you_mean(upstream, names) or
+                            (f"pipelines: {one_of(names)}" if names else
+                             f'define one that ends with `| items column="{column}"`')))
+            return None
+        if other.foreach is not None:
+            self.error(_err(AmmlFlowError, f"`{upstream}.{column}`: pipeline `{upstream}` is fanned out itself, "
+                            "so it has no single list of items", loop.items_pos,
+                            f"fan out over `{upstream}`'s own items (`{other.foreach.variable}`) instead"))
+            return None
+        columns = [c for c, _ in _items_sinks(other)]
+        if column not in columns:
+            have = f"its `items` sink collects {one_of(columns)}" if columns else "it has no `items` sink"
+            self.error(_err(AmmlFlowError, f"`{upstream}.{column}`: pipeline `{upstream}` must end with "
+                            f'`| items column="{column}"`; {have}', loop.items_pos,
+                            f'end a pipe of `{upstream}` with `| items column="{column}"`'))
+            return None
+        return (upstream, column)
+
+    def _check_items_sinks(self, scope: _Scope) -> None:
+        sinks = _items_sinks(scope)
+        if len(sinks) > 1:
+            self.error(_err(AmmlFlowError, f"pipeline `{scope.name}` has more than one `items` sink", sinks[1][1],
+                            "a pipeline hands one list of items on: keep one `items` (or split the pipeline)"))
 
     def _collect_flows(self, scope: _Scope) -> None:
         for stmt in scope.statements:
@@ -302,7 +448,7 @@ class Checker:
             if spec.kind is Kind.INGRESS:
                 self.error(_err(AmmlFlowError, f"`{stage.name}` is an ingress (a source) and cannot follow `|`",
                                 stage.pos, "start a new pipe with it, and merge pipes with `join`"))
-            self._component(stage, spec, em)
+            self._component(stage, spec, em, scope)
             last_kind = spec.kind
         if pipe.split is not None:
             if last_kind is Kind.EGRESS:
@@ -337,7 +483,7 @@ class Checker:
         if spec.kind is not Kind.INGRESS:
             self.error(_err(AmmlFlowError, f"`{head.name}` needs input and cannot start a pipe", head.pos,
                             "start with a source (`source`, `normalsource`, `logsource`), a named flow, or `join`"))
-        self._component(head, spec, em)
+        self._component(head, spec, em, scope)
         return spec.kind
 
     def _need_flow(self, scope: _Scope, name: str, pos: ast.Pos) -> None:
@@ -358,7 +504,41 @@ class Checker:
 
     # ---- components and parameters ----------------------------------------------------------------
 
-    def _component(self, stage: ast.Step, spec: ComponentSpec, em: _Emitter) -> None:
+    def _loop_value(self, scope: _Scope, stage: ast.Step, pspec: ParamSpec, p: ast.Param) -> ast.Expr:
+        """A parameter value that is exactly the loop variable (`source id=series`) means the item: a run
+        parameter of that name, which the run binds to the item (``airflow_amml.run.item_params``). In a
+        per-record expression a bare name stays a record column, and the loop variable there is refused."""
+        loop = scope.foreach
+        if loop is None:
+            return p.value
+        var = loop.variable
+        if pspec.type.per_record:
+            fields, _ = reads(p.value)
+            if var in fields:
+                raise _err(AmmlNameError, f"`{var}` in `{pspec.name}=` of `{stage.name}` is a record column here, "
+                           f"not the loop variable: an expression reads the item nowhere", _field_pos(p.value, var),
+                           f"pass the item as a whole parameter value (`source id={var}`); to filter by it, declare "
+                           f"a run parameter and compare with `params.NAME`, or filter by another column")
+            return p.value
+        if isinstance(p.value, ast.Field) and p.value.name == var:
+            scope.loop_used = True
+            self._check_items_fit(scope, stage, pspec, p)
+            return ast.ParamRef(p.value.pos, var)
+        return p.value
+
+    def _check_items_fit(self, scope: _Scope, stage: ast.Step, pspec: ParamSpec, p: ast.Param) -> None:
+        """Each item known now must be a value the parameter takes (`count=n` over ["a"] would fail every
+        run); catalog ids are always strings."""
+        loop = scope.foreach
+        assert loop is not None
+        where = f"parameter `{pspec.name}` of `{stage.name}` (the item `{loop.variable}`)"
+        if loop.kind == "catalog" and pspec.type not in (ParamType.STR, ParamType.STR_LIST, ParamType.ANY):
+            raise _err(AmmlTypeError, f"{where} must be {pspec.type.value}; catalog ids are strings", p.value.pos,
+                       f"pass the item to a text parameter, e.g. `source id={loop.variable}`")
+        for item in scope.known_items:
+            _check_value_type(where, pspec, ast.Const(p.value.pos, item))
+
+    def _component(self, stage: ast.Step, spec: ComponentSpec, em: _Emitter, scope: _Scope) -> None:
         if len(stage.params) > MAX_PARAMS_PER_COMPONENT:
             self.error(_err(AmmlLimitError, f"`{stage.name}` has more than {MAX_PARAMS_PER_COMPONENT} parameters",
                             stage.params[MAX_PARAMS_PER_COMPONENT].pos,
@@ -379,7 +559,8 @@ class Checker:
                                 did_you_mean(p.name, names) or f"its parameters: {one_of(names)}"))
                 continue
             try:
-                value = fold(p.value)
+                value = self._loop_value(scope, stage, pspec, p)
+                value = fold(value)
                 self._check_param(stage, pspec, p, value)
             except SourceError as exc:
                 self.error(exc)
@@ -396,8 +577,9 @@ class Checker:
 
     def _check_param(self, stage: ast.Step, pspec: ParamSpec, p: ast.Param, value: ast.Expr) -> None:
         fields, params = reads(value)
+        loop_param = isinstance(value, ast.ParamRef) and isinstance(p.value, ast.Field)  # the item (_loop_value)
         for name in params:
-            if self.declared_params is not None and name not in self.declared_params:
+            if self.declared_params is not None and name not in self.declared_params and not loop_param:
                 self.error(_err(AmmlNameError, f"run parameter `params.{name}` is not declared in the dag block",
                                 p.value.pos, did_you_mean(name, self.declared_params)
                                 or f"declare it: params = {{{name}: <default>}}"))
@@ -413,6 +595,42 @@ class Checker:
         if not isinstance(value, ast.Const):
             return  # reads run parameters: checked when the run starts
         _check_value_type(where, pspec, value)
+
+
+def _with_items_upstream(block: ast.PipelineBlock) -> tuple[tuple[str, ast.Pos], ...]:
+    """`after` of a block, with the upstream pipeline of `for VAR in PIPELINE.COLUMN` (it runs after it)."""
+    loop = block.foreach
+    if loop is None or loop.kind != "pipeline" or loop.value[0] in {n for n, _ in block.after}:
+        return block.after
+    return (*block.after, (loop.value[0], loop.items_pos))
+
+
+def _items_sinks(scope: _Scope) -> list[tuple[str | None, ast.Pos]]:
+    """(column, position) of each `items` sink in a pipeline; column None when it is not a constant string."""
+    sinks = []
+    for stmt in scope.statements:
+        for stage in (stmt.pipe.head, *stmt.pipe.steps):
+            if isinstance(stage, ast.Step) and stage.name == "items":
+                column = next((p.value for p in stage.params if p.name == "column"), None)
+                text = column.value if isinstance(column, ast.Const) and isinstance(column.value, str) else None
+                sinks.append((text, stage.pos))
+    return sinks
+
+
+def _field_pos(expr: ast.Expr, name: str) -> ast.Pos:
+    """Where ``expr`` first reads the field ``name`` (a loop, as the parser's depth check: no recursion)."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Field) and node.name == name:
+            return node.pos
+        stack.extend(reversed(ast.children(node)))
+    return expr.pos
+
+
+def _is_item(value: Any) -> bool:
+    """An item is a string or a number (what a task's map index can show and a sink column can hold)."""
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
 def _check_value_type(where: str, pspec: ParamSpec, value: ast.Const) -> None:

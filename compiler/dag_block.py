@@ -43,6 +43,9 @@ DAG_SETTINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "batch_rows": ((int,), "records per micro-batch between components (default 65536)"),
     "flush_delay": ((int, float), "seconds an ingress may hold records before it sends a smaller batch (default 0.05)"),
     "on_empty": ((str,), "what a run does when a source reads no records in its data interval: 'warn' or 'fail'"),
+    "map_concurrency": ((int,), "items of a fanned-out pipeline (`pipeline p for x in ...`) run at once, per DAG run"),
+    "max_processes": ((int,), "processes one pipeline run may use (adjacent components share one beyond it); "
+                              "AMML_MAX_PROCESSES lowers it"),
 }
 # `on_empty`: a run with a data interval (scheduled, backfilled) whose source read nothing logs a warning
 # naming the interval and the source ("warn", the default), or fails after logging it ("fail").
@@ -52,8 +55,12 @@ DEFAULT_ON_EMPTY = "warn"
 RUNTIME_SETTINGS = ("batch_rows", "flush_delay")
 # The least and the greatest value a numeric setting may take. The upper bounds keep a value inside the
 # metadata database's integer columns and the executor's memory.
-MINIMUM = {"batch_rows": 1, "flush_delay": 0, "retries": 0, "max_active_runs": 1}
-MAXIMUM = {"batch_rows": 1_000_000, "flush_delay": 60, "retries": 100, "max_active_runs": 10_000}
+MINIMUM = {"batch_rows": 1, "flush_delay": 0, "retries": 0, "max_active_runs": 1, "map_concurrency": 1,
+           "max_processes": 1}
+# map_concurrency: more than a fan-out's items (MAX_FANOUT_ITEMS) means nothing; max_processes: a pipeline has at
+# most 64 components (compiler.checker.MAX_COMPONENTS_PER_PIPELINE), one process each
+MAXIMUM = {"batch_rows": 1_000_000, "flush_delay": 60, "retries": 100, "max_active_runs": 10_000,
+           "map_concurrency": 1024, "max_processes": 64}
 # Longest text a setting may hold (Airflow's columns: dag.owners is VARCHAR(2000), a tag VARCHAR(100)).
 MAX_TEXT = {"owner": 500, "description": 500, "registry_conn": 250, "artifact_conn": 250, "timezone": 100,
             "start_date": 100, "end_date": 100, "retry_delay": 100, "on_empty": 10}
@@ -134,6 +141,13 @@ def check_dag_settings(block: ast.DagBlock) -> tuple[dict[str, Any], set[str], l
     return settings, set(params), errors
 
 
+def max_processes(dag: dict[str, Any] | None, configured: int | None) -> int | None:
+    """The process cap of a run: the smaller of the run configuration's (``AMML_MAX_PROCESSES``) and the dag
+    block's ``max_processes``; None when neither sets one."""
+    caps = [cap for cap in (configured, (dag or {}).get("max_processes")) if cap is not None]
+    return min(caps) if caps else None
+
+
 def runtime_settings(dag: dict[str, Any] | None) -> dict[str, Any]:
     """The run configuration a file's `dag` block gives: ``RunConfig`` field → value (``batch_rows``,
     ``flush_delay``), merged by ``airflow_amml.run.run_program`` where the run's configuration sets none."""
@@ -168,6 +182,12 @@ def task_id_problem(pipeline: str) -> str | None:
     if not _AIRFLOW_KEY.fullmatch(pipeline):
         return "may hold only letters, digits, `_`, `-` and `.` (Airflow's rule for task ids)"
     return None
+
+
+def items_task_id(pipeline: str) -> str:
+    """The task that resolves a fanned-out pipeline's items when its run starts (`params.NAME`, `catalog(...)`,
+    `PIPELINE.COLUMN`): `<pipeline>_items`. The checker keeps it free and within Airflow's length."""
+    return f"{pipeline}_items"
 
 
 def check_file_dag_id(filename: str) -> list[AmmlError]:

@@ -29,7 +29,8 @@ MAX_ITEMS = 4096  # elements of a list, entries of a mapping, arguments of a cal
 MAX_SOURCE_BYTES = 1_000_000
 BOM = "\ufeff"  # a UTF-8 byte-order mark some editors write; it is not part of the text
 
-KEYWORDS = frozenset({"pipeline", "dag", "after", "join", "split", "and", "or", "not", "true", "false", "null"})
+KEYWORDS = frozenset({"pipeline", "dag", "after", "join", "split", "and", "or", "not", "true", "false", "null",
+                      "for"})
 
 _TERMINAL_NAMES = {
     "NAME": "a name",
@@ -64,17 +65,22 @@ class _MappingLines:
     """Lark post-lexer: a mapping literal (`{...}` in an expression) may span lines, so the line breaks inside
     it are dropped (a long `param_descriptions = {...}` reads best one entry a line). A brace opens a block
     when it follows a name (`pipeline p {`, `dag d {`, `after a, b {`) or `dag`; anywhere else it opens a
-    mapping (after `=`, `:`, `,`, `(`, `[`)."""
+    mapping (after `=`, `:`, `,`, `(`, `[`) — except the first brace after `pipeline`, which always opens the
+    block (`pipeline p for s in catalog("x") {`)."""
 
     always_accept = ("_NL",)  # lexed in every parser state, so that this class sees the breaks inside mappings
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         mappings: list[bool] = []  # per open brace: does it open a mapping (else a block)?
         previous = None
+        in_header = False  # between `pipeline` and the brace of its block
         for token in stream:
             kind = token.type
+            if kind == "PIPELINE":
+                in_header = True
             if kind == "LBRACE":
-                mappings.append(previous not in ("NAME", "DAG"))
+                mappings.append(previous not in ("NAME", "DAG") and not in_header)
+                in_header = False
             elif kind == "RBRACE" and mappings:
                 mappings.pop()
             elif kind == "_NL" and mappings and mappings[-1]:
@@ -353,8 +359,16 @@ class _ToAst(Transformer):
 
     @v_args(inline=False)
     def pipeline_block(self, children: list) -> ast.PipelineBlock:
-        name, after, *statements = children
-        return ast.PipelineBlock(str(name), after or (), tuple(statements), _pos(name))
+        name, foreach, after, *statements = children
+        return ast.PipelineBlock(str(name), after or (), tuple(statements), _pos(name), foreach)
+
+    def foreach_clause(self, keyword: Token, variable: Token, items: ast.Expr) -> ast.ForEach:
+        if str(variable) in KEYWORDS or str(variable) == "params":
+            raise AmmlSyntaxError(f"`{variable}` is a keyword and cannot name the loop variable",
+                                  line=variable.line, column=variable.column, hint="use e.g. `for series in ...`")
+        kind, value = _items_kind(items)
+        where = items.obj.pos if isinstance(items, ast.Attribute) else items.pos
+        return ast.ForEach(str(variable), kind, value, _pos(variable), where)
 
     @v_args(inline=False)
     def after_clause(self, children: list) -> tuple:
@@ -479,6 +493,24 @@ class _ToAst(Transformer):
 
     def entry(self, key: Token, value: ast.Expr) -> tuple[str, ast.Expr]:
         return (_unquote(key) if key.type == "STRING" else str(key), value)
+
+
+ITEMS_HINT = ('write `for VAR in ["a", "b"]`, `for VAR in params.NAME` (a run parameter holding a list), '
+              '`for VAR in catalog("nab/*")` or `for VAR in PIPELINE.COLUMN`')
+
+
+def _items_kind(items: ast.Expr) -> tuple[str, Any]:
+    """What `for VAR in ITEMS` iterates over: (kind, value), see :class:`compiler.ast.ForEach`."""
+    if isinstance(items, ast.ListExpr):
+        return "list", items
+    if isinstance(items, ast.ParamRef):
+        return "param", items.name
+    if isinstance(items, ast.Call) and items.func == "catalog":
+        return "catalog", items
+    if isinstance(items, ast.Attribute) and isinstance(items.obj, ast.Field):
+        return "pipeline", (items.obj.name, items.name)
+    raise AmmlSyntaxError("a fanned-out pipeline iterates over a list, a run parameter, a catalog glob or "
+                          "another pipeline's items", line=items.pos.line, column=items.pos.column, hint=ITEMS_HINT)
 
 
 def _unquote(token: Token) -> str:

@@ -27,13 +27,15 @@ class Node:
     position: int = 0  # 1-based position in its pipe (for error messages)
     inputs: list[int] = field(default_factory=list)
     outputs: list[int] = field(default_factory=list)
+    loop_variable: str | None = None  # of a fanned-out pipeline: shown bare (`id=series`), as the file writes it
 
     @property
     def parameters(self) -> list[tuple[str, str]]:
         """(name, AMML text of its value) of each parameter the node's source sets, long values shortened."""
         if self.callback is None:
             return []
-        return [(name, _shorten(text)) for name, text in parameter_texts(self.callback).items()]
+        texts = parameter_texts(self.callback, self.loop_variable)
+        return [(name, _shorten(text)) for name, text in texts.items()]
 
     @property
     def label(self) -> str:
@@ -75,7 +77,8 @@ def build_graph(pipeline: bc.PipelineCode) -> Graph:
             tail, position = None, 0
         elif op == "WF_MAKE_COMPONENT":
             position += 1
-            making = Node(len(nodes), arg, line=ins.line, column=ins.column, position=position)
+            making = Node(len(nodes), arg, line=ins.line, column=ins.column, position=position,
+                          loop_variable=pipeline.foreach.variable if pipeline.foreach else None)
         elif op == "WF_DEF_CALLBACK":
             callback = pipeline.callbacks[arg]
         elif op == "WF_ADD_CALLBACK":
@@ -133,10 +136,11 @@ _COMPARE_TEXT = {code: symbol for symbol, code in bc.COMPARE_OPS.items()}
 _UNARY_TEXT = {bc.NEG: "-", bc.POS: "+", bc.NOT: "not "}
 
 
-def parameter_texts(code: bc.Code) -> dict[str, str]:
+def parameter_texts(code: bc.Code, loop_variable: str | None = None) -> dict[str, str]:
     """{parameter: its value as AMML text} for one component's callback, in the order it binds them:
-    constants as literals, run parameters as `params.NAME`, record fields by name. A reading of the bytecode
-    (each ASSIGN pops the expression built since the one before), so it shows what runs."""
+    constants as literals, run parameters as `params.NAME` (the loop variable of a fanned-out pipeline bare,
+    as written: the compiler reads the item as a run parameter of its name), record fields by name. A reading
+    of the bytecode (each ASSIGN pops the expression built since the one before), so it shows what runs."""
     out: dict[str, str] = {}
     stack: list[tuple[str, int]] = []  # (text, binding strength)
     names = code.names
@@ -149,7 +153,8 @@ def parameter_texts(code: bc.Code) -> dict[str, str]:
                 name = names[ins.arg]
                 stack.append((name if name.isidentifier() else f"`{name}`", _ATOM))
             elif op == bc.LOAD_PARAM:
-                stack.append((f"params.{names[ins.arg]}", _ATOM))
+                name = names[ins.arg]
+                stack.append((name if name == loop_variable else f"params.{name}", _ATOM))
             elif op == bc.ASSIGN:
                 out[names[ins.arg]] = stack.pop()[0]
             elif op in _BINARY or op in _COMPARE_TEXT:

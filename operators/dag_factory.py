@@ -1,6 +1,12 @@
 """.amml files → Airflow DAGs (run by the loader in the dags folder, at every parse).
 
 * Each pipeline becomes an `AmmlPipelineOperator` task; `pipeline b after a` becomes `a >> b`.
+* A fanned-out pipeline (`pipeline p for series in ITEMS`) becomes ONE mapped task,
+  `AmmlPipelineOperator.partial(task_id="p", ...).expand(item=...)`, each instance named by its item
+  (`map_index_template`: "series=nab/realKnownCause/nyc_taxi"), at most the dag block's `map_concurrency` at once
+  per run: a list literal is expanded as it is; `params.NAME`, `catalog("GLOB")` and `PIPELINE.COLUMN` (the
+  list that pipeline's `items` sink collected, its XCom `amml_items`) through a task `p_items`
+  (`operators/fanout.py`) that resolves them when the run starts (after PIPELINE).
 * The `dag { ... }` block gives the DAG's settings. Cron and preset schedules use
   `CronDataIntervalTimetable` and durations `DeltaDataIntervalTimetable`, so that a scheduled or backfilled
   run has a real data interval and its sources read exactly that window. Dates and durations are converted by
@@ -42,12 +48,14 @@ from compiler.dag_block import (
     duplicate_dag_ids,
     error_dag_id,
     is_duration,
+    items_task_id,
     parse_date,
     parse_duration,
 )
 from compiler.errors import AmmlCompileErrors, AmmlNameError
 from compiler.workflow import Graph, literal
 
+from .fanout import AmmlItemsOperator
 from .pipeline import AmmlPipelineOperator
 
 log = logging.getLogger(__name__)
@@ -264,22 +272,57 @@ def build_dag(program: Program, path: Path) -> DAG:
         auto_register=False,  # registered by `_register` only once it is complete and valid
     )
     with dag:
-        tasks = {
-            p.name: AmmlPipelineOperator(
-                task_id=p.name,
-                amml_file=str(path),
-                pipeline=p.name,
-                # the dag block's short keys (what users write) → Airflow's `*_conn_id` convention
-                registry_conn_id=settings.get("registry_conn"),
-                artifact_conn_id=settings.get("artifact_conn"),
-                on_empty=settings.get("on_empty", DEFAULT_ON_EMPTY),
-            )
-            for p in program.pipelines
-        }
+        tasks: dict[str, Any] = {}
+        # a fan-out over another pipeline's items needs that pipeline's task first (it is never fanned out itself)
+        for p in sorted(program.pipelines, key=lambda p: p.foreach is not None and p.foreach.kind == "pipeline"):
+            tasks[p.name] = _pipeline_task(p, path, settings, tasks)
         for p in program.pipelines:
             for upstream in p.after:
                 tasks[upstream] >> tasks[p.name]
     return dag
+
+
+def _pipeline_task(pipeline: Any, path: Path, settings: dict[str, Any], tasks: dict[str, Any]) -> Any:
+    """The task of one pipeline: a plain one, or for a fanned-out pipeline a mapped one over its items."""
+    arguments = {
+        "task_id": pipeline.name,
+        "amml_file": str(path),
+        "pipeline": pipeline.name,
+        # the dag block's short keys (what users write) → Airflow's `*_conn_id` convention
+        "registry_conn_id": settings.get("registry_conn"),
+        "artifact_conn_id": settings.get("artifact_conn"),
+        "on_empty": settings.get("on_empty", DEFAULT_ON_EMPTY),
+        "max_processes": settings.get("max_processes"),
+    }
+    loop = pipeline.foreach
+    if loop is None:
+        return AmmlPipelineOperator(**arguments)
+    mapped = AmmlPipelineOperator.partial(
+        **arguments,
+        # `task` is the instance's own operator, its item set; not the item in the template text: data stays data
+        map_index_template=f"{loop.variable}={{{{ task.item }}}}",
+        max_active_tis_per_dagrun=settings.get("map_concurrency"),
+    )
+    return mapped.expand(item=_items(pipeline, path, settings, tasks))
+
+
+def _items(pipeline: Any, path: Path, settings: dict[str, Any], tasks: dict[str, Any]) -> Any:
+    """What a fanned-out pipeline's task expands over: the literal list, or an XCom of the task that has it."""
+    loop = pipeline.foreach
+    if loop.kind == "list":
+        return list(loop.value)
+    resolver = AmmlItemsOperator(
+        task_id=items_task_id(pipeline.name),
+        amml_file=str(path),
+        pipeline=pipeline.name,
+        kind=loop.kind,
+        value=loop.value[0] if loop.kind == "pipeline" else loop.value,
+        registry_conn_id=settings.get("registry_conn"),
+        artifact_conn_id=settings.get("artifact_conn"),
+    )
+    if loop.kind == "pipeline":  # its list is the upstream's XCom `amml_items` (Airflow maps only return values)
+        tasks[loop.value[0]] >> resolver
+    return resolver.output
 
 
 def _param(default: Any, description: str | None = None) -> Param:
@@ -329,7 +372,9 @@ def pipeline_docs(program: Program, filename: str, dag_id: str) -> str:
     parts.append("#### Pipelines")
     for pipeline in program.pipelines:
         after = f" (after {', '.join(map(_code, pipeline.after))})" if pipeline.after else ""
-        parts += [f"**{_md_text(pipeline.name)}**{after}", _components(build_graph(pipeline))]
+        loop = pipeline.foreach
+        foreach = f" for {_code(loop.variable)} in {_code(_cap_line(loop.text))}" if loop else ""
+        parts += [f"**{_md_text(pipeline.name)}**{foreach}{after}", _components(build_graph(pipeline))]
     source = _cap(program.source.rstrip(), MAX_DOC_CHARS // 2)
     parts += ["#### Source", _fenced(source, "amml")]
     docs = "\n\n".join(parts) + "\n"
@@ -350,6 +395,10 @@ def _components(graph: Graph) -> str:
             text += " ← " + ", ".join(f"{i + 1}" for i in n.inputs)
         lines.append(f"{n.id + 1}. {text}")
     return "\n".join(lines)
+
+
+def _cap_line(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def _pipeline_tab(dag_id: str) -> str:

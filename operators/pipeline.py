@@ -13,6 +13,11 @@ does what only Airflow knows about:
   or fails (the dag block's ``on_empty = "fail"``).
 
 The per-component counters and the registered versions are returned (XCom ``return_value``).
+
+A fanned-out pipeline (``pipeline p for series in ...``) is one mapped task: each task instance gets its
+``item`` (``.expand(item=...)``, see `operators/dag_factory.py`) and runs with ``RunConfig.item = (series,
+item)``. A pipeline ending with an ``items`` sink pushes the sink's list to XCom ``amml_items``, which a
+downstream fan-out expands over.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from airflow.sdk import BaseOperator
 from compiler.dag_block import DEFAULT_ON_EMPTY, ON_EMPTY
 
 from .links import MODELS_XCOM_KEY, RegisteredModelLink, model_url
+
+ITEMS_XCOM_KEY = "amml_items"  # the list an `items` sink collected, for `pipeline q for x in THIS.COLUMN`
 
 
 class AmmlPipelineOperator(BaseOperator):
@@ -43,6 +50,9 @@ class AmmlPipelineOperator(BaseOperator):
         (``{{ alert.message }}``); the alert rows are committed first, so a failing notifier loses none
     :param on_empty: "warn" (log a warning) or "fail" (fail the task) when the run has a data interval and a
         source read no records in it; the dag block's ``on_empty``
+    :param item: the item of a fanned-out pipeline this task instance runs for (set by ``.expand(item=...)``;
+        not templated: an item from a catalog or a trigger form is data, never a Jinja template)
+    :param max_processes: the dag block's ``max_processes``; ``AMML_MAX_PROCESSES`` on the worker may lower it
     """
 
     template_fields = ("amml_file", "pipeline", "run_params")
@@ -61,6 +71,8 @@ class AmmlPipelineOperator(BaseOperator):
         mode: str = "multiprocess",
         on_alert: Any = (),
         on_empty: str = DEFAULT_ON_EMPTY,
+        item: str | int | float | None = None,
+        max_processes: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,6 +87,8 @@ class AmmlPipelineOperator(BaseOperator):
         self.db_conn_id = db_conn_id
         self.mode = mode
         self.on_alert = list(on_alert) if isinstance(on_alert, list | tuple) else [on_alert] if on_alert else []
+        self.item = item
+        self.max_processes = max_processes
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_amml.run import run_program
@@ -83,8 +97,9 @@ class AmmlPipelineOperator(BaseOperator):
         from .task_config import task_run_config
 
         program = compile_file(self.amml_file)
-        program.pipeline(self.pipeline)  # an unknown pipeline fails before any connection is looked up
-        config = task_run_config(self, context)
+        pipeline = program.pipeline(self.pipeline)  # an unknown pipeline fails before any connection is looked up
+        config = task_run_config(self, context, item=self._item(pipeline))
+        items: dict[str, list[Any]] = {}
         try:
             [result] = run_program(
                 program,
@@ -93,6 +108,7 @@ class AmmlPipelineOperator(BaseOperator):
                 config=config,
                 mode=self.mode,
                 filename=self.amml_file,
+                items_out=items,
             )
         finally:
             if self.on_alert:
@@ -100,6 +116,8 @@ class AmmlPipelineOperator(BaseOperator):
         # (the executor has logged the end summary)
         models = self._registered_models(result, config, context)
         self._check_empty_interval(result, config)
+        if self.pipeline in items:
+            self._push_items(items[self.pipeline], context)
         return {
             "seconds": round(result.seconds, 3),
             "components": {
@@ -109,6 +127,30 @@ class AmmlPipelineOperator(BaseOperator):
             },
             "models": models,
         }
+
+    def _item(self, pipeline: Any) -> tuple[str, Any] | None:
+        """``(loop variable, item)`` for a fanned-out pipeline's task instance, else None."""
+        if pipeline.foreach is None:
+            return None
+        if self.item is None:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(
+                f"pipeline `{self.pipeline}` runs for each `{pipeline.foreach.variable}` in {pipeline.foreach.text}, "
+                "but this task has no item: it must be expanded (`.expand(item=...)`), as the AMML loader does"
+            )
+        return (pipeline.foreach.variable, self.item)
+
+    def _push_items(self, items: list[Any], context: Any) -> None:
+        """The `items` sink's list, for the fan-out downstream (it expands over XCom ``amml_items``)."""
+        from compiler.bytecode import MAX_FANOUT_ITEMS
+
+        self.log.info("collected %d item(s) for the pipelines that fan out over %s", len(items), self.pipeline)
+        if len(items) > MAX_FANOUT_ITEMS:  # the sink refuses more; keep XCom bounded whatever ran
+            raise ValueError(f"{len(items)} items; at most {MAX_FANOUT_ITEMS}")
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=ITEMS_XCOM_KEY, value=items)
 
     def _registered_models(self, result: Any, config: Any, context: Any) -> list[str]:
         """The versions this task registered (`ett/3`), oldest first: logged with their page and pushed to XCom

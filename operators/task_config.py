@@ -8,6 +8,7 @@ dags folder, the model folder beside the .amml file, and its connections resolve
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,8 +19,12 @@ from airflow_amml.run_config import Lineage, RunConfig
 from .connections import connection_overrides, database_url
 
 
-def task_run_config(task: Any, context: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> RunConfig:
-    """The configuration an ``AmmlPipelineOperator`` (``task``) runs its pipeline with, in ``context``."""
+def task_run_config(
+    task: Any, context: Mapping[str, Any], environ: Mapping[str, str] = os.environ, *, item: Any = None
+) -> RunConfig:
+    """The configuration an ``AmmlPipelineOperator`` (``task``) runs its pipeline with, in ``context``: the
+    environment's, the task's identity and connections, ``item`` (``(variable, value)`` of a fanned-out
+    pipeline's task instance), and the smaller of the task's ``max_processes`` and ``AMML_MAX_PROCESSES``."""
     from airflow.sdk import conf
 
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
@@ -41,4 +46,10 @@ def task_run_config(task: Any, context: Mapping[str, Any], environ: Mapping[str,
         overrides["data_interval"] = (start.isoformat(), end.isoformat())
     if task.db_conn_id:
         overrides["db_url"] = database_url(task.db_conn_id)
-    return RunConfig.from_environment(environ, **overrides)
+    if item is not None:
+        overrides["item"] = item
+    config = RunConfig.from_environment(environ, **overrides)
+    cap = getattr(task, "max_processes", None)
+    if cap is not None and (config.max_processes is None or cap < config.max_processes):
+        config = dataclasses.replace(config, max_processes=cap)
+    return config

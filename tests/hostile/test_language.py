@@ -377,3 +377,31 @@ def test_constant_values_the_run_accepts_pass_lint():
         "logsource path='a.log', format='regex', pattern='(?P<level>\\\\w+) (?P<msg>.*)' | print",
     ):
         compiler.compile_source(text, "p.amml", cache=compiler.ProgramCache())
+
+
+# ---- fan-out: what a file (or its data) can make a fanned-out pipeline do ----------------------------------
+
+
+def test_a_huge_item_list_is_refused_at_parse_time_in_bounded_memory() -> None:
+    items = ", ".join(f"{i}" for i in range(MAX_ITEMS + 500))
+    text = f"pipeline p for s in [{items}] {{ source id=s | print }}"
+    assert peak_memory(lambda: compile_text(text)) < 100_000_000
+    error = compile_error(text)
+    assert isinstance(error, AmmlLimitError) and f"more than {MAX_ITEMS} values in one list" in error.message
+
+
+def test_a_loop_variable_shadowing_a_param_and_a_glob_that_is_code_are_refused() -> None:
+    error = compile_error('dag d { params = {id: "ett"} }\npipeline p for id in ["a"] { source id=id | print }')
+    assert (error.line, error.column) == (2, 16) and "has the name of a run parameter" in error.message
+    error = compile_error('pipeline p for s in catalog(__import__("os")) { source id=s | print }')
+    assert error.line == 1 and "Traceback" not in str(error)
+
+
+def test_an_items_sink_refuses_more_than_1024_distinct_values_naming_the_count(tmp_path) -> None:
+    from airflow_amml.run import run_program
+    from airflow_amml.run_config import RunConfig
+    from airflow_amml.runtime.errors import PipelineError
+
+    program = compile_text('normalsource col="v", count=5000 | items column="v"')
+    with pytest.raises(PipelineError, match=r"more than 1024 distinct values \(1025 so far\)"):
+        run_program(program, config=RunConfig(home=tmp_path), mode="single", items_out={})
