@@ -64,7 +64,7 @@ def start_endless(tmp_path, *options):
 )
 def test_a_signal_stops_amml_run_with_one_line_and_128_plus_the_signal(tmp_path, sig, status, mode):
     proc, children = start_endless(tmp_path, "--mode", mode)
-    assert mode == "single" or {c.name() for c in children} >= {"amml:normalsour", "amml:print"}
+    assert mode == "single" or {c.name() for c in children} >= {"amml:normalsource", "amml:print"}
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == status, stderr
