@@ -35,24 +35,30 @@ def did_you_mean_columns(names: Sequence[str], candidates: Sequence[str]) -> str
     return " ".join(h for h in (did_you_mean(n, candidates) for n in names) if h)
 
 
-def record_times(name: str, batch: pd.DataFrame, col: str | None) -> np.ndarray:
-    """The records' timestamps (UTC, datetime64[ns]) from `col`, by default the first datetime column or one
-    named timestamp, date or time."""
+def time_column(name: str, batch: pd.DataFrame, col: str | None, needs: str = "a duration needs a time column") -> str:
+    """The column holding the records' times: `col` when given (it must exist), else the first datetime column,
+    else one named timestamp, date or time. ``needs`` says why, in the error when there is none."""
     if col is None:
         found = [c for c in batch.columns if pd.api.types.is_datetime64_any_dtype(batch[c])]
         found += [c for c in ("timestamp", "date", "time") if c in batch.columns]
         if not found:
             raise PipelineError(
-                f"`{name}`: a duration needs a time column; the records have no datetime column (or one named "
-                f"timestamp, date or time) among {list(batch.columns)}",
-                hint="name it with time='...', or give a number of records",
+                f"`{name}`: {needs}; the records have no datetime column (or one named timestamp, date or time) "
+                f"among {list(batch.columns)}",
+                hint="name it with time='...'",
             )
-        col = found[0]
+        return found[0]
     if col not in batch.columns:
         raise PipelineError(
             f"`{name} time={col!r}`: no such column; the records have {list(batch.columns)}",
             hint="name the timestamp column with time='...'",
         )
+    return col
+
+
+def record_times(name: str, batch: pd.DataFrame, col: str | None) -> np.ndarray:
+    """The records' timestamps (UTC, datetime64[ns]) from the time column (:func:`time_column`)."""
+    col = time_column(name, batch, col)
     try:
         stamps = pd.to_datetime(batch[col], format="ISO8601" if batch[col].dtype == object else None)
     except (ValueError, TypeError) as exc:

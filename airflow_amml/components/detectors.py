@@ -41,7 +41,7 @@ from airflow_amml.detection.rolling import (
 from airflow_amml.sdk import AbstractProgress, PipelineError, RunConfig
 from compiler.value_checks import DURATION_EXAMPLES, duration_seconds
 
-from .column_params import record_times
+from .column_params import record_times, time_column
 
 DETECTOR_ATTR = "amml.detector_columns"  # score and flag columns added upstream: not data to score again
 STD_FLOOR = 1e-6  # NAB's: a window whose values are all equal has std 0, and any other value is then anomalous
@@ -460,20 +460,7 @@ class SeasonalDetector(_Detector):
         return [c for c in super().default_columns(batch) if c != self._time_column(batch)]
 
     def _time_column(self, batch: pd.DataFrame) -> str:
-        if self.time_col is None:
-            stamps = [c for c in batch.columns if pd.api.types.is_datetime64_any_dtype(batch[c])]
-            named = [c for c in ("timestamp", "date", "time") if c in batch.columns]
-            found = stamps or named
-            if not found:
-                raise PipelineError(
-                    f"`seasonal_detector`: no timestamp column among {list(batch.columns)}",
-                    hint="name it with time='...'",
-                )
-            self.time_col = found[0]
-        if self.time_col not in batch.columns:
-            raise PipelineError(
-                f"`seasonal_detector time={self.time_col!r}`: no such column; the records have {list(batch.columns)}"
-            )
+        self.time_col = time_column("seasonal_detector", batch, self.time_col, needs="no timestamp column")
         return self.time_col
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:

@@ -614,23 +614,9 @@ class LstmPredict(AbstractProgress):
         )
 
     def _time_column(self, batch: pd.DataFrame) -> str:
-        named = self.params["time"]
-        if named is not None:
-            if named not in batch.columns:
-                raise PipelineError(
-                    f"`lstm time={named!r}`: no such column; the records have {list(batch.columns)}",
-                    hint="name the timestamp column with time='...'",
-                )
-            return named
-        found = [c for c in batch.columns if pd.api.types.is_datetime64_any_dtype(batch[c])]
-        found += [c for c in ("timestamp", "date", "time") if c in batch.columns]
-        if not found:
-            raise PipelineError(
-                f"`lstm layout='long'`: a forecast's rows need the records' times; no datetime column (or one "
-                f"named timestamp, date or time) among {list(batch.columns)}",
-                hint="name the timestamp column with time='...'",
-            )
-        return found[0]
+        from .column_params import time_column
+
+        return time_column("lstm", batch, self.params["time"], needs="a forecast's rows need the records' times")
 
     @staticmethod
     def _inferred_freq(times: np.ndarray, column: str) -> np.timedelta64:

@@ -214,7 +214,7 @@ def test_bad_serving_parameters_are_clear_errors(config, tmp_path, monkeypatch):
     )
     with pytest.raises(PipelineError, match=r"`lstm layout='tall'`: expected one of 'wide', 'long'"):
         run_pipeline(by_param.pipelines[0], run_params={"layout": "tall"}, config=config, mode="single")
-    with pytest.raises(PipelineError, match=r"need the records' times; no datetime column"):
+    with pytest.raises(PipelineError, match=r"need the records' times; the records have no datetime column"):
         run(f"{day}drop cols=['date'] | lstm model='tiny_h4', layout='long' | print", config)
 
     import airflow_amml.components.lstm as lstm
