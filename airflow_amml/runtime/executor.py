@@ -102,6 +102,7 @@ class RunResult:
     counters: dict[int, Counters] = field(default_factory=dict)
     stages: list[Stage] = field(default_factory=list)
     seconds: float = 0.0
+    item: tuple[str, Any] | None = None  # a fanned-out run's (variable, value), named in the summary
 
     def summary(self) -> str:
         """One block for the end of the log: per component, records in and out, batches, the time spent in
@@ -126,7 +127,8 @@ class RunResult:
             cells = [row[0].ljust(widths[0]), *(cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:-1]))]
             return ("  " + "  ".join(cells) + ("  " + row[-1] if row[-1] else "")).rstrip()
 
-        return "\n".join([f"pipeline {self.pipeline} finished in {self.seconds:.2f}s", line(header), *map(line, rows)])
+        which = f"pipeline {self.pipeline}" + (f" ({self.item[0]}={self.item[1]})" if self.item else "")
+        return "\n".join([f"{which} finished in {self.seconds:.2f}s", line(header), *map(line, rows)])
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ def run_pipeline(
         result = multi.run()
     else:
         raise ValueError(f"mode must be 'multiprocess' or 'single', got {mode!r}")
+    result.item = config.item
     log.info("%s", result.summary())  # the run's one summary (`amml run` and the operator log nothing more)
     return result
 
@@ -403,6 +406,7 @@ class _MultiProcess:
             # signalled a moment after fork (say, stopped at once because a sibling has already failed) would
             # run them before multiprocessing's try/os._exit, raise here, and go on running the caller's code
             # (under pytest: a second test session). The child unblocks them once its own handlers are set.
+            _not_a_daemon()
             blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             try:
                 for number, wiring in enumerate(wirings):
@@ -584,6 +588,16 @@ def _terminate(processes: Any) -> None:
             with contextlib.suppress(ProcessLookupError):
                 p.kill()
             p.join(1.0)
+
+
+def _not_a_daemon() -> None:
+    """A task process forked from a Celery prefork worker inherits the pool process's daemon flag (billiard makes
+    its daemonic pool process multiprocessing's current one, and Airflow's supervisor forks the task from it);
+    multiprocessing would then refuse to start the components ("daemonic processes are not allowed to have
+    children"). This process is no daemon: its parent waits for it, and its children die with it (PDEATHSIG)."""
+    current = mp.current_process()
+    if current.daemon:
+        current._config["daemon"] = False  # multiprocessing keeps the flag there; there is no public setter
 
 
 # ---- inside a child -------------------------------------------------------------------------------

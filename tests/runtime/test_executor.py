@@ -44,6 +44,26 @@ def test_filter_derive_sink_gives_the_pandas_answer(tmp_path, mode, new_processe
     assert new_processes() == []
 
 
+def _run_in_a_daemon(out: str) -> None:
+    run_pipeline(pipeline(f"normalsource col='v', count=1000, seed=3 | filter cond=v > 0 | csv_sink path='{out}'"))
+
+
+def test_a_pipeline_runs_inside_a_daemonic_process_as_in_a_celery_prefork_worker(tmp_path, new_processes):
+    """Celery's prefork pool processes are daemons, and the task process Airflow forks from one inherits the
+    flag: the executor must still start its component processes there."""
+    import multiprocessing as mp
+
+    import numpy as np
+
+    out = tmp_path / "out.csv"
+    daemon = mp.get_context("fork").Process(target=_run_in_a_daemon, args=(str(out),), daemon=True)
+    daemon.start()
+    daemon.join(120)
+    assert daemon.exitcode == 0, "the pipeline failed inside the daemonic process"
+    assert len(pd.read_csv(out)) == int((np.random.default_rng(3).normal(0, 1, 1000) > 0).sum())
+    assert new_processes() == []
+
+
 def test_join_merges_every_record_of_every_flow(tmp_path):
     out = tmp_path / "out.csv"
     result = run_pipeline(

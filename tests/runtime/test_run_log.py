@@ -76,6 +76,15 @@ def test_a_run_logs_exactly_one_summary(mode, tmp_path, caplog):
     assert [r.name for r in caplog.records if "finished in" in r.getMessage()] == ["airflow_amml.runtime.executor"]
 
 
+def test_the_summary_of_a_fanned_out_run_names_its_item(caplog):
+    pipeline = compile_one("normalsource col='v', count=10 | print limit=0")
+    config = RunConfig(item=("series", "nab/realKnownCause/nyc_taxi"))
+    with caplog.at_level(logging.INFO):
+        result = run_pipeline(pipeline, mode="single", config=config)
+    assert result.summary().splitlines()[0].startswith("pipeline main (series=nab/realKnownCause/nyc_taxi) finished in")
+    assert run_pipeline(pipeline, mode="single").summary().startswith("pipeline main finished in")
+
+
 # ---- busy time and progress notes --------------------------------------------------------------------------
 
 
