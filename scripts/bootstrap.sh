@@ -2,7 +2,8 @@
 # Set up everything this project needs on a fresh Debian machine, idempotently:
 #   1. system packages (only those missing): libkrb5-dev (the HDFS provider builds gssapi),
 #      postgresql (throwaway test clusters), a JDK and Maven (the test HDFS MiniDFSCluster), graphviz
-#      (the pipeline graph on a DAG's page), chromium and chromium-driver (the UI tests' real browser);
+#      (the pipeline graph on a DAG's page), chromium and chromium-driver (the UI tests' real browser),
+#      redis-server (the Celery broker of the tests' Airflow deployment);
 #   2. a virtualenv in $AMML_VENV (default .venv) with the project installed in editable mode.
 # Re-running is cheap: each step is skipped when already done.
 set -euo pipefail
@@ -21,6 +22,7 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "bootstrap: installing system packages: ${missing[*]}"

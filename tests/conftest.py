@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 # Real PostgreSQL and HDFS (MiniDFSCluster) for the tests that ask for them; see tests/services/fixtures.py.
-pytest_plugins = ["tests.services.fixtures"]
+# One Airflow deployment on CeleryExecutor for the whole session; see tests/services/airflow_deployment.py.
+pytest_plugins = ["tests.services.fixtures", "tests.services.airflow_deployment"]
 
 ROOT = Path(__file__).resolve().parents[1]
 ETT = ROOT / "airflow_amml" / "data" / "ett" / "ETTh1.csv"
