@@ -11,12 +11,16 @@ not fanned-out run wrote gains the column like any new one (its earlier rows hol
 Records with a column the existing table lacks (a pipeline that gained one, e.g. `lstm`'s `model_version`)
 add it to the table, nullable, in the batch's transaction (the earlier rows hold NULL there); a column is never
 dropped or retyped, and a key column the table lacks is still an error (its rows could not be replaced).
+With `key`, the table gets an index on the key columns (made with the table, or on the first write to a table
+that lacks it): replacing a batch's rows deletes by key, which without one scans the whole table per batch
+(a backfill's re-runs slowed down with the table's size).
 Creating or widening a table holds the database's schema lock (``schema_history.schema_lock``): the mapped
 tasks of a fan-out may write one table at once, and the second must see the table the first created.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
@@ -54,6 +58,7 @@ class SqlSink(AbstractEgress):
         self.engine = storage.engine_for(url)
         self.where = f"`{self.name} table={self.table_name!r}`"
         self.table: sa.Table | None = None  # reflected once it exists (the first batch may create it)
+        self.indexed = False  # the key's index checked (made if missing) by this run
         self.written = 0
 
     def progress_note(self) -> str | None:
@@ -100,6 +105,18 @@ class SqlSink(AbstractEgress):
                 self._check_records_fit(table, batch)
                 self._delete_same_keys(conn, table, batch)
             batch.to_sql(self.table_name, conn, if_exists="append", index=False)
+            if self.key and not self.indexed:  # under the schema lock: the first write of this run
+                self._index_key(conn)
+
+    def _index_key(self, conn: sa.Connection) -> None:
+        table = sa.Table(self.table_name, sa.MetaData(), autoload_with=conn)
+        wanted = list(self.key)
+        existing = [list(index.get("column_names") or []) for index in sa.inspect(conn).get_indexes(table.name)]
+        if wanted not in existing:
+            # a name of its own per table and key (databases cap identifiers at 63 characters)
+            digest = hashlib.sha256("\0".join([self.table_name, *wanted]).encode()).hexdigest()[:16]
+            sa.Index(f"amml_key_{digest}", *(table.c[k] for k in wanted)).create(conn)
+        self.indexed = True
 
     def _existing_table(self, conn: sa.Connection) -> sa.Table | None:
         if self.table is None and sa.inspect(conn).has_table(self.table_name):

@@ -58,6 +58,18 @@ def test_sql_sink_types_new_columns_as_pandas_would_and_quotes_their_names(confi
     }
 
 
+def test_sql_sink_indexes_the_key_once_so_replacing_rows_does_not_scan_the_table(config):
+    run(f"{OLD} | sql_sink table='keyed', key=['k', 'v']", config)
+    run(f"{OLD} | sql_sink table='keyed', key=['k', 'v']", config)  # a re-run: the index is there already
+    run(f"{OLD} | sql_sink table='plain'", config)
+    engine = sa.create_engine(config.db_url)
+    with engine.connect() as conn:
+        keyed = [i["column_names"] for i in sa.inspect(conn).get_indexes("keyed")]
+        plain = sa.inspect(conn).get_indexes("plain")
+        rows = conn.execute(sa.text("select count(*) from keyed")).scalar()
+    assert keyed == [["k", "v"]] and plain == [] and rows == 3
+
+
 def test_a_key_column_the_table_lacks_is_still_an_error(config):
     run(f"{OLD} | sql_sink table='t'", config)
     with pytest.raises(PipelineError, match=r"key column\(s\) \['model_version'\] are not columns of the existing"):
