@@ -256,7 +256,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the executor logs each pipeline's per-component summary; a fanned-out pipeline runs once per item
     failed = run_file(
         program,
-        pipelines=[args.pipeline] if args.pipeline else None,
+        pipelines=args.pipeline or None,
         params=run_params,
         config=config,
         mode=args.mode,
@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a file's pipelines on embedded defaults")
     run.add_argument("file")
-    run.add_argument("--pipeline", help="only this pipeline")
+    run.add_argument("--pipeline", action="append", help="only this pipeline (repeat it for several)")
     run.add_argument("--mode", choices=("multiprocess", "single"), default="multiprocess")
     run.add_argument("--param", action="append", metavar="KEY=VALUE", help="run parameter (JSON value or text)")
     run.add_argument(

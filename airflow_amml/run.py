@@ -30,7 +30,7 @@ from typing import Any
 from airflow_amml.run_config import RunConfig
 from airflow_amml.runtime.errors import PipelineError
 from airflow_amml.runtime.executor import RunResult, run_pipeline
-from compiler.bytecode import PipelineCode, Program
+from compiler.bytecode import PipelineCode, Program, in_dependency_order
 from compiler.dag_block import max_processes, runtime_settings
 from compiler.errors import AmmlError
 
@@ -141,13 +141,26 @@ def run_file(
     run_params = {**(program.dag or {}).get("params", {}), **(params or {})}
     collected: dict[str, list[Any]] = {}
     failed: list[str] = []
-    for pipeline in chosen:
+    unfinished: set[str] = set()  # fanned-out pipelines with a failed item: what runs after them does not
+    for pipeline in in_dependency_order(chosen):
+        blocked = sorted(unfinished & set(pipeline.after))
+        if blocked:
+            print(f"pipeline {pipeline.name}: not run, it runs after {', '.join(blocked)}, which failed for some "
+                  "item(s)", file=sys.stderr)
+            unfinished.add(pipeline.name)
+            continue
         if pipeline.foreach is None:
             run_program(program, pipelines=[pipeline.name], params=params, config=config, mode=mode,
                         filename=filename, items_out=collected)
             continue
         items = resolve_items(pipeline, run_params, config, collected)
-        failed += _run_items(program, pipeline, items, params, config, mode, filename, parallel)
+        if not items:  # only an upstream `items` sink may hand on nothing (a quiet day): as Airflow, skip
+            print(f"pipeline {pipeline.name}: skipped, {pipeline.foreach.text} holds no items", file=sys.stderr)
+            continue
+        problems = _run_items(program, pipeline, items, params, config, mode, filename, parallel)
+        if problems:
+            unfinished.add(pipeline.name)
+        failed += problems
     return failed
 
 
@@ -178,8 +191,11 @@ def resolve_items(
         upstream = loop.value[0]
         if upstream not in collected:
             raise PipelineError(f"{what}: the items of pipeline `{upstream}` are known only once it has run",
-                                hint=f"run the whole file, or `--pipeline {upstream}` first in the same run")
+                                hint=f"run the whole file (`amml run FILE` runs `{upstream}` first), or add "
+                                f"`--pipeline {upstream}` before `--pipeline {pipeline.name}`")
         items = collected[upstream]
+        if not items:
+            return []  # the fan-out is skipped (Airflow skips a task mapped over an empty list too)
     problem = items_problem(items, what, MAX_FANOUT_ITEMS)
     if problem is not None:
         raise PipelineError(problem, hint=f"give {loop.text} a list of 1 to {MAX_FANOUT_ITEMS} strings or numbers")
@@ -197,7 +213,11 @@ def items_problem(items: Any, what: str, limit: int, limit_says: str | None = No
         return f"{what} is an empty list: the fanned-out pipeline would run for nothing; give at least one item"
     if len(items) > limit:
         return f"{what} holds {len(items)} items; " + (limit_says or f"a fanned-out pipeline runs for at most {limit}")
+    seen: set[str] = set()
     for item in items:
+        if str(item) in seen:  # `1` and `"1"` too: one task instance, one set of rows and models per item text
+            return f"{what} holds the item {item!r} twice: each item runs once, and its results are kept by item"
+        seen.add(str(item))
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             return f"{what} must hold only strings and numbers; it holds {type(item).__name__} {str(item)[:60]!r}"
         if isinstance(item, str) and len(item) > MAX_ITEM_CHARS:
@@ -226,10 +246,17 @@ def _run_items(
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # spawn: a fresh interpreter per worker, not a fork of this one (its signal handlers, open connections)
-        with ProcessPoolExecutor(max_workers=min(parallel, len(items)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            problems = list(pool.map(_run_one_item, *zip(*jobs)))
+        # spawn: a fresh interpreter per worker, not a fork of this one (its signal handlers, open connections);
+        # the workers ignore Ctrl-C: this process decides, and on a signal cancels what has not started
+        pool = ProcessPoolExecutor(max_workers=min(parallel, len(items)),
+                                   mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
+        try:
+            futures = [pool.submit(_run_one_item, *job) for job in jobs]
+            problems = [_outcome(future) for future in futures]
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     failed = []
     for item, problem in zip(items, problems):
         if problem is not None:
@@ -240,6 +267,22 @@ def _run_items(
     summary = f"pipeline {pipeline.name}: {len(items)} item(s): {ok} ok, {len(failed)} failed"
     print(summary + (f" ({', '.join(failed)})" if failed else ""), file=sys.stderr)
     return failed
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _outcome(future: Any) -> str | None:
+    """An item's error as text (None: it succeeded), also when its worker process died under it."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return "the worker process running this item died (killed, or out of memory); the item did not finish"
 
 
 def _run_one_item(

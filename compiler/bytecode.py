@@ -32,7 +32,7 @@ Workflow bytecode (one list per pipeline) builds the component graph::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -371,3 +371,24 @@ def disassemble_pipeline(pipeline: PipelineCode) -> str:
 
 def disassemble(program: Program) -> str:
     return "\n\n".join(disassemble_pipeline(p) for p in program.pipelines) + "\n"
+
+
+def in_dependency_order(pipelines: Sequence[PipelineCode]) -> list[PipelineCode]:
+    """The pipelines in file order, except that each comes after those it runs `after` (a fan-out over
+    `find.series` is after `find`) — the order Airflow runs their tasks in."""
+    by_name = {p.name: p for p in pipelines}
+    ordered: list[PipelineCode] = []
+    placed: set[str] = set()
+
+    def place(pipeline: PipelineCode) -> None:
+        if pipeline.name in placed:
+            return
+        placed.add(pipeline.name)  # the compiler refuses cycles
+        for upstream in pipeline.after:
+            if upstream in by_name:
+                place(by_name[upstream])
+        ordered.append(pipeline)
+
+    for pipeline in pipelines:
+        place(pipeline)
+    return ordered

@@ -256,6 +256,10 @@ class Checker:
         loop = scope.foreach
         assert loop is not None
         problems = len(self.errors)
+        if len(loop.variable) > MAX_LOOP_VARIABLE:
+            self.error(_err(AmmlLimitError, f"the loop variable `{loop.variable[:20]}…` has {len(loop.variable)} "
+                            f"characters; at most {MAX_LOOP_VARIABLE}", loop.pos,
+                            "a short name such as `series`: it names each task instance (`series=…`) and a column"))
         if loop.variable in self.param_defaults:
             self.error(_err(AmmlNameError, f"the loop variable `{loop.variable}` has the name of a run parameter",
                             loop.pos, f"rename one of them: `params.{loop.variable}` and the item `{loop.variable}` "
@@ -300,6 +304,10 @@ class Checker:
                 self.error(_err(AmmlTypeError, "an item must be a string or a number", item.pos,
                                 'e.g. `for series in ["nab/realKnownCause/nyc_taxi", "nab/realTweets/KO"]`'))
                 return None
+            if str(value.value) in {str(i) for i in items}:
+                self.error(_err(AmmlNameError, f"the item {value.value!r} is in the list twice", item.pos,
+                                "name each item once: its task instance, rows, alerts and models are kept by item"))
+                return None
             items.append(value.value)
         return tuple(items)
 
@@ -317,6 +325,11 @@ class Checker:
             self.error(_err(AmmlTypeError, f"`params.{name}` must default to a non-empty list of strings or "
                             f"numbers to fan out over; its default is {type_name(default)} {_short(default)}",
                             loop.items_pos, f'e.g. params = {{{name}: ["nab/realKnownCause/nyc_taxi"]}}'))
+            return None
+        twice = _first_repeated(default)
+        if twice is not None:
+            self.error(_err(AmmlNameError, f"`params.{name}` defaults to a list holding {twice!r} twice",
+                            loop.items_pos, "name each item once: its rows, alerts and models are kept by item"))
             return None
         if len(default) > bc.MAX_FANOUT_ITEMS:
             self.error(_err(AmmlLimitError, f"`params.{name}` defaults to {len(default)} items; a fanned-out "
@@ -730,4 +743,18 @@ def _find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
                 state[nxt] = 1
                 path.append(nxt)
                 pending.append(iter(deps.get(nxt, ())))
+    return None
+
+
+# A task instance is named `VAR=item` (Airflow keeps it in a VARCHAR(250); an item has at most 200 characters).
+MAX_LOOP_VARIABLE = 40
+
+
+def _first_repeated(items: list) -> object | None:
+    """The first item whose text an earlier one has (`1` and `"1"` name the same task instance and rows)."""
+    seen: set[str] = set()
+    for item in items:
+        if str(item) in seen:
+            return item
+        seen.add(str(item))
     return None

@@ -325,6 +325,13 @@ def _check_value(name: str, value: Any) -> None:
                            '"warn" (the default) logs a warning and lets it succeed')
     elif name == "retry_delay":
         parse_duration(value)
+    elif name == "params":
+        reserved = [key for key in value if str(key).startswith("__")]
+        if reserved:
+            # names with two leading underscores are AMML's own run parameters (e.g. where an `items` sink
+            # writes its list): a file must not be able to set them
+            raise SettingError(f"declares `{reserved[0]}`: names starting with `__` are reserved for AMML",
+                               hint=f"rename it, e.g. `{str(reserved[0]).lstrip('_') or 'value'}`")
 
 
 def _check_finite(value: Any) -> None:

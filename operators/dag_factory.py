@@ -38,7 +38,7 @@ import pendulum
 from airflow.sdk import DAG, BaseOperator, CronDataIntervalTimetable, DeltaDataIntervalTimetable, Param
 
 from compiler import AmmlError, ProgramCache, build_graph, compile_file
-from compiler.bytecode import Program
+from compiler.bytecode import Program, in_dependency_order
 from compiler.dag_block import (
     DEFAULT_ON_EMPTY,
     DEFAULT_START,
@@ -273,8 +273,8 @@ def build_dag(program: Program, path: Path) -> DAG:
     )
     with dag:
         tasks: dict[str, Any] = {}
-        # a fan-out over another pipeline's items needs that pipeline's task first (it is never fanned out itself)
-        for p in sorted(program.pipelines, key=lambda p: p.foreach is not None and p.foreach.kind == "pipeline"):
+        # upstream tasks first: a fan-out's items task waits for what the pipeline runs after
+        for p in in_dependency_order(program.pipelines):
             tasks[p.name] = _pipeline_task(p, path, settings, tasks)
         for p in program.pipelines:
             for upstream in p.after:
@@ -320,8 +320,10 @@ def _items(pipeline: Any, path: Path, settings: dict[str, Any], tasks: dict[str,
         registry_conn_id=settings.get("registry_conn"),
         artifact_conn_id=settings.get("artifact_conn"),
     )
-    if loop.kind == "pipeline":  # its list is the upstream's XCom `amml_items` (Airflow maps only return values)
-        tasks[loop.value[0]] >> resolver
+    # after what the pipeline runs after (a `prepare` that writes the catalog; for `PIPELINE.COLUMN` the
+    # pipeline whose XCom `amml_items` holds the list: Airflow maps only over return values)
+    for upstream in pipeline.after:
+        tasks[upstream] >> resolver
     return resolver.output
 
 

@@ -11,8 +11,10 @@ task's ``return_value``, and ``find`` returns its counters, so this task hands o
 This task resolves the items (the run's parameter, the catalog ids matching the glob, through
 ``airflow_amml.components.catalog.matching_ids`` on the task's RunConfig: the catalog is I/O, so never at parse
 time, or the upstream pipeline's list) and returns them; the mapped task expands over its ``return_value``.
-It fails, saying why, on an empty list, a list that is not one of strings and numbers, or one longer than
-Airflow's ``[core] max_map_length`` (which would otherwise fail the expansion with a less helpful message).
+An upstream `items` sink that collected nothing hands on an empty list, and Airflow skips the mapped task (a
+quiet day is not a failure). It fails, saying why, on an empty run parameter or glob, a list that is not one
+of strings and numbers, or one longer than Airflow's ``[core] max_map_length`` (which would otherwise fail the
+expansion with a less helpful message).
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class AmmlItemsOperator(BaseOperator):
 
         resolve = {"param": self._params_items, "catalog": self._catalog_items, "pipeline": self._upstream_items}
         items = resolve[self.kind](context)
+        if self.kind == "pipeline" and items == []:
+            # a quiet day upstream: nothing to fan out over. Airflow skips a task mapped over an empty list
+            self.log.info("pipeline %s: %s collected no items; its instances are skipped", self.pipeline, self.value)
+            return []
         limit = conf.getint("core", "max_map_length", fallback=1024)
         problem = items_problem(items, self._what(), limit, f"more than Airflow's [core] max_map_length of {limit}: "
                                 "select fewer, or raise it (AIRFLOW__CORE__MAX_MAP_LENGTH)")

@@ -55,3 +55,17 @@ def test_a_pattern_that_is_no_short_glob_is_refused(pattern):
     with pytest.raises(PipelineError, match=r"catalog\(") as raised:
         matching_ids(RunConfig(), pattern)
     assert raised.value.hint
+
+
+def test_catalog_ids_are_texts_and_a_broken_catalog_file_is_one_readable_error(tmp_path):
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("42: {path: /data/a.csv, time_column: ts}\n2024-01-01: {path: /data/b.csv, time_column: ts}\n")
+    config = RunConfig(catalog_file=catalog)
+    assert {"42", "2024-01-01"} <= set(matching_ids(config, "*"))
+    catalog.write_text("sensors: [unclosed\n")
+    with pytest.raises(PipelineError, match="is not valid YAML") as info:
+        matching_ids(config, "*")
+    assert info.value.hint
+    catalog.write_text("- just\n- a list\n")
+    with pytest.raises(PipelineError, match="must map source ids to entries"):
+        matching_ids(config, "*")

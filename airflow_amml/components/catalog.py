@@ -84,7 +84,16 @@ def _entries(config: RunConfig) -> dict[str, Mapping[str, Any]]:
         import yaml
 
         with open(config.catalog_file, encoding="utf-8") as fh:
-            entries.update(yaml.safe_load(fh) or {})
+            try:
+                loaded = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as exc:
+                raise PipelineError(f"the catalog {config.catalog_file} is not valid YAML: {exc}",
+                                    hint="fix the file AMML_CATALOG names") from None
+        if not isinstance(loaded, dict):
+            raise PipelineError(f"the catalog {config.catalog_file} must map source ids to entries",
+                                hint="e.g. `sensors/a: {path: /data/a.csv, time_column: ts}`")
+        # `42:` or `2024-01-01:` are YAML numbers and dates: a source id is its text (`source id="42"`)
+        entries.update({str(key): value for key, value in loaded.items()})
     entries.update(config.sources)
     return entries
 

@@ -49,7 +49,8 @@ class Items(AbstractEgress):
                 f"`items column={self.column_name!r}`: the records have no such column; they have {have}",
                 hint=did_you_mean_columns([self.column_name], have) or "name a column the records have",
             )
-        for value in pd.unique(batch[self.column_name].to_numpy()):
+        column = batch[self.column_name]
+        for value in column[column.notna()].unique():  # missing values (None, NaN, NaT, <NA>) are no items
             item = item_value(value)
             if item is None or item in self.seen:
                 continue
@@ -84,6 +85,9 @@ def item_value(value: Any) -> str | int | float | None:
             pass
     if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, float) and math.isinf(value):
+        raise PipelineError(f"`items`: {value} is not an item (an item names a task instance)",
+                            hint="filter such records first: `| filter cond=...`")
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         value = str(value)
     if isinstance(value, str) and len(value) > MAX_ITEM_CHARS:

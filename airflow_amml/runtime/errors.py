@@ -41,3 +41,6 @@ class Terminated(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(f"received signal {signal.Signals(signum).name}")
         self.signum = signum
+
+    def __reduce__(self) -> tuple:
+        return (Terminated, (self.signum,))  # (the default would rebuild it from its message)

@@ -118,3 +118,27 @@ def test_a_catalog_glob_resolves_to_the_matching_ids_and_one_matching_nothing_fa
     assert "nab/realKnownCause/nyc_taxi" in ids and ids == sorted(ids) and len(ids) == 7
     with pytest.raises(AirflowFailException, match=r"catalog\('nab/nothing\*'\) matches none of the catalog's \d+"):
         items_task("catalog", "nab/nothing*", amml_file).execute({"run_id": "r"})
+
+
+def test_an_upstream_that_collected_nothing_hands_on_an_empty_list_and_airflow_skips_the_fan_out(amml_file):
+    ti = FakeTi({("find", ITEMS_XCOM_KEY): []})
+    assert items_task("pipeline", "find", amml_file).execute({"ti": ti}) == []
+
+
+def test_the_items_task_refuses_an_item_given_twice(amml_file):
+    with pytest.raises(AirflowFailException, match=r"params.cols holds the item '1' twice"):
+        items_task("param", "cols", amml_file).execute({"params": {"cols": [1, "1"]}})
+
+
+def test_the_items_task_waits_for_what_its_pipeline_runs_after(tmp_path):
+    from compiler import ProgramCache, compile_source
+    from operators.dag_factory import build_dag
+
+    path = tmp_path / "after.amml"
+    path.write_text(
+        'pipeline prepare { normalsource col="v", count=1 | print }\n'
+        'pipeline detect for s in catalog("nab/*") after prepare { source id=s | print limit=0 }\n'
+    )
+    dag = build_dag(compile_source(path.read_text(), str(path), cache=ProgramCache()), path)
+    assert dag.get_task("detect_items").upstream_task_ids == {"prepare"}
+    assert dag.get_task("detect").upstream_task_ids == {"prepare", "detect_items"}

@@ -137,6 +137,16 @@ def test_for_and_in_still_name_columns_in_expressions():
                      "keep one", id="two-items-sinks"),
         pytest.param('pipeline p for s in params.x { source id=s | print }\npipeline p_items { source id="ett" '
                      '| print }', (1, 21), "needs the task `p_items`", "rename", id="items-task-id-taken"),
+        pytest.param('pipeline p for s in ["a", "b", "a"] { source id=s | print }', (1, 32),
+                     "the item 'a' is in the list twice", "name each item once", id="item-twice"),
+        pytest.param('pipeline p for n in [1, "1"] { normalsource col="v", count=n | print }', (1, 25),
+                     "the item '1' is in the list twice", "kept by item", id="same-text-twice"),
+        pytest.param('dag d { params = {ids: ["a", "a"]} }\npipeline p for s in params.ids { source id=s | print }',
+                     (2, 21), "defaults to a list holding 'a' twice", "name each item once", id="default-twice"),
+        pytest.param(f'pipeline p for {"v" * 41} in ["a"] {{ source id={"v" * 41} | print }}', (1, 16),
+                     "has 41 characters; at most 40", "a short name", id="loop-variable-too-long"),
+        pytest.param('dag d { params = {__amml_items_file: "/tmp/x"} }\nsource id="ett" | print', (1, 18),
+                     "names starting with `__` are reserved for AMML", "rename it", id="reserved-param-name"),
         pytest.param(FIND + 'pipeline q for s in find.name { normalsource col=s | items column="v" }\n'
                      'pipeline r for t in q.v { normalsource col=t | print }', (3, 21),
                      "pipeline `q` is fanned out itself", "fan out over", id="upstream-fanned-out"),

@@ -80,3 +80,41 @@ def test_lint_reports_fan_out_errors_with_their_position(tmp_path):
     assert result.returncode == 1
     assert "bad.amml:2:16: name error: the loop variable `s` has the name of a run parameter" in result.stderr
     assert "bad.amml:2:21: type error: `catalog(...)` takes one string" in result.stderr
+
+
+# the fan-out is written before the pipeline whose items it reads: `amml run` runs `find` first, as Airflow does
+REVERSED = """pipeline up for c in find.name { normalsource col=c, count=2 | print }
+pipeline find { normalsource col="v", count=30, seed=4 | derive name="s" + str(v > 0) | items column="name" }
+"""
+# `find` collects nothing (no record has v > 100): the fan-out is skipped, not failed
+QUIET = """pipeline find { normalsource col="v", count=30, seed=4 | filter cond=v > 100 | derive name="x"
+    | items column="name" }
+pipeline up for c in find.name { normalsource col=c, count=2 | print }
+"""
+# an item fails: what runs after the fan-out does not run
+AFTER_FAILED = f"""pipeline p for s in [{ITEMS}] {{ source id=s | print limit=0 }}
+pipeline report after p {{ normalsource col="done", count=1 | print }}
+"""
+
+
+def test_run_runs_pipelines_in_dependency_order_not_file_order(tmp_path):
+    (tmp_path / "rev.amml").write_text(REVERSED)
+    result = amml("run", "rev.amml", "--mode", "single", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {"strue", "sfalse"} <= {line.strip() for line in result.stdout.splitlines()}
+    assert "pipeline up: 2 item(s): 2 ok, 0 failed" in result.stderr
+
+
+def test_an_upstream_that_collects_no_items_skips_the_fan_out(tmp_path):
+    (tmp_path / "quiet.amml").write_text(QUIET)
+    result = amml("run", "quiet.amml", "--mode", "single", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pipeline up: skipped, find.name holds no items" in result.stderr
+
+
+def test_what_runs_after_a_fan_out_with_a_failed_item_does_not_run(tmp_path):
+    (tmp_path / "after.amml").write_text(AFTER_FAILED)
+    result = amml("run", "after.amml", "--mode", "single", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "pipeline report: not run, it runs after p, which failed for some item(s)" in result.stderr
+    assert "done" not in {line.strip() for line in result.stdout.splitlines()}

@@ -405,3 +405,38 @@ def test_an_items_sink_refuses_more_than_1024_distinct_values_naming_the_count(t
     program = compile_text('normalsource col="v", count=5000 | items column="v"')
     with pytest.raises(PipelineError, match=r"more than 1024 distinct values \(1025 so far\)"):
         run_program(program, config=RunConfig(home=tmp_path), mode="single", items_out={})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.array(["a", None, "b", "a"], dtype="string"),
+        pd.array([3, None, 4, 3], dtype="Int64"),
+        [1.5, float("nan"), 2.5, 1.5],
+        pd.to_datetime(["2024-01-01", None, "2024-01-02", "2024-01-01"]),
+    ],
+    ids=["string-with-NA", "Int64-with-NA", "float-with-NaN", "datetime-with-NaT"],
+)
+def test_an_items_sink_skips_missing_values_whatever_their_dtype(values) -> None:
+    from airflow_amml.components.items import Items
+    from airflow_amml.runtime.component import ComponentContext
+
+    program = compile_text('normalsource col="v", count=1 | items column="v"')
+    stage = compiler.build_graph(program.pipelines[0]).nodes[1]
+    sink = Items(compiler.default_registry().get("items"), stage.callback, ComponentContext())
+    sink.params = {"column": "v"}
+    sink.open()
+    sink.write(pd.DataFrame({"v": values}))
+    got = list(sink.seen)
+    assert len(got) == 2 and not any(str(item) in ("<NA>", "nan", "NaT", "None") for item in got), got
+    assert all(isinstance(item, str | int | float) and not isinstance(item, bool) for item in got), got
+    if str(pd.Series(values).dtype) == "Int64":
+        assert got == [3, 4] and all(type(item) is int for item in got)
+
+
+def test_an_items_sink_refuses_an_infinite_value() -> None:
+    from airflow_amml.components.items import item_value
+    from airflow_amml.runtime.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="inf is not an item"):
+        item_value(float("inf"))

@@ -349,3 +349,12 @@ def test_a_spec_must_name_a_str_parameter_for_its_events():
 
     with pytest.raises(ValueError, match="declares listens='on', which must name one of its `str` parameters"):
         ComponentSpec("waiter", Kind.EGRESS, "waits", (param("on", "int", "wrong type"),), listens="on")
+
+
+def test_a_signal_stop_survives_the_trip_from_a_worker_process():
+    import pickle
+
+    from airflow_amml.runtime.errors import Terminated
+
+    stopped = pickle.loads(pickle.dumps(Terminated(signal.SIGINT)))
+    assert isinstance(stopped, Terminated) and stopped.signum == signal.SIGINT
