@@ -134,7 +134,8 @@ def run_file(
     filename: str = "<pipeline>",
     parallel: int = 1,
 ) -> list[str]:
-    """Run ``program``'s pipelines in file order, a fanned-out one once per item; return the failed items
+    """Run ``program``'s pipelines in dependency order (:func:`in_dependency_order`: each after those it runs
+    `after`, else in file order), a fanned-out one once per item; return the failed items
     (``detect: series=nab/…``). An error of a pipeline that is not fanned out stops the run (raised, as
     :func:`run_program` does); an item's error is printed with its item, and the other items still run."""
     chosen = [program.pipeline(name) for name in pipelines] if pipelines is not None else list(program.pipelines)

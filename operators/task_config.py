@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_amml.run_config import Lineage, RunConfig
+from compiler.dag_block import max_processes
 
 from .connections import connection_overrides, database_url
 
@@ -49,7 +50,6 @@ def task_run_config(
     if item is not None:
         overrides["item"] = item
     config = RunConfig.from_environment(environ, **overrides)
-    cap = getattr(task, "max_processes", None)
-    if cap is not None and (config.max_processes is None or cap < config.max_processes):
-        config = dataclasses.replace(config, max_processes=cap)
-    return config
+    # the one rule for two caps (the task's, the worker's AMML_MAX_PROCESSES): the smaller wins
+    cap = max_processes({"max_processes": getattr(task, "max_processes", None)}, config.max_processes)
+    return dataclasses.replace(config, max_processes=cap)
