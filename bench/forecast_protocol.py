@@ -22,7 +22,8 @@ the protocol.
 
 Each shipped model (``dags/models/*.yaml`` whose horizon is one of ``--horizons``) is trained through
 ``airflow_amml.models.keras_builder.train`` as ``train_lstm`` trains it — with the YAML's settings —, on the
-training rows, validated (early stopping, learning-rate plateaus) on the validation rows, and scored on the
+training rows, validated (early stopping, learning-rate plateaus) on the validation rows (a ``solver:
+least_squares`` model is solved on the training rows alone, as ``train_lstm`` solves it), and scored on the
 test windows. Printed: one table H × model (MSE/MAE), then each model's ratios to NLinear (L = 336).
 """
 
@@ -110,19 +111,22 @@ def shipped_model(path: Path, scaled: pd.DataFrame, epochs: int | None) -> tuple
     t = spec.training
     started = time.process_time()
     wall = time.perf_counter()
-    model, history = keras_builder.train(
-        spec, scaled.iloc[:TRAIN], epochs=epochs, validation=scaled.iloc[TRAIN - t.window : VALID]
-    )
+    if t.solver == "least_squares":  # as train_lstm solves it: the spec's own validation_split, no epochs
+        model, history = keras_builder.train(spec, scaled.iloc[:TRAIN])
+    else:
+        validation = scaled.iloc[TRAIN - t.history : VALID]
+        model, history = keras_builder.train(spec, scaled.iloc[:TRAIN], epochs=epochs, validation=validation)
     seconds = time.perf_counter() - wall, time.process_time() - started
     scores = {}
     for part, (lo, hi) in {"validation": (TRAIN, VALID), "test": (VALID, TEST)}.items():
-        rows = scaled.iloc[lo - t.window : hi]
+        rows = scaled.iloc[lo - t.history : hi]  # the records the first forecast reads come before the rows
         _, y, last = keras_builder.make_windows(rows, spec)
         truth = y.astype(np.float64) + (last[:, None] if t.predict == "delta" else 0.0)
         scores[part] = score(keras_builder.predict(model, spec, rows)[: len(truth)], truth)
     val = scores["validation"]
+    steps = "solved by least squares" if t.solver == "least_squares" else f"{len(history)} epochs"
     note = (
-        f"{len(history)} epochs, validation MSE/MAE {val.mse:.5f}/{val.mae:.5f} (what it was chosen on), "
+        f"{steps}, validation MSE/MAE {val.mse:.5f}/{val.mae:.5f} (what it was chosen on), "
         f"{seconds[0]:.0f} s wall, {seconds[1]:.0f} s CPU"
     )
     return spec.ref, t.horizon, Score(scores["test"].mse, scores["test"].mae, note)

@@ -90,14 +90,16 @@ def holdout_errors(
 
     t = spec.training
     frame = _rescale(holdout, stream_scaler, model_scaler)
-    m = len(frame) - t.window - t.horizon + 1
+    # `history`: the records a forecast reads (the window, and the past its seasonal means reach back to)
+    m = len(frame) - t.history - t.horizon + 1
     if m < 1:
+        needs = "window" if t.history == t.window else "history (window + the seasonal means' reach)"
         raise ModelDataError(
-            f"the hold-out has {len(frame)} records; {spec.ref} needs more than window + horizon - 1 = "
-            f"{t.window + t.horizon - 1}"
+            f"the hold-out has {len(frame)} records; {spec.ref} needs more than {needs} + horizon - 1 = "
+            f"{t.history + t.horizon - 1}"
         )
     predicted = keras_builder.predict(model, spec, frame)[:m]
-    ends = np.arange(t.window - 1, t.window - 1 + m)  # the record each forecast is made at
+    ends = np.arange(t.history - 1, t.history - 1 + m)  # the record each forecast is made at
     actual = frame[t.target].to_numpy(dtype=np.float64)[ends[:, None] + np.arange(1, t.horizon + 1)[None, :]]
     kind = (model_scaler or {}).get("kind", "minmax")
     stats = (model_scaler or {}).get("columns", {}).get(t.target)

@@ -131,7 +131,9 @@ class TrainLstm(AbstractProgress):
         self.rows = self.frame_bytes = 0
         self.scaler: dict[str, Any] | None = None
         self.registered = None
-        self.epochs_total = self.params["epoch"] or self.spec.training.epochs
+        # a least-squares solve is one step whatever `epoch=` says (keras_builder.train logs that it ignores it)
+        solved = self.spec.training.solver == "least_squares"
+        self.epochs_total = 1 if solved else self.params["epoch"] or self.spec.training.epochs
         self.note: str | None = None
         self.gate: tuple[float, float, int] | None = None  # (new, current) hold-out MAE over `steps` steps
 
@@ -205,7 +207,7 @@ class TrainLstm(AbstractProgress):
         holdout_rows = int(self.params["holdout"] or 0)
         holdout = frame.iloc[len(frame) - holdout_rows :] if holdout_rows else None
         if holdout_rows:
-            if holdout_rows + self.spec.training.window >= len(frame):
+            if holdout_rows + self.spec.training.history >= len(frame):
                 raise PipelineError(
                     f"`train_lstm holdout={holdout_rows}` leaves {len(frame) - holdout_rows} of {len(frame)} records "
                     f"to train {self.spec.ref} on; lower the hold-out"
@@ -247,7 +249,8 @@ class TrainLstm(AbstractProgress):
             except BaseException as exc:  # delivered to the component's thread below
                 epochs.put(exc)
 
-        self.note = f"epoch 1/{self.epochs_total}"
+        solved = self.spec.training.solver == "least_squares"
+        self.note = "solving by least squares" if solved else f"epoch 1/{self.epochs_total}"
         worker = threading.Thread(target=fit, name="amml-train", daemon=True)
         worker.start()
         while True:
@@ -292,11 +295,11 @@ class TrainLstm(AbstractProgress):
         from airflow_amml.models import keras_builder
 
         t = self.spec.training
-        n = len(records) - t.window  # forecasts whose next value is among the records
+        n = len(records) - t.history  # forecasts whose next value is among the records
         if n < 2:
             return {}
         forecasts = keras_builder.predict(model, self.spec, records)[:n, 0]
-        return residual_threshold(records[t.target].to_numpy(dtype=float)[t.window : t.window + n], forecasts)
+        return residual_threshold(records[t.target].to_numpy(dtype=float)[t.history : t.history + n], forecasts)
 
     def _evaluate(self, model: Any, holdout: pd.DataFrame) -> dict[str, Any]:
         """Hold-out errors (original units, and the scaled units; per step for a horizon model) of the new
@@ -349,20 +352,27 @@ class TrainLstm(AbstractProgress):
         optimizer's own learning rate when the definition sets none): the version's params, as MLflow keeps
         them. Lists become comma-separated text (the registry keeps JSON scalars)."""
         t = self.spec.training
+        if t.solver == "least_squares":  # no epochs, batches, optimizer or seed: the solver says how
+            descent: dict[str, Any] = {"solver": t.solver}
+        else:
+            descent = {
+                "epochs": self.epochs_total,
+                "batch_size": self.params["batch_size"] or t.batch_size,
+                "optimizer": t.optimizer,
+                "learning_rate": t.learning_rate if t.learning_rate is not None else _initial_rate(model, history),
+                "seed": t.seed,
+                "shuffle": t.shuffle,
+            }
         params: dict[str, Any] = {
             "model": self.spec.ref,
-            "epochs": self.epochs_total,
-            "batch_size": self.params["batch_size"] or t.batch_size,
+            **descent,
             "window": t.window,
+            **({"history": t.history} if t.history != t.window else {}),
             "horizon": t.horizon,
             "target": t.target,
             "features": ",".join(t.features),
             "loss": t.loss,
-            "optimizer": t.optimizer,
-            "learning_rate": t.learning_rate if t.learning_rate is not None else _initial_rate(model, history),
             "validation_split": t.validation_split,
-            "seed": t.seed,
-            "shuffle": t.shuffle,
             "predict": t.predict,
             "inputs": t.inputs,
             "holdout": self.holdout_rows,
@@ -380,6 +390,8 @@ class TrainLstm(AbstractProgress):
             params["time_features"] = ",".join(t.time_features)
         if t.moving_average:
             params["moving_average"] = t.moving_average
+        if t.seasonal_days:
+            params["seasonal_means"] = f"period {t.seasonal_period}, days {','.join(map(str, t.seasonal_days))}"
         return params
 
     def _register(
@@ -396,7 +408,8 @@ class TrainLstm(AbstractProgress):
 
         out = run_output_dir(self.context.config, self.model_name)
         model_file = keras_builder.save_model(model, out / "model.keras")
-        window, horizon = self.spec.training.window, self.spec.training.horizon
+        # `history`: the records a forecast reads (its window, and the seasonal means' past before it)
+        window, horizon = self.spec.training.history, self.spec.training.horizon
         # the prediction plot shows records the model did not train on when there are (enough of) them
         held_out = holdout is not None and len(holdout) > window
         records = holdout if held_out else frame
@@ -465,6 +478,9 @@ def _initial_rate(model: Any, history: list[dict[str, Any]]) -> float | None:
 class LstmPredict(AbstractProgress):
     """`lstm model="ett@champion"`: one-step (or horizon-step) forecasts for every record that completes a
     window (its *origin*); the forecast made at a record is emitted on that record (its timestamp), in `output`.
+    A forecast reads the definition's `history` records: its window, and with `seasonal_means` the records
+    their means reach back to before it (`history - 1` of them are carried over from one batch to the next;
+    a DAG's `warmup=` reads `history - 1` records before its interval so that its first hour is an origin).
 
     `layout="long"` gives a forecast the shape darts, statsforecast and neuralforecast users read: H rows per
     origin, `origin` (the origin's time), the time column (the time forecast for: origin + step × `freq`),
@@ -536,7 +552,9 @@ class LstmPredict(AbstractProgress):
         return np.timedelta64(seconds, "s")
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame | None:
-        window = self.spec.training.window
+        # the records one forecast reads: its window (and, with seasonal means, the past they reach back to);
+        # the last `window - 1` of a batch are kept so that the next batch's first records complete windows
+        window = self.spec.training.history
         joined = batch if self.tail is None else pd.concat([self.tail, batch])
         if self.params["origins"] == "last":  # keep the last full window; forecast from it at the end
             self.tail = joined.iloc[-window:]
@@ -548,7 +566,7 @@ class LstmPredict(AbstractProgress):
         return self._forecast(joined, batch.attrs)
 
     def finish(self) -> pd.DataFrame | None:
-        if self.params["origins"] != "last" or self.tail is None or len(self.tail) < self.spec.training.window:
+        if self.params["origins"] != "last" or self.tail is None or len(self.tail) < self.spec.training.history:
             return None
         tail, self.tail = self.tail, None
         return self._forecast(tail, self.last_attrs)
@@ -558,7 +576,7 @@ class LstmPredict(AbstractProgress):
         asked for; the scaler statistics of `attrs` carried over to the forecast columns."""
         from airflow_amml.models import keras_builder
 
-        window, horizon = self.spec.training.window, self.spec.training.horizon
+        window, horizon = self.spec.training.history, self.spec.training.horizon
         origins = len(joined) - window + 1
         long = self.params["layout"] == "long"
         if long and origins * horizon > MAX_FORECAST_ROWS:  # checked before the model runs

@@ -80,18 +80,19 @@ def prediction_series(
     frame: pd.DataFrame, predicted: np.ndarray, training: Any, scaler: dict[str, Any] | None
 ) -> PredictionSeries:
     """The label after each window of `frame` and the model's one-step forecast of it (``predicted[i]`` is made
-    at record ``window - 1 + i``, as `keras_builder.predict` returns it), both in the target's original units
+    at record ``history - 1 + i``, as `keras_builder.predict` returns it: ``history`` is the window, and with
+    seasonal means the records they reach back to before it), both in the target's original units
     when `scaler` (a scaler's statistics: ``{"kind": "minmax" | "zscore", "columns": {col: stats}}``) scaled
     it: min-max ``[low, high]`` is undone as ``v * (high - low) + low``, z-score ``[mean, std]`` as
     ``v * std + mean``."""
-    window, target = training.window, training.target
-    n = max(0, min(len(frame) - window, len(predicted)))  # forecasts that have a label
-    label = frame[target].to_numpy(dtype=np.float64)[window : window + n]
+    history, target = training.history, training.target
+    n = max(0, min(len(frame) - history, len(predicted)))  # forecasts that have a label
+    label = frame[target].to_numpy(dtype=np.float64)[history : history + n]
     prediction = np.asarray(predicted, dtype=np.float64)[:n]
     original, ylabel = _original_units(target, scaler)
     column = _time_column(frame, getattr(training, "time_column", None))
     if column is not None:
-        x = _stamps(frame[column]).to_numpy()[window : window + n]
+        x = _stamps(frame[column]).to_numpy()[history : history + n]
     else:
         x = np.arange(n)
     return PredictionSeries(x, original(label), original(prediction), ylabel, column)
@@ -125,18 +126,18 @@ def fan_series(
     """The forecasts of a horizon model made at `origins` records spread evenly over `frame`'s forecasts
     that have all their ``horizon`` labels (the first and the last of them among them; a frame too short
     for one: its first forecast, as far as the labels go), and the label from the first origin on, in the
-    target's original units. ``predicted[i]`` is made at record ``window - 1 + i`` for the ``horizon``
+    target's original units. ``predicted[i]`` is made at record ``history - 1 + i`` for the ``horizon``
     records after it, as `keras_builder.predict` returns it."""
-    window, target = training.window, training.target
+    history, target = training.history, training.target
     predicted = np.asarray(predicted, dtype=np.float64).reshape(len(predicted), -1)
     horizon = predicted.shape[1]
-    complete = max(1, len(frame) - window - horizon + 1)  # forecasts whose every step has a label
+    complete = max(1, len(frame) - history - horizon + 1)  # forecasts whose every step has a label
     picks = tuple(dict.fromkeys(np.linspace(0, complete - 1, max(1, origins)).round().astype(int).tolist()))
     original, ylabel = _original_units(target, scaler)
-    label = original(frame[target].to_numpy(dtype=np.float64)[window - 1 :])
+    label = original(frame[target].to_numpy(dtype=np.float64)[history - 1 :])
     forecasts = tuple(original(predicted[i, : max(0, len(label) - 1 - i)]) for i in picks)
     column = _time_column(frame, getattr(training, "time_column", None))
-    x = _stamps(frame[column]).to_numpy()[window - 1 :] if column is not None else np.arange(len(label))
+    x = _stamps(frame[column]).to_numpy()[history - 1 :] if column is not None else np.arange(len(label))
     return FanSeries(x, label, picks, forecasts, ylabel, column)
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .spec import ModelSpec
 
 MAX_PARAMETERS = 50_000_000
+LEAST_SQUARES_CHUNK_BYTES = 64 * 1024**2  # windows turned into float64 at once by the least-squares solve
 
 # Floats kept per time step and unit for the backward pass (gate inputs and outputs, cell and hidden states)
 _STEP_FLOATS = {"LSTM": 12, "GRU": 9}
@@ -78,16 +79,24 @@ def estimate_training(spec: ModelSpec, rows: int | None = None, batch_size: int 
         elif layer.type == "Dense":
             per_example += (steps if any(x.is_recurrent for x in spec.layers) else 1) * units * 2
     per_example = t.window * channels + (per_example - t.window * channels) * copies
+    if t.solver == "least_squares":  # no gradients, optimizer state or batches: the normal equations instead
+        inputs = t.window * channels + 1
+        # the Gram matrix XᵀX and its copy in the solve (float64), XᵀY; a chunk of windows in float64
+        parameter_bytes = (2 * inputs * inputs + 2 * inputs * t.horizon) * 8
+        activation_bytes = LEAST_SQUARES_CHUNK_BYTES
+    else:
+        parameter_bytes = parameters * 4 * state
+        activation_bytes = batch * per_example * 4 * 2
     data = 0
     if rows is not None:
-        examples = max(0, rows - t.window - t.horizon + 1)
+        examples = max(0, rows - t.history - t.horizon + 1)
         # the windows and labels as numpy arrays and again as the tensors Keras copies them into; the
         # feature columns (float32) and the target (float64) they are cut from
         data = 2 * examples * (t.window * channels + t.horizon) * 4 + rows * (channels * 4 + 8)
     return TrainingEstimate(
         parameters=parameters,
-        parameter_bytes=parameters * 4 * state,
-        activation_bytes=batch * per_example * 4 * 2,
+        parameter_bytes=parameter_bytes,
+        activation_bytes=activation_bytes,
         data_bytes=data,
     )
 
@@ -126,10 +135,17 @@ def training_budget_problem(
     limit = train_memory_limit() if limit is None else limit
     if total <= limit:
         return None
-    parts = [
-        f"parameters and optimizer state {format_bytes(estimate.parameter_bytes)}",
-        f"activations of a batch of {batch_size or spec.training.batch_size} {format_bytes(estimate.activation_bytes)}",
-    ]
+    if spec.training.solver == "least_squares":
+        parts = [
+            f"the least-squares normal equations {format_bytes(estimate.parameter_bytes)}",
+            f"windows in float64 {format_bytes(estimate.activation_bytes)}",
+        ]
+    else:
+        parts = [
+            f"parameters and optimizer state {format_bytes(estimate.parameter_bytes)}",
+            f"activations of a batch of {batch_size or spec.training.batch_size} "
+            f"{format_bytes(estimate.activation_bytes)}",
+        ]
     if rows is not None:
         parts.append(f"windows of {rows:,} records {format_bytes(estimate.data_bytes + extra_bytes)}")
     return (

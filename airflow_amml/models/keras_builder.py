@@ -16,7 +16,8 @@ Input transforms (all from the window's own records, so nothing after the foreca
 seasonal parts, then their trends); ``time_features`` (sine and cosine of the hour of day and day of week of
 each record, from ``time_column``, and of their multiples up to ``time_harmonics``). ``heads: per_channel``
 gives each channel its own copy of the layers and sums their outputs (DLinear's "one linear head each").
-Training logs one line per epoch.
+Training logs one line per epoch; ``solver: least_squares`` solves a linear model's weights in one step
+(ridge regression: the minimum of Keras's own objective) and logs one line.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from airflow_amml.models.budget import LEAST_SQUARES_CHUNK_BYTES
 from airflow_amml.models.errors import ModelDataError
 from airflow_amml.models.spec import (
     MAX_BATCH_SIZE,
@@ -57,6 +59,7 @@ __all__ = ["build_model", "load_model", "make_windows", "predict", "save_model",
 EpochCallback = Callable[[int, dict[str, Any]], None]
 log = logging.getLogger(__name__)
 
+EVALUATE_BATCH = 4096  # windows per batch when the loss of solved weights is computed
 PREDICT_CHUNK_BYTES = 64 * 1024**2  # windows built at once for a forecast (a batch may hold 65,536 records)
 MAX_MODEL_FILE_BYTES = 2 * 1024**3  # a .keras file, unpacked: 50M parameters with optimizer state is ~800 MB
 
@@ -234,8 +237,9 @@ def _optimizer(keras: Any, spec: ModelSpec) -> Any:
 
 
 def _columns(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(input channels of each record as float32 [n, f + 2 × time features], target as float64 [n]), with
-    clear errors for missing or bad columns. The time channels come last."""
+    """(input channels of each record as float32 [n, channels], target as float64 [n]), with clear errors for
+    missing or bad columns. The features first, then the time channels, then the seasonal means (NaN on the
+    first ``history - window`` records, which lack the past the means reach back to)."""
     t = spec.training
     needed = list(dict.fromkeys([*t.features, t.target]))
     missing = [c for c in [*needed, *([t.time_column] if t.time_features else [])] if c not in frame.columns]
@@ -254,7 +258,25 @@ def _columns(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarr
     target = frame[t.target].to_numpy(dtype=np.float64)
     if t.time_features:
         features = np.concatenate([features, time_channels(frame, spec)], axis=1)
+    if t.seasonal_days:
+        features = np.concatenate([features, seasonal_means(target, t.seasonal_period, t.seasonal_days)], axis=1)
     return features, target
+
+
+def seasonal_means(target: np.ndarray, period: int, days: tuple[int, ...]) -> np.ndarray:
+    """float32 [n, len(days)]: at record s, channel j is the mean over k = 1 … days[j] of the change into the
+    next record ``period · k`` records earlier, ``target[s + 1 - P k] - target[s - P k]`` (NaN where s < P k):
+    for hourly records and P = 24, how the hour after this one changed on the same hour of the last K days."""
+    change = np.diff(target, append=np.nan)  # change[i] = target[i + 1] - target[i]
+    total = np.zeros(len(target))
+    out = np.empty((len(target), len(days)))
+    for k in range(1, max(days) + 1):
+        lag = period * k
+        total[:lag] = np.nan  # these records have no change `lag` records before them
+        total[lag:] += change[: len(target) - lag]
+        if k in days:
+            out[:, days.index(k)] = total / k
+    return out.astype(np.float32)
 
 
 def time_channels(frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
@@ -309,25 +331,36 @@ def _input_windows(features: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return x
 
 
+def _needed(spec: ModelSpec, horizon: int = 0) -> str:
+    """How many records one example (or, with horizon 0, one forecast) needs, said as its parts."""
+    t = spec.training
+    if t.history == t.window:
+        return f"window {'+ horizon ' if horizon else ''}= {t.window + horizon} rows"
+    parts = [f"window {t.window}", f"the seasonal means' {t.history - t.window} records before it"]
+    parts += [f"horizon {horizon}"] if horizon else []
+    return f"{t.history + horizon} rows ({' + '.join(parts)})"
+
+
 def make_windows(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training examples from a time-ordered frame: ``(X, y, last)``.
 
     ``X``: float32 ``[m, window, n_features]`` (``inputs: relative``: each window minus its last row);
     ``y``: float32 ``[m, horizon]``, the target 1..horizon rows after each window (``predict: delta``: minus
     ``last``); ``last``: float64 ``[m]``, the target at each window's last row.
-    ``m = len(frame) - window - horizon + 1``.
+    ``m = len(frame) - history - horizon + 1``: the first window ends at row ``history - 1`` (``window - 1``
+    without seasonal means; with them the first records lack the past their means reach back to).
     """
     t = spec.training
     features, target = _columns(frame, spec)
     n = len(frame)
-    m = n - t.window - t.horizon + 1
+    m = n - t.history - t.horizon + 1
     if m < 1:
         raise ModelDataError(
-            f"model {spec.ref} needs at least window + horizon = {t.window + t.horizon} rows to make one "
-            f"training example; got {n}"
+            f"model {spec.ref} needs at least {_needed(spec, t.horizon)} to make one training example; got {n}"
         )
-    x = _input_windows(features[: n - t.horizon], spec)
-    ends = np.arange(t.window - 1, t.window - 1 + m)  # the last row of each window
+    skip = t.history - t.window  # records read only by the seasonal means of the first window's records
+    x = _input_windows(features[skip : n - t.horizon], spec)
+    ends = np.arange(t.history - 1, t.history - 1 + m)  # the last row of each window
     last = target[ends]
     y = target[ends[:, None] + np.arange(1, t.horizon + 1)[None, :]]
     if t.predict == "delta":
@@ -353,9 +386,14 @@ def train(
     earlier so that its first forecast follows the training data). ``history`` has one
     ``{"epoch": 1.., "loss": float, "val_loss": float | None}`` per epoch run; ``on_epoch(epoch, that
     dict)`` is called after each epoch. ``epochs``/``batch_size`` override the spec's.
+
+    With ``solver: least_squares`` the weights are solved for instead (:func:`solve_least_squares`, on the
+    same training windows) and set on the built model, so it saves, loads and predicts as a trained one;
+    the history is that one step (``epoch`` 1), and ``epochs``/``batch_size`` are ignored (the log says so).
     """
     keras = _keras()
     t = spec.training
+    epochs_given, batch_given = epochs, batch_size
     epochs = t.epochs if epochs is None else epochs
     batch_size = t.batch_size if batch_size is None else batch_size
     for label, v, top in (("epochs", epochs, MAX_EPOCHS), ("batch_size", batch_size, MAX_BATCH_SIZE)):
@@ -379,6 +417,9 @@ def train(
         x, y = x[:-n_val], y[:-n_val]
 
     model = build_model(spec)
+    if t.solver == "least_squares":
+        overridden = {k: v for k, v in (("epochs", epochs_given), ("batch_size", batch_given)) if v is not None}
+        return model, _fit_least_squares(model, spec, (x, y), val, on_epoch, overridden)
     history: list[dict[str, Any]] = []
 
     class _Record(keras.callbacks.Callback):
@@ -427,6 +468,92 @@ def train(
     return model, history
 
 
+def _fit_least_squares(
+    model: keras.Model,
+    spec: ModelSpec,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    on_epoch: EpochCallback | None,
+    overridden: dict[str, int],
+) -> list[dict[str, Any]]:
+    """``solver: least_squares``: solve for the one Dense layer's weights, set them on ``model``, and return
+    the history of that one step — the losses Keras computes with those weights (the l2 penalty included)."""
+    started = time.monotonic()
+    dense = next(layer for layer in spec.layers if layer.type == "Dense")
+    kernel, bias = solve_least_squares(*train, l2=dense.get("l2") or 0.0, use_bias=dense.get("use_bias", True))
+    _set_linear_weights(model, spec, kernel, bias)
+    entry: dict[str, Any] = {"epoch": 1, "loss": _keras_loss(model, *train), "val_loss": None}
+    if val is not None:
+        entry["val_loss"] = _keras_loss(model, *val)
+    line = least_squares_line(spec, entry, len(train[0]), kernel.shape[0], time.monotonic() - started)
+    if overridden:  # `train_lstm epoch=20` of a pipeline written for gradient training still runs
+        settings = ", ".join(f"{k}={v}" for k, v in overridden.items())
+        line += f" ({settings} ignored: a least-squares solve has no epochs or batches)"
+    log.info("%s", line)
+    if on_epoch is not None:
+        on_epoch(1, dict(entry))
+    return [entry]
+
+
+def solve_least_squares(
+    x: np.ndarray, y: np.ndarray, l2: float = 0.0, use_bias: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(kernel [D, H], bias [H])`` minimising Keras's objective for a linear Dense layer and the mse loss:
+    the mean over the N examples and H outputs of the squared error, plus ``l2 · ||kernel||²`` (the bias is
+    not penalised). Setting its gradient to 0 gives, on data centred by their means (the bias absorbs them),
+    ``(XcᵀXc + N·H·l2·I) K = XcᵀYc`` and ``bias = ȳ − x̄K``. ``x``: [N, ...] (flattened as Keras's Flatten
+    does); XᵀX is accumulated in float64 a chunk of windows at a time, so the float64 copy stays bounded.
+    Without a penalty the minimum-norm solution (the Gram matrix may be singular: relative inputs have a
+    column of zeros)."""
+    n, horizon = len(x), y.shape[1]
+    flat = x.reshape(n, -1)
+    inputs = flat.shape[1]
+    x_mean = flat.mean(axis=0, dtype=np.float64) if use_bias else np.zeros(inputs)
+    y_mean = y.mean(axis=0, dtype=np.float64) if use_bias else np.zeros(horizon)
+    gram = np.zeros((inputs, inputs))
+    cross = np.zeros((inputs, horizon))
+    rows = max(1, LEAST_SQUARES_CHUNK_BYTES // (8 * (inputs + horizon)))
+    for start in range(0, n, rows):
+        xc = flat[start : start + rows].astype(np.float64) - x_mean
+        gram += xc.T @ xc
+        cross += xc.T @ (y[start : start + rows].astype(np.float64) - y_mean)
+    if l2 > 0:
+        gram[np.diag_indices(inputs)] += n * horizon * l2
+        kernel = np.linalg.solve(gram, cross)
+    else:
+        kernel = np.linalg.lstsq(gram, cross, rcond=None)[0]
+    return kernel, y_mean - x_mean @ kernel
+
+
+def _set_linear_weights(model: keras.Model, spec: ModelSpec, kernel: np.ndarray, bias: np.ndarray) -> None:
+    """Put a solved linear map into the model's Dense layer — with per-channel heads, channel c's rows of it
+    (the flattened window interleaves the channels) into head c, the bias into the first head."""
+    index = next(i for i, layer in enumerate(spec.layers, 1) if layer.type == "Dense")
+    use_bias = next(layer for layer in spec.layers if layer.type == "Dense").get("use_bias", True)
+    channels = spec.input_shape[1]
+    if spec.heads == "per_channel" and channels > 1:
+        no_bias = np.zeros_like(bias)
+        heads = [(f"dense_{index}_ch{c}", kernel[c::channels], no_bias if c else bias) for c in range(channels)]
+    else:
+        heads = [(f"dense_{index}", kernel, bias)]
+    for name, k, b in heads:
+        weights = [k.astype(np.float32), *([b.astype(np.float32)] if use_bias else [])]
+        model.get_layer(name).set_weights(weights)
+
+
+def _keras_loss(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    """The compiled loss on (x, y) as Keras reports it (its ``val_loss``): the mse plus the l2 penalty."""
+    return float(model.evaluate(x, y, batch_size=EVALUATE_BATCH, verbose=0))
+
+
+def least_squares_line(spec: ModelSpec, entry: dict[str, Any], windows: int, inputs: int, seconds: float) -> str:
+    """``ett_step:0.2 solved by least squares - 0.4s - 8,472 windows x 1,513 inputs - loss: 0.0012 - ...``."""
+    return (
+        f"{spec.ref} solved by least squares - {seconds:.1f}s - {windows:,} windows x {inputs:,} inputs - "
+        f"loss: {format_loss(entry['loss'])} - val_loss: {format_loss(entry.get('val_loss'))}"
+    )
+
+
 def epoch_line(spec: ModelSpec, entry: dict[str, Any], epochs: int, seconds: float | None = None) -> str:
     """One epoch's log line, as Keras' progress bar writes it:
     ``ett:0.1 epoch 3/20 - 6.5s - loss: 0.0205 - val_loss: 0.0115 - lr: 0.0005``."""
@@ -472,18 +599,20 @@ def scheduled_rate(schedule: Any, base: float, epoch: int, epochs: int) -> float
 
 
 def predict(model: keras.Model, spec: ModelSpec, frame: pd.DataFrame, batch_size: int = 1024) -> np.ndarray:
-    """Forecast levels for every window of the frame: float64 ``[len(frame) - window + 1, horizon]``.
+    """Forecast levels for every window of the frame: float64 ``[len(frame) - history + 1, horizon]``.
 
-    Row ``i`` is the forecast made at frame row ``window - 1 + i`` for the ``horizon`` rows after it; the
-    first ``len(frame) - window - horizon + 1`` rows line up with ``make_windows(frame, spec)``. With
-    ``predict: delta`` the model's changes are added to the last observed target value.
+    Row ``i`` is the forecast made at frame row ``history - 1 + i`` for the ``horizon`` rows after it
+    (``history`` is ``window`` without seasonal means); the first ``len(frame) - history - horizon + 1``
+    rows line up with ``make_windows(frame, spec)``. With ``predict: delta`` the model's changes are added
+    to the last observed target value.
     """
     t = spec.training
     features, target = _columns(frame, spec)
-    if len(frame) < t.window:
-        raise ModelDataError(f"model {spec.ref} needs at least window = {t.window} rows to forecast; got {len(frame)}")
+    if len(frame) < t.history:
+        raise ModelDataError(f"model {spec.ref} needs at least {_needed(spec)} to forecast; got {len(frame)}")
+    features = features[t.history - t.window :]  # the records only the seasonal means read are not windowed
     # windows are built a chunk at a time: all of a 65,536-record batch's at once could be gigabytes
-    n_windows = len(frame) - t.window + 1
+    n_windows = len(frame) - t.history + 1
     chunk = max(1, PREDICT_CHUNK_BYTES // (t.window * t.input_shape[1] * 4 * (3 if t.moving_average else 1)))
     parts = []
     for start in range(0, n_windows, chunk):
@@ -495,7 +624,7 @@ def predict(model: keras.Model, spec: ModelSpec, frame: pd.DataFrame, batch_size
             f"model {spec.ref} outputs {out.shape[1]} value(s) per window; the spec's horizon is {t.horizon}"
         )
     if t.predict == "delta":
-        out = out + target[t.window - 1 :][:, None]
+        out = out + target[t.history - 1 :][:, None]
     return out
 
 

@@ -69,6 +69,7 @@ __all__ = [
     "MAX_EPOCHS",
     "MAX_FEATURES",
     "MAX_FILE_BYTES",
+    "MAX_HISTORY",
     "MAX_HORIZON",
     "MAX_LAYERS",
     "MAX_PARAMETERS",
@@ -81,6 +82,7 @@ __all__ = [
     "PREDICT_MODES",
     "RECURRENT_LAYERS",
     "SCHEDULES",
+    "SOLVERS",
     "TIME_FEATURES",
     "AmmlModelError",
     "EarlyStoppingSpec",
@@ -118,6 +120,11 @@ INPUT_MODES = ("level", "relative")
 MONITORS = ("loss", "val_loss")
 RECURRENT_LAYERS = ("LSTM", "GRU")
 HEADS = ("shared", "per_channel")
+# how the weights are found: Keras's gradient descent (`fit`), or one exact solve of the same objective
+# (a linear model with the mse loss: ridge regression, keras_builder.solve_least_squares)
+SOLVERS = ("gradient", "least_squares")
+# training keys that only steer gradient descent: refused with `solver: least_squares`, which would ignore them
+GRADIENT_ONLY_KEYS = ("optimizer", "lr_schedule", "early_stopping", "epochs", "batch_size", "shuffle", "seed")
 TIME_FEATURES = ("hour_of_day", "day_of_week")
 # learning-rate schedules and the settings each takes (README "Models")
 SCHEDULES: dict[str, tuple[str, ...]] = {
@@ -138,6 +145,10 @@ MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 65_536
 MAX_PATIENCE = 10_000
 MAX_TIME_HARMONICS = 12  # sine and cosine of 1..12 times the angle: every shape of a 24-hour day
+MAX_SEASONAL_PERIOD = 10_080  # records in a season (a week of minutes; a year of days is 366)
+MAX_SEASONAL_DAYS = 366  # periods a seasonal mean reaches back over
+MAX_SEASONAL_CHANNELS = 16
+MAX_HISTORY = 16_384  # records one forecast reads: the window and the seasonal means' reach before it
 MAX_LEARNING_RATE = 10.0
 MAX_STRING_CHARS = 256  # names: target, features, layer types, choices, keys
 MAX_DESCRIPTION_CHARS = 10_000
@@ -191,11 +202,12 @@ _MODEL_KEYS = ("layers", "heads")
 _TRAINING_KEYS = (
     "loss", "optimizer", "epochs", "batch_size", "validation_split", "early_stopping", "window", "horizon",
     "target", "features", "predict", "inputs", "seed", "shuffle", "lr_schedule", "time_features", "time_column",
-    "time_harmonics", "decomposition",
+    "time_harmonics", "decomposition", "solver", "seasonal_means",
 )  # fmt: skip
 _OPTIMIZER_KEYS = ("name", "learning_rate", "clipnorm")
 _EARLY_STOPPING_KEYS = ("patience", "monitor", "min_delta", "restore_best_weights")
 _DECOMPOSITION_KEYS = ("moving_average",)
+_SEASONAL_KEYS = ("period", "days")
 
 
 # ---- the checked definition ------------------------------------------------------------------------------
@@ -291,8 +303,17 @@ class TrainingSpec:
     window's ends repeated so that it keeps its length — and the rest, the seasonal part); ``time_features``
     (``hour_of_day``, ``day_of_week`` of each record of the window, from ``time_column``, as sine and cosine:
     two channels each, never made relative; with ``time_harmonics: n`` the sine and cosine of 1..n times each
-    angle, ``2 n`` channels each, so that a linear map can shape a daily cycle that is not a sinusoid). So a
+    angle, ``2 n`` channels each, so that a linear map can shape a daily cycle that is not a sinusoid);
+    ``seasonal_means: {period: P, days: [K1, …]}`` (one channel per K, never made relative: at each record
+    ``s``, the mean over k = 1 … K of the target's change into the next record P·k records earlier,
+    ``target[s + 1 - P k] - target[s - P k]`` — with P = 24 hourly records, how the next hour changed on the
+    same hour of the last K days; past values only, so a forecast reads :attr:`history` records). So a
     window has ``input_shape[1]`` channels.
+
+    ``solver``: ``gradient`` (Keras's ``fit`` with the optimizer, epochs, batches) or ``least_squares``: for
+    one linear ``Dense`` layer and the ``mse`` loss, the weights that minimise the same objective (the mean
+    squared error plus the layer's ``l2`` penalty) in one solve, on the same training windows; the keys of
+    gradient descent (:data:`GRADIENT_ONLY_KEYS`) are refused with it.
     """
 
     target: str
@@ -316,6 +337,9 @@ class TrainingSpec:
     time_column: str = "date"
     time_harmonics: int = 1
     moving_average: int | None = None
+    solver: str = "gradient"
+    seasonal_period: int | None = None
+    seasonal_days: tuple[int, ...] = ()
 
     @property
     def value_channels(self) -> int:
@@ -324,7 +348,15 @@ class TrainingSpec:
 
     @property
     def input_shape(self) -> tuple[int, int]:
-        return (self.window, self.value_channels + 2 * self.time_harmonics * len(self.time_features))
+        time = 2 * self.time_harmonics * len(self.time_features)
+        return (self.window, self.value_channels + time + len(self.seasonal_days))
+
+    @property
+    def history(self) -> int:
+        """The records one forecast reads: its window and, with ``seasonal_means``, the ``period × max(days)``
+        records before the window's first that its first record's means reach back to. Training windows,
+        forecasts and a stream's carried-over tail all count from it (``window`` without seasonal means)."""
+        return self.window + (self.seasonal_period or 0) * max(self.seasonal_days, default=0)
 
     def to_dict(self) -> dict[str, Any]:
         optimizer: Any = self.optimizer
@@ -334,22 +366,26 @@ class TrainingSpec:
                 optimizer["learning_rate"] = self.learning_rate
             if self.clipnorm is not None:
                 optimizer["clipnorm"] = self.clipnorm
-        return {
-            "loss": self.loss,
+        gradient = {
             "optimizer": optimizer,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
-            "validation_split": self.validation_split,
             "early_stopping": self.early_stopping.to_dict() if self.early_stopping else None,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            **({"lr_schedule": self.lr_schedule.to_dict()} if self.lr_schedule else {}),
+        }
+        return {
+            "loss": self.loss,
+            # the keys of gradient descent, or the solver that has none (the file refuses them together)
+            **(gradient if self.solver == "gradient" else {"solver": self.solver}),
+            "validation_split": self.validation_split,
             "window": self.window,
             "horizon": self.horizon,
             "target": self.target,
             "features": list(self.features),
             "predict": self.predict,
             "inputs": self.inputs,
-            "seed": self.seed,
-            "shuffle": self.shuffle,
-            **({"lr_schedule": self.lr_schedule.to_dict()} if self.lr_schedule else {}),
             **(
                 {"time_features": list(self.time_features), "time_column": self.time_column}
                 if self.time_features
@@ -357,6 +393,11 @@ class TrainingSpec:
             ),
             **({"time_harmonics": self.time_harmonics} if self.time_harmonics != 1 else {}),
             **({"decomposition": {"moving_average": self.moving_average}} if self.moving_average else {}),
+            **(
+                {"seasonal_means": {"period": self.seasonal_period, "days": list(self.seasonal_days)}}
+                if self.seasonal_days
+                else {}
+            ),
         }
 
 
@@ -656,11 +697,15 @@ class _Parser:
             batch_size = [
                 v for k, v in getattr(training_node, "value", ()) if getattr(k, "value", None) == "batch_size"
             ]
+            fewer = (
+                "a shorter window or fewer features"
+                if spec.training.solver == "least_squares"
+                else "a smaller `batch_size`, fewer units or a shorter window"
+            )
             self.error(
                 problem,
                 batch_size[0] if batch_size else training_node,
-                hint=f"use a smaller `batch_size`, fewer units or a shorter window, or raise {TRAIN_MEMORY_ENV} "
-                "(e.g. 8GiB) on a machine that has the memory",
+                hint=f"use {fewer}, or raise {TRAIN_MEMORY_ENV} (e.g. 8GiB) on a machine that has the memory",
             )
 
     # -- node helpers --
@@ -733,7 +778,7 @@ class _Parser:
         out = _Pairs(self.pairs(node, what))
         for key, (knode, _) in list(out.items()):
             if key not in keys:
-                self.error(unknown.format(key=key, choices=one_of(keys, limit=20)), knode, hint=did_you_mean(key, keys))
+                self.error(unknown.format(key=key, choices=one_of(keys, limit=30)), knode, hint=did_you_mean(key, keys))
                 out.misspelt.update(k for k in keys if did_you_mean(key, [k]))
                 del out[key]
         return out
@@ -1076,6 +1121,8 @@ class _Parser:
                     where,
                     hint="remove `return_sequences: true` (or set it to false) on the last recurrent layer",
                 )
+        if training is not None and training.solver == "least_squares":
+            self.least_squares_layers(layers)
         last, last_type, last_args = layers[-1]
         horizon = training.horizon if training is not None else None
         if last.type != "Dense":
@@ -1091,6 +1138,29 @@ class _Parser:
                 f"{horizon}: the model must output one value per forecast step",
                 last_args["units"][1],
                 hint=f"write `units: {horizon}` here, or `horizon: {last.get('units')}` under `training`",
+            )
+
+    def least_squares_layers(self, layers: list[tuple[LayerSpec, Node, dict[str, tuple[ScalarNode, Node]]]]) -> None:
+        """`solver: least_squares` fits a linear model: one `Dense` layer without an activation (an `Input`
+        layer before it changes nothing)."""
+        hint = "keep one `- {type: Dense, units: ...}` (no activation), or use `solver: gradient`"
+        stack = [(spec, type_node, args) for spec, type_node, args in layers if spec.type != "Input"]
+        if len(stack) != 1 or stack[0][0].type != "Dense":
+            spec, type_node, _ = next((x for x in stack if x[0].type != "Dense"), stack[-1])
+            self.error(
+                f"`solver: least_squares` fits one linear `Dense` layer; the model has {len(stack)} layer(s) "
+                f"({', '.join(f'`{x[0].type}`' for x in stack)})",
+                type_node,
+                hint=hint,
+            )
+            return
+        spec, _, args = stack[0]
+        if spec.get("activation", "linear") != "linear":
+            self.error(
+                f"`solver: least_squares` fits a linear map; this `Dense` layer has the activation "
+                f"`{spec.get('activation')}`",
+                args["activation"][1],
+                hint="remove `activation` (or write `linear`), or use `solver: gradient`",
             )
 
     # -- training --
@@ -1144,6 +1214,10 @@ class _Parser:
         take("time_column", self.string)
         take("time_harmonics", lambda n, w: self.integer(n, w, 1, MAX_TIME_HARMONICS))
         take("decomposition", self.decomposition)
+        take("solver", lambda n, w: self.choice(n, w, SOLVERS, noun="solver"))
+        take("seasonal_means", self.seasonal_means)
+        if "seasonal_means" in values:
+            values["seasonal_period"], values["seasonal_days"] = values.pop("seasonal_means")
         if "decomposition" in values:
             values["moving_average"] = values.pop("decomposition")
         if not ok:
@@ -1165,6 +1239,16 @@ class _Parser:
         if "features" not in values and "target" in values:
             values["features"] = (values["target"],)
         spec = TrainingSpec(**values)
+        if spec.solver == "least_squares" and not self.least_squares_settings(spec, pairs):
+            return None
+        if spec.history > MAX_HISTORY:
+            self.error(
+                f"a forecast would read {spec.history:,} records (the window of {spec.window} and the seasonal "
+                f"means' {spec.history - spec.window:,} before it); at most {MAX_HISTORY:,}",
+                pairs["seasonal_means"][1],
+                hint="use fewer `days` or a shorter `period`",
+            )
+            return None
         if spec.inputs == "relative" and spec.predict == "level":
             self.error(
                 "`inputs: relative` takes each window's last values away from it, so the model cannot forecast "
@@ -1201,6 +1285,30 @@ class _Parser:
             )
             return None
         return spec
+
+    def least_squares_settings(self, spec: TrainingSpec, pairs: _Pairs) -> bool:
+        """`solver: least_squares` minimises the mean squared error in one solve: the loss must be `mse`, and
+        the keys that steer gradient descent would be ignored, so each one given is an error (all reported)."""
+        ok = True
+        if spec.loss != "mse":
+            where = pairs["loss"][1] if "loss" in pairs else pairs["solver"][1]
+            self.error(
+                f"`solver: least_squares` minimises the mean squared error, but `training.loss` is "
+                f"`{spec.loss}`{'' if 'loss' in pairs else ' (the default)'}",
+                where,
+                hint="write `loss: mse`, or `solver: gradient` to train with the loss by gradient descent",
+            )
+            ok = False
+        for key in GRADIENT_ONLY_KEYS:
+            if key in pairs:
+                self.error(
+                    f"`training.{key}` steers gradient descent; `solver: least_squares` solves for the weights "
+                    "at once (no epochs, batches, optimizer or randomness), so it would be ignored",
+                    pairs[key][0],
+                    hint=f"remove `{key}`, or use `solver: gradient`",
+                )
+                ok = False
+        return ok
 
     def lr_schedule(self, node: Node, what: str) -> Any:
         """`{type: step, every: 10, factor: 0.5}`, `{type: cosine, ...}` or `{type: plateau, ...}`."""
@@ -1285,6 +1393,43 @@ class _Parser:
             )
             return _BAD
         return int(v)
+
+    def seasonal_means(self, node: Node, what: str) -> Any:
+        """`{period: 24, days: [7, 28]}`: (period, days), the days a non-empty, increasing list of integers."""
+        pairs = self.mapping(node, what, _SEASONAL_KEYS, "unknown seasonal means setting `{key}`; expected {choices}")
+        if pairs is None:
+            return _BAD
+        example = "add `period: 24` (records per season: hours in a day) and `days: [7, 28]`"
+        period_node = self.required(pairs, "period", node, what, hint=example)
+        days_node = self.required(pairs, "days", node, what, hint=example)
+        if period_node is None or days_node is None:
+            return _BAD
+        period = self.integer(period_node, f"{what[:-1]}.period`", 2, MAX_SEASONAL_PERIOD)
+        days_what = f"{what[:-1]}.days`"
+        if not isinstance(days_node, SequenceNode) or not days_node.value:
+            self.error(
+                f"{days_what} must be a non-empty list of numbers of periods; got {self.describe(days_node)}",
+                days_node,
+                hint="write `days: [7, 28]` (the mean over the same hour of the last 7 days, and of the last 28)",
+            )
+            return _BAD
+        if len(days_node.value) > MAX_SEASONAL_CHANNELS:
+            self.error(f"{days_what} lists {len(days_node.value)} means; at most {MAX_SEASONAL_CHANNELS}", days_node)
+            return _BAD
+        days: list[int] = []
+        for item in days_node.value:
+            v = self.integer(item, f"an item of {days_what}", 1, MAX_SEASONAL_DAYS)
+            if v is _BAD:
+                return _BAD
+            if days and v <= days[-1]:
+                self.error(
+                    f"{days_what} must increase (each mean once, shortest first); {v} follows {days[-1]}",
+                    item,
+                    hint=f"write `days: {sorted(set(days) | {int(v)})}`",
+                )
+                return _BAD
+            days.append(int(v))
+        return _BAD if period is _BAD else (int(period), tuple(days))
 
     def optimizer(self, node: Node) -> Any:
         what = "`training.optimizer`"
