@@ -167,15 +167,15 @@ def test_shipped_model_files():
     delta = load_model_spec(folder / "ett-delta-0.1.yaml")
     assert delta.ref == "ett_delta:0.1" and delta.training.predict == "delta"
     assert {p.name for p in find_model_files(folder)} >= {"ett-0.1.yaml", "ett-delta-0.1.yaml", "ett-step-0.2.yaml"}
-    # the one-step linear model, solved by least squares: 168 hours of OT, then sin/cos of 1..4 times each
+    # the one-step linear model, solved by least squares: 168 hours of OT, then sin/cos of 1 and 2 times each
     # record's hour-of-day angle, then the seasonal means of the hourly change over the last 7 and 28 days
     step_spec = load_model_spec(folder / "ett-step-0.2.yaml")
     step = step_spec.training
     assert step_spec.ref == "ett_step:0.2" and step.solver == "least_squares" and step.loss == "mse"
     assert (step.horizon, step.window, step.features, step.predict) == (1, 168, ("OT",), "delta")
-    assert (step.time_features, step.time_harmonics) == (("hour_of_day",), 4)
+    assert (step.time_features, step.time_harmonics) == (("hour_of_day",), 2)
     assert (step.seasonal_period, step.seasonal_days) == (24, (7, 28))
-    assert step.input_shape == (168, 1 + 2 * 4 + 2) and step.history == 168 + 24 * 28
+    assert step.input_shape == (168, 1 + 2 * 2 + 2) and step.history == 168 + 24 * 28
 
 
 def test_find_model_files_skips_other_yaml(tmp_path):
