@@ -10,6 +10,21 @@ pytest_plugins = ["tests.services.fixtures", "tests.services.airflow_deployment"
 
 ROOT = Path(__file__).resolve().parents[1]
 ETT = ROOT / "airflow_amml" / "data" / "ett" / "ETTh1.csv"
+DEPLOYMENT = "airflow_deployment"  # the session's Airflow (tests/services/airflow_deployment.py)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules that use the Airflow deployment run one after the other, where the first of them is (their
+    own order kept): the deployment stops after the last of them, and an idle Airflow still parses and
+    schedules (~0.1 CPU core), which the modules collected between them would otherwise share the machine
+    with. Whole modules move, so module fixtures and a module's file order stay as they are."""
+    users = {getattr(item, "module", None) for item in items if DEPLOYMENT in getattr(item, "fixturenames", ())}
+    moved = [item for item in items if getattr(item, "module", None) in users]
+    if not moved:
+        return
+    first = items.index(moved[0])
+    rest = [item for item in items if getattr(item, "module", None) not in users]
+    items[:] = rest[:first] + moved + rest[first:]
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,10 @@
 """AMML files in a dags folder become Airflow DAGs; a pipeline runs inside a real Airflow task (dag.test()).
 
 Airflow reads its configuration at import time, so every Airflow step runs in a fresh interpreter with its own
-AIRFLOW_HOME (SQLite metadata database made by `airflow db migrate`)."""
+AIRFLOW_HOME (SQLite metadata database made by `airflow db migrate`). A fresh interpreter's first dag.test()
+costs ~8 s before any task runs (Airflow's imports, its in-process execution API building its versioned
+routes), later ones a fraction of a second: the runs that can share a metadata database and an AMML home share
+one interpreter (`dag_runs`), and so do the DagBag loads (`loaded`)."""
 
 import json
 import re
@@ -70,8 +73,17 @@ def run_python(env, code, *, with_log=False):
 
 
 LOAD = """
-    import json
+    import json, os
     from airflow.dag_processing.dagbag import DagBag
+
+    def ids(dag_folder, context=None):  # the DAG ids of a DagBag, parsed (`context`) as for a task of that DAG
+        if context:
+            os.environ["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = context  # read by get_parsing_context() at parse
+        try:
+            return sorted(DagBag(dag_folder=dag_folder, bundle_path=dag_folder, bundle_name="dags-folder").dag_ids)
+        finally:
+            os.environ.pop("_AIRFLOW_PARSING_CONTEXT_DAG_ID", None)
+
     bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
     print(json.dumps({{
         "dag_ids": sorted(bag.dag_ids),
@@ -89,13 +101,26 @@ LOAD = """
         "watch_doc": bag.dags["ett_watch"].doc_md,
         "error_description": bag.dags["{broken}"].description,
         "error_doc": bag.dags["{broken}"].doc_md,
+        # inside a task (Airflow sets the parsing context), the loader builds just the DAG being run
+        "task_ids": ids(dag_folder="{dags}", context="ett_watch"),
+        "ignoring_ids": ids(dag_folder="{ignoring}"),
     }}))
 """
 
 
-def test_every_amml_file_becomes_a_dag_and_a_broken_one_is_shown_not_hidden(airflow_env):
+@pytest.fixture(scope="module")
+def loaded(airflow_env):
+    """What the DagBag of the dags folder holds (LOAD), read in one interpreter; also the DAG ids seen inside a
+    task and in a copy of the folder with an .airflowignore."""
     env, dags = airflow_env
-    result = run_python(env, LOAD.format(dags=dags, broken=BROKEN))
+    ignoring = dags.parent / "dags-ignoring"
+    shutil.copytree(dags, ignoring)
+    (ignoring / ".airflowignore").write_text("# keep the broken one out\nbroken.amml\nett_w*\n")
+    return run_python(env, LOAD.format(dags=dags, broken=BROKEN, ignoring=ignoring))
+
+
+def test_every_amml_file_becomes_a_dag_and_a_broken_one_is_shown_not_hidden(loaded):
+    result = loaded
     assert result["dag_ids"] == [
         BROKEN,
         "ett_forecast",
@@ -123,14 +148,24 @@ def test_every_amml_file_becomes_a_dag_and_a_broken_one_is_shown_not_hidden(airf
     assert "broken.amml:1:19: name error: unknown component `fitler`" in result["error_description"]
 
 
-FAN_OUT = """
-    import json
+DAG_RUNS = """
+    import json, os, pendulum
     import sqlalchemy as sa
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
+    answer = {{}}
+
+    # hot_days' run for 2016-07-03 .. 2016-07-04, twice
+    answer["scheduled"] = [str(bag.dags["hot_days"].test(logical_date=pendulum.datetime(2016, 7, 4, tz="UTC")).state)
+                           for _ in range(2)]
+
+    # ETTh1 ends in June 2018: the day before 2019-01-02 has no data
+    answer["empty"] = {{d: str(bag.dags[d].test(logical_date=pendulum.datetime(2019, 1, 2, tz="UTC")).state)
+                        for d in ("hot_days", "strict_days")}}
+
     dag = bag.dags["fan_demo"]
     shape = {{t.task_id: [type(t).__name__, t.map_index_template, t.max_active_tis_per_dagrun,
                           sorted(t.upstream_task_ids)] for t in dag.tasks}}
@@ -146,20 +181,34 @@ FAN_OUT = """
         named = {{(ti.task_id, ti.map_index): ti.rendered_map_index for ti in tis}}
         records = {{named[(task, index)]: value["components"]["1:normalsource"]["records_out"]
                     for task, index, value in xcoms}}
-    result = {{
+    answer["fan_out"] = {{"shape": shape, "run": {{
         "state": str(run.state),
         "instances": sorted([ti.task_id, ti.rendered_map_index, str(ti.state)] for ti in tis if ti.map_index >= 0),
         "records": records,
-    }}
-    print(json.dumps({{"shape": shape, "run": result}}))
+    }}}}
+
+    # last, as on a worker (Airflow sets the parsing context of the task's DAG): only the error DAG is built
+    os.environ["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = "{broken}"
+    worker = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
+    answer["error_run"] = {{"dag_ids": sorted(worker.dag_ids), "state": str(worker.dags["{broken}"].test().state)}}
+    print(json.dumps(answer))
 """
 
 
-def test_a_fanned_out_pipeline_is_one_mapped_task_named_by_its_items(airflow_env):
+@pytest.fixture(scope="module")
+def dag_runs(airflow_env, ett_path):
+    """The dag.test() runs of hot_days, strict_days, fan_demo and the broken file's error DAG, in one
+    interpreter (their tables, hot_hours and the error DAG's none, do not meet), and what they logged."""
+    env, dags = airflow_env
+    env = {**env, "AMML_ETT_PATH": str(ett_path)}
+    answer, log = run_python(env, DAG_RUNS.format(dags=dags, broken=BROKEN), with_log=True)
+    return env, answer, log
+
+
+def test_a_fanned_out_pipeline_is_one_mapped_task_named_by_its_items(dag_runs):
     """A real dag.test() of each kind of fan-out: one mapped task instance per item, named `VAR=item`, the
     trigger form's list replacing the default, and another pipeline's `items` sink feeding a fan-out."""
-    env, dags = airflow_env
-    result = run_python(env, FAN_OUT.format(dags=dags))
+    result = dag_runs[1]["fan_out"]
     shape = result["shape"]
     assert shape["lit"] == ["MappedOperator", "series={{ task.item }}", 2, []]
     assert shape["par_items"][0] == "AmmlItemsOperator" and shape["par"][3] == ["par_items"]
@@ -180,12 +229,12 @@ def test_a_fanned_out_pipeline_is_one_mapped_task_named_by_its_items(airflow_env
                                    "c=strue": 5, "c=sfalse": 5}
 
 
-def test_the_docs_show_the_source_parameters_and_pipelines_as_the_ui_renders_them(airflow_env):
+def test_the_docs_show_the_source_parameters_and_pipelines_as_the_ui_renders_them(airflow_env, loaded):
     """Airflow 3.3's UI renders doc_md with react-markdown + remark-gfm and shows a fenced block as code only
     when it names a language: the source keeps its lines, parameters are a table, components a list with the
     parameters as written (`model=params.model`), and the errors of a broken file a list."""
-    env, dags = airflow_env
-    result = run_python(env, LOAD.format(dags=dags, broken=BROKEN))
+    _, dags = airflow_env
+    result = loaded
     source = (ROOT / "dags" / "ett_train.amml").read_text().rstrip()
     doc = result["train_doc"]
     assert f"```amml\n{source}\n```" in doc, "the whole source, its line breaks kept, in a block with a language"
@@ -201,37 +250,17 @@ def test_the_docs_show_the_source_parameters_and_pipelines_as_the_ui_renders_the
     assert "  ```text\n" in error_doc and "  hint: did you mean `filter`?" in error_doc
 
 
-ERROR_RUN = """
-    import json
-    from airflow.dag_processing.dagbag import DagBag
-    bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
-    run = bag.dags["{broken}"].test()
-    print(json.dumps({{"state": str(run.state)}}))
-"""
-
-
-def test_the_error_dag_of_a_broken_file_fails_its_run(airflow_env):
+def test_the_error_dag_of_a_broken_file_fails_its_run(dag_runs):
     """So that Home counts the file among the failed DAGs (its latest run failed), not as a healthy DAG."""
-    env, dags = airflow_env
-    env = {**env, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": BROKEN}  # as on a worker: only this DAG is built
-    assert run_python(env, ERROR_RUN.format(dags=dags, broken=BROKEN))["state"] == "failed"
+    error_run = dag_runs[1]["error_run"]
+    # built as on a worker: only this DAG (a Python DAG file is parsed whatever the context)
+    assert error_run["dag_ids"] == [BROKEN, "nab_evaluation"]
+    assert error_run["state"] == "failed"
 
 
-RUN = """
-    import json, pendulum
-    from airflow.dag_processing.dagbag import DagBag
-    bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
-    states = [bag.dags["hot_days"].test(logical_date=pendulum.datetime(2016, 7, {day}, tz="UTC")).state
-              for _ in range(2)]
-    print(json.dumps({{"states": [str(s) for s in states]}}))
-"""
-
-
-def test_a_scheduled_run_reads_its_interval_and_reruns_are_idempotent(airflow_env, ett_path):
-    env, dags = airflow_env
-    env = {**env, "AMML_ETT_PATH": str(ett_path)}
-    result = run_python(env, RUN.format(dags=dags, day=4))  # the run for 2016-07-03 .. 2016-07-04
-    assert result["states"] == ["success", "success"]
+def test_a_scheduled_run_reads_its_interval_and_reruns_are_idempotent(dag_runs, ett_path):
+    env, answer, _ = dag_runs
+    assert answer["scheduled"] == ["success", "success"]  # the run for 2016-07-03 .. 2016-07-04, twice
     engine = sa.create_engine(f"sqlite:///{env['AMML_HOME']}/amml.db")
     with engine.connect() as conn:
         rows = conn.execute(sa.text("select date from hot_hours order by date")).scalars().all()
@@ -240,31 +269,9 @@ def test_a_scheduled_run_reads_its_interval_and_reruns_are_idempotent(airflow_en
     assert rows == list(day["date"]), "exactly the day's hot hours, once each, after two runs"
 
 
-EMPTY = """
-    import json, pendulum
-    from airflow.dag_processing.dagbag import DagBag
-    bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
-    # ETTh1 ends in June 2018: the day before 2019-01-02 has no data
-    states = {{d: str(bag.dags[d].test(logical_date=pendulum.datetime(2019, 1, 2, tz="UTC")).state)
-              for d in ("hot_days", "strict_days")}}
-    print(json.dumps({{"states": states}}))
-"""
-
-
-def test_an_interval_without_data_warns_and_fails_when_the_dag_says_so(airflow_env, ett_path):
-    env, dags = airflow_env
-    env = {**env, "AMML_ETT_PATH": str(ett_path), "AMML_HOME": env["AMML_HOME"] + "-empty"}
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(EMPTY.format(dags=dags))],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    output = result.stdout + result.stderr  # dag.test() prints the task logs
-    states = json.loads(result.stdout.strip().splitlines()[-1])["states"]
-    assert states == {"hot_days": "success", "strict_days": "failed"}
+def test_an_interval_without_data_warns_and_fails_when_the_dag_says_so(dag_runs):
+    _, answer, output = dag_runs  # dag.test() prints the task logs
+    assert answer["empty"] == {"hot_days": "success", "strict_days": "failed"}
     warning = (
         "no data in the interval 2019-01-01T00:00:00+00:00 – 2019-01-02T00:00:00+00:00: "
         '`source id="ett"` (line {line}) read 0 records'
@@ -281,7 +288,12 @@ RETRAIN = """
     dag = bag.dags["ett_retrain"]
     states = [str(dag.test(logical_date=pendulum.datetime(2017, 3, day, tz="UTC"), run_conf={{"epochs": 1}}).state)
               for day in (5, 12)]
-    print(json.dumps({{"states": states}}))
+    from airflow_amml.registry import ModelRegistry  # what the runs left in the registry
+    r = ModelRegistry.from_config()
+    print(json.dumps({{"states": states, "champion": r.resolve("ett@champion").version,
+                      "versions": [{{"version": v.version, "metrics": v.metrics, "dag_id": v.lineage.dag_id,
+                                    "start": v.lineage.data_interval_start, "scaler": v.scaler}}
+                                   for v in r.list_versions("ett")]}}))
 """
 
 
@@ -289,18 +301,8 @@ def test_retraining_promotes_only_a_better_model(airflow_env, ett_path):
     """Two weekly runs of ett_retrain: the first becomes champion; the second only if it beats it."""
     env, dags = airflow_env
     env = {**env, "AMML_ETT_PATH": str(ett_path), "AMML_HOME": env["AMML_HOME"] + "-retrain"}
-    result = run_python(env, RETRAIN.format(dags=dags))
-    assert result["states"] == ["success", "success"]
-    code = """
-        import json
-        from airflow_amml.registry import ModelRegistry
-        r = ModelRegistry.from_config()
-        print(json.dumps({"champion": r.resolve("ett@champion").version,
-                          "versions": [{"version": v.version, "metrics": v.metrics, "dag_id": v.lineage.dag_id,
-                                        "start": v.lineage.data_interval_start, "scaler": v.scaler}
-                                       for v in r.list_versions("ett")]}))
-    """
-    state = run_python(env, code)
+    state = run_python(env, RETRAIN.format(dags=dags))
+    assert state["states"] == ["success", "success"]
     first, second = state["versions"]
     assert first["dag_id"] == "ett_retrain" and first["start"].startswith("2017-02-26")
     assert "champion_holdout_mae" not in first["metrics"], "nothing to compare with on the first run"
@@ -316,23 +318,10 @@ def test_retraining_promotes_only_a_better_model(airflow_env, ett_path):
         assert version["scaler"]["columns"]["OT"] == pytest.approx([training.min(), training.max()])
 
 
-IDS = """
-    import json
-    from airflow.dag_processing.dagbag import DagBag
-    bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
-    print(json.dumps(sorted(bag.dag_ids)))
-"""
-
-
-def test_task_parsing_builds_only_its_dag_and_airflowignore_is_honoured(airflow_env):
-    env, dags = airflow_env
-    only = run_python({**env, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": "ett_watch"}, IDS.format(dags=dags))
+def test_task_parsing_builds_only_its_dag_and_airflowignore_is_honoured(loaded):
     # inside a task, the loader builds just the DAG being run (a Python DAG file is parsed whatever the context)
-    assert only == ["ett_watch", "nab_evaluation"]
-    ignoring = dags.parent / "dags-ignoring"
-    shutil.copytree(dags, ignoring)
-    (ignoring / ".airflowignore").write_text("# keep the broken one out\nbroken.amml\nett_w*\n")
-    visible = run_python(env, IDS.format(dags=ignoring))
+    assert loaded["task_ids"] == ["ett_watch", "nab_evaluation"]
+    visible = loaded["ignoring_ids"]  # a copy of the folder with an .airflowignore of `broken.amml` and `ett_w*`
     assert "ett_watch" not in visible and BROKEN not in visible and "ett_train" in visible
 
 
@@ -340,6 +329,8 @@ TRAIN_THEN_PREDICT = """
     import json, pendulum
     from airflow.dag_processing.dagbag import DagBag
     from airflow_amml.registry import ModelRegistry
+    from airflow_amml.runtime import executor
+    executor.PROGRESS_EVERY = 1.0  # the tasks run in this process: progress lines every second, not every 10
     bag = DagBag(dag_folder="{dags}", bundle_path="{dags}", bundle_name="dags-folder")
     train = bag.dags["ett_train"].test(run_conf={{"epochs": 1}})
     # what the task stored, read back from Airflow's database, and the extra links as the api-server serves them
@@ -363,9 +354,15 @@ TRAIN_THEN_PREDICT = """
 def test_ett_train_then_ett_predict(airflow_env, ett_path):
     """The paper's two workflows with dag.test(): a manual training run, then one day of predictions."""
     env, dags = airflow_env
+    # ETTh1's rows from 2017-09-01 to 2017-11-02 (1,512 hours) as the `ett` data set: the run of 2017-11-01 and
+    # its 23 hours of warmup are in it, and the training reads a tenth of ETTh1 (what it registers, logs and
+    # links does not depend on how many rows it read; on all 17,420 hours the epoch alone takes ~15 s)
+    ett = pd.read_csv(ett_path)
+    part = dags.parent / "ett-2017-09-01-to-2017-11-02.csv"
+    ett[(ett["date"] >= "2017-09-01") & (ett["date"] < "2017-11-03")].to_csv(part, index=False)
     env = {
         **env,
-        "AMML_ETT_PATH": str(ett_path),
+        "AMML_ETT_PATH": str(part),
         "AMML_HOME": env["AMML_HOME"] + "-paper",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
     }  # the api-server app's caller: an admin
@@ -384,6 +381,8 @@ def test_ett_train_then_ett_predict(airflow_env, ett_path):
     # (beside the end summary's train_lstm row, whose note reads "1 epoch, registered ett/1 @champion")
     said = [line for line in log.splitlines() if "registered" in line and "ett/1" in line and "epoch" not in line]
     assert len(said) == 1 and re.search(rf"registered model ett/1, its page: {re.escape(url)}(\s|$)", said[0]), said
+    progress = [line for line in log.splitlines() if "progress  " in line]
+    assert any("progress  train_lstm: in 1,512, out 0" in line for line in progress), progress
     assert "in 0, out 0, busy 0.0s" not in log, "a component that has done nothing yet has no progress line"
     engine = sa.create_engine(f"sqlite:///{env['AMML_HOME']}/amml.db")
     with engine.connect() as conn:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.airflow.airflow_home import migrated_database
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -188,7 +190,7 @@ def test_the_pages_and_the_api_behind_airflows_real_login_and_permissions(tmp_pa
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "alice:admin,victor:viewer,uma:user",
         "PYTHONPATH": str(ROOT),
     }
-    airflow("db", "migrate", env=env)  # the login checks revoked tokens in Airflow's database
+    migrated_database(home)  # the login checks revoked tokens in Airflow's database
     script = tmp_path / "through_airflow.py"
     script.write_text(THROUGH_AIRFLOW)
     result = subprocess.run(
