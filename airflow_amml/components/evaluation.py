@@ -85,7 +85,7 @@ def holdout_errors(
     model: Any, spec: Any, holdout: pd.DataFrame, stream_scaler: dict | None, model_scaler: dict | None
 ) -> HoldoutErrors:
     """The per-step MAE and MSE of `model` on the hold-out records: the forecasts made at every record that
-    ends a window and has all ``horizon`` next values in the hold-out (``len - window - horizon + 1``)."""
+    ends a window and has all ``horizon`` next values in the hold-out (``len - history - horizon + 1``)."""
     from airflow_amml.models import keras_builder
 
     t = spec.training

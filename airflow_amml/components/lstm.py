@@ -207,6 +207,14 @@ class TrainLstm(AbstractProgress):
         holdout_rows = int(self.params["holdout"] or 0)
         holdout = frame.iloc[len(frame) - holdout_rows :] if holdout_rows else None
         if holdout_rows:
+            scored = self.spec.training.history + self.spec.training.horizon - 1
+            if holdout_rows <= scored:  # checked before training: the hold-out must hold one forecast and its label
+                raise PipelineError(
+                    f"`train_lstm holdout={holdout_rows}`: model {self.spec.ref} reads {self.spec.training.history} "
+                    f"records per forecast and forecasts {self.spec.training.horizon} ahead, so a hold-out "
+                    f"needs more than {scored} records to score one forecast",
+                    hint=f"raise the hold-out, e.g. holdout={2 * scored}",
+                )
             if holdout_rows + self.spec.training.history >= len(frame):
                 raise PipelineError(
                     f"`train_lstm holdout={holdout_rows}` leaves {len(frame) - holdout_rows} of {len(frame)} records "
@@ -492,6 +500,8 @@ class LstmPredict(AbstractProgress):
     component opened, so a later promotion never relabels rows). Records that already carry a
     `model_version` (from an earlier `lstm` in the pipe) get `<output>_model_version` instead."""
 
+    records_in = 0  # records seen (set again in open)
+
     def open(self) -> None:
         from airflow_amml.models import keras_builder
         from airflow_amml.models.spec import parse_model_spec
@@ -516,6 +526,7 @@ class LstmPredict(AbstractProgress):
                 f"`lstm model={self.params['model']!r}`: {self.entry.ref}: {exc.message}", hint=exc.hint
             ) from None
         self.tail: pd.DataFrame | None = None
+        self.records_in = 0  # to say so at the end when the stream never held one forecast's history
         self.version_column: str | None = None  # chosen at the first batch, from the columns it has
         self.freq = self._given_freq()  # layout='long': the time between records (inferred when not given)
         self.last_attrs: dict[str, Any] = {}  # origins='last': the attrs of the last batch (its scaler)
@@ -553,8 +564,9 @@ class LstmPredict(AbstractProgress):
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame | None:
         # the records one forecast reads: its window (and, with seasonal means, the past they reach back to);
-        # the last `window - 1` of a batch are kept so that the next batch's first records complete windows
+        # the last `history - 1` of a batch are kept so that the next batch's first records complete windows
         window = self.spec.training.history
+        self.records_in += len(batch)
         joined = batch if self.tail is None else pd.concat([self.tail, batch])
         if self.params["origins"] == "last":  # keep the last full window; forecast from it at the end
             self.tail = joined.iloc[-window:]
@@ -566,7 +578,17 @@ class LstmPredict(AbstractProgress):
         return self._forecast(joined, batch.attrs)
 
     def finish(self) -> pd.DataFrame | None:
-        if self.params["origins"] != "last" or self.tail is None or len(self.tail) < self.spec.training.history:
+        history = self.spec.training.history
+        if 0 < self.records_in < history:  # not an error (an interval may be short), but never silent
+            log.warning(
+                "lstm: the stream had %d records; %s reads %d per forecast, so nothing was forecast (read more "
+                "records before the interval: `source ... warmup=%d`)",
+                self.records_in,
+                self.spec.ref,
+                history,
+                history - 1,
+            )
+        if self.params["origins"] != "last" or self.tail is None or len(self.tail) < history:
             return None
         tail, self.tail = self.tail, None
         return self._forecast(tail, self.last_attrs)

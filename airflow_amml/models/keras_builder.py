@@ -254,6 +254,11 @@ def _columns(frame: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarr
         nulls = int(frame[c].isna().sum())
         if nulls:
             raise ModelDataError(f"model {spec.ref}: column {c} has {nulls} missing value(s); drop or fill them first")
+        infinite = int(np.isinf(frame[c].to_numpy(dtype=np.float64)).sum())
+        if infinite:  # an inf would make every weight of a solve, or every loss of a fit, NaN
+            raise ModelDataError(
+                f"model {spec.ref}: column {c} has {infinite} infinite value(s); drop or clip them first"
+            )
     features = frame[list(t.features)].to_numpy(dtype=np.float32)
     target = frame[t.target].to_numpy(dtype=np.float64)
     if t.time_features:

@@ -199,7 +199,7 @@ training:
 
 
 @pytest.mark.slow
-def test_train_lstm_holds_out_registers_and_ett_predict_serves_with_the_history(tmp_path, ett_path):
+def test_train_lstm_holds_out_registers_and_ett_predict_serves_with_the_history(tmp_path, ett_path, caplog):
     import tempfile
     from pathlib import Path
 
@@ -246,3 +246,28 @@ def test_train_lstm_holds_out_registers_and_ett_predict_serves_with_the_history(
     assert len(day) == 24 and day["date"].iloc[0] == "2016-08-10 00:00:00"
     expected = kb.predict(model, spec, scaled.iloc[first - 191 : first + 24])[:, 0]
     np.testing.assert_allclose(day["prediction"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+
+    # without the warm-up the day is shorter than one forecast's history: nothing is written, and the log says why
+    short = tmp_path / "short.csv"
+    with caplog.at_level("WARNING", logger="airflow_amml.components.lstm"):
+        run(
+            "source id='ett', start='2016-08-10', end='2016-08-11' | minmax_scaler model='seas' "
+            f"| lstm model='seas' | csv_sink path='{short}'"
+        )
+    assert not short.exists() or not short.read_text().strip(), "no forecast rows"
+    assert "the stream had 24 records; seas:0.1 reads 192 per forecast" in caplog.text
+    assert "warmup=191" in caplog.text
+
+    # a hold-out too short to score one forecast is refused before anything is trained or registered
+    from airflow_amml.runtime.errors import PipelineError
+
+    with pytest.raises(PipelineError, match=r"holdout=100.*needs more than 192 records") as refused:
+        run("source id='ett', limit=1500 | minmax_scaler | train_lstm model='seas:0.1', holdout=100 | print")
+    assert "holdout=384" in (refused.value.hint or "")
+    assert [v.ref for v in registry.list_versions("seas")] == ["seas/1"]
+
+
+def test_infinite_values_are_refused_by_name():
+    frame = pd.DataFrame({"OT": [1.0, 2.0, np.inf, 3.0] * 5})
+    with pytest.raises(kb.ModelDataError, match="column OT has 5 infinite value"):
+        kb.make_windows(frame, tiny())
