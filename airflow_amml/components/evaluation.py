@@ -4,10 +4,15 @@ A new model and the current holder of an alias (`champion`) are compared on the 
 the target's original units: each model sees the records scaled with *its own* stored scaler statistics and
 its forecasts are scaled back with them, so models trained on differently scaled data compare fairly.
 
+Every hold-out record is a label: a forecast reads the records before the hold-out (the end of the training
+records, ``context``) as far back as its history needs, so a model whose forecasts read a long history (a
+seasonal model reads 840 hours) is scored on as many records as one that reads 24, and a new model and the
+champion are scored on the *same* forecasts even when their histories or horizons differ.
+
 A horizon model (``horizon: H``) is judged on every step, as the long-horizon literature (Informer, DLinear,
-PatchTST) and darts' ``backtest`` do: the forecasts made at every hold-out record whose next H values are in
-the hold-out, the error of step ``s`` being the forecast for ``s`` records ahead against the value there. The
-gate compares the mean over the steps.
+PatchTST) and darts' ``backtest`` do: the forecasts made at every origin whose next H values are in the
+hold-out, the error of step ``s`` being the forecast for ``s`` records ahead against the value there. The
+gate compares the mean over the steps both forecast.
 """
 
 from __future__ import annotations
@@ -81,26 +86,39 @@ class HoldoutErrors:
         return float(np.mean(self.mae[:steps]))
 
 
+def forecast_origins(records: int, labels_from: int, history: int, horizon: int) -> np.ndarray:
+    """The records (indices) forecasts are made at when the labels start at record `labels_from`: each origin
+    has its `history` records (it is at least ``history - 1``), and its next `horizon` records are labels."""
+    return np.arange(max(labels_from - 1, history - 1), records - horizon)
+
+
 def holdout_errors(
-    model: Any, spec: Any, holdout: pd.DataFrame, stream_scaler: dict | None, model_scaler: dict | None
+    model: Any,
+    spec: Any,
+    records: pd.DataFrame,
+    stream_scaler: dict | None,
+    model_scaler: dict | None,
+    origins: np.ndarray | None = None,
 ) -> HoldoutErrors:
-    """The per-step MAE and MSE of `model` on the hold-out records: the forecasts made at every record that
-    ends a window and has all ``horizon`` next values in the hold-out (``len - history - horizon + 1``)."""
+    """The per-step MAE and MSE of `model` on the forecasts made at `origins` (indices into `records`, each
+    with its history and all ``horizon`` next records among them). Default: every origin of the records alone
+    (the first is record ``history - 1``)."""
     from airflow_amml.models import keras_builder
 
     t = spec.training
-    frame = _rescale(holdout, stream_scaler, model_scaler)
-    # `history`: the records a forecast reads (the window, and the past its seasonal means reach back to)
-    m = len(frame) - t.history - t.horizon + 1
-    if m < 1:
+    frame = _rescale(records, stream_scaler, model_scaler)
+    if origins is None:
+        origins = forecast_origins(len(frame), t.history, t.history, t.horizon)
+    if len(origins) < 1:
         needs = "window" if t.history == t.window else "history (window + the seasonal means' reach)"
         raise ModelDataError(
             f"the hold-out has {len(frame)} records; {spec.ref} needs more than {needs} + horizon - 1 = "
             f"{t.history + t.horizon - 1}"
         )
-    predicted = keras_builder.predict(model, spec, frame)[:m]
-    ends = np.arange(t.history - 1, t.history - 1 + m)  # the record each forecast is made at
-    actual = frame[t.target].to_numpy(dtype=np.float64)[ends[:, None] + np.arange(1, t.horizon + 1)[None, :]]
+    # predict's row i is the forecast made at record history - 1 + i
+    predicted = keras_builder.predict(model, spec, frame)[origins - (t.history - 1)]
+    actual = frame[t.target].to_numpy(dtype=np.float64)[origins[:, None] + np.arange(1, t.horizon + 1)[None, :]]
+    m = len(origins)
     kind = (model_scaler or {}).get("kind", "minmax")
     stats = (model_scaler or {}).get("columns", {}).get(t.target)
     if not stats or kind not in SCALER_KINDS:
@@ -115,13 +133,6 @@ def holdout_errors(
         np.abs(scaled).mean(axis=0),
         np.square(scaled).mean(axis=0),
     )
-
-
-def holdout_mae(
-    model: Any, spec: Any, holdout: pd.DataFrame, stream_scaler: dict | None, model_scaler: dict | None
-) -> float:
-    """MAE of `model` on the hold-out records in the target's original units, over every window and step."""
-    return holdout_errors(model, spec, holdout, stream_scaler, model_scaler).mean_mae()
 
 
 def reported_steps(horizon: int) -> list[int]:
@@ -145,10 +156,17 @@ def holdout_metrics(errors: HoldoutErrors) -> dict[str, float]:
     return metrics
 
 
-def champion_errors(
-    registry: Any, ref: str, holdout: pd.DataFrame, stream_scaler: dict | None
-) -> tuple[Any, HoldoutErrors] | None:
-    """(entry, hold-out errors) of the version `ref` points at, or None when there is no such version yet."""
+@dataclass(frozen=True)
+class Champion:
+    """The version an alias points at, loaded: its registry entry, definition and Keras model."""
+
+    entry: Any
+    spec: Any
+    model: Any
+
+
+def load_champion(registry: Any, ref: str) -> Champion | None:
+    """The version `ref` points at, loaded; None when there is no such version yet."""
     from airflow_amml.models import keras_builder
     from airflow_amml.models.spec import parse_model_spec
     from airflow_amml.registry import ModelNotFoundError
@@ -161,12 +179,11 @@ def champion_errors(
     with tempfile.TemporaryDirectory(prefix="amml-champion-") as tmp:
         _, path = registry.download(ref, Path(tmp))
         model = keras_builder.load_model(path, spec)
-    return entry, holdout_errors(model, spec, holdout, stream_scaler, entry.scaler or None)
+    return Champion(entry, spec, model)
 
 
-def champion_mae(
-    registry: Any, ref: str, holdout: pd.DataFrame, stream_scaler: dict | None
-) -> tuple[Any, float] | None:
-    """(entry, MAE over every window and step) of the version `ref` points at, or None when there is none."""
-    found = champion_errors(registry, ref, holdout, stream_scaler)
-    return None if found is None else (found[0], found[1].mean_mae())
+def with_context(context: pd.DataFrame, holdout: pd.DataFrame, reach: int) -> tuple[pd.DataFrame, int]:
+    """The hold-out after the last `reach` records before it (what the first forecasts read): the records to
+    score on, and the index of the hold-out's first record among them (the first label)."""
+    before = context.iloc[max(0, len(context) - reach) :]
+    return pd.concat([before, holdout], ignore_index=True), len(before)

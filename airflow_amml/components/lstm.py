@@ -207,13 +207,12 @@ class TrainLstm(AbstractProgress):
         holdout_rows = int(self.params["holdout"] or 0)
         holdout = frame.iloc[len(frame) - holdout_rows :] if holdout_rows else None
         if holdout_rows:
-            scored = self.spec.training.history + self.spec.training.horizon - 1
-            if holdout_rows <= scored:  # checked before training: the hold-out must hold one forecast and its label
+            horizon = self.spec.training.horizon
+            if holdout_rows < horizon:  # checked before training: the hold-out must hold one forecast's labels
                 raise PipelineError(
-                    f"`train_lstm holdout={holdout_rows}`: model {self.spec.ref} reads {self.spec.training.history} "
-                    f"records per forecast and forecasts {self.spec.training.horizon} ahead, so a hold-out "
-                    f"needs more than {scored} records to score one forecast",
-                    hint=f"raise the hold-out, e.g. holdout={2 * scored}",
+                    f"`train_lstm holdout={holdout_rows}`: model {self.spec.ref} forecasts {horizon} records "
+                    f"ahead, so a hold-out needs at least {horizon} records to score one forecast",
+                    hint=f"raise the hold-out, e.g. holdout={2 * horizon}",
                 )
             if holdout_rows + self.spec.training.history >= len(frame):
                 raise PipelineError(
@@ -224,11 +223,15 @@ class TrainLstm(AbstractProgress):
         self.holdout_rows = holdout_rows
         result: dict[str, Any] = {}
         yield from self._train(frame, result)
-        evaluation = self._evaluate(result["model"], holdout) if holdout is not None else {}
+        evaluation = self._evaluate(result["model"], frame, holdout) if holdout is not None else {}
         epochs = f"{len(result['history'])} epoch{'s' if len(result['history']) != 1 else ''}"
         self.note = epochs
         if self.params["register"]:
-            residuals = self._residual_threshold(result["model"], holdout if holdout is not None else frame)
+            from .evaluation import with_context
+
+            # the hold-out's records all labels (the first forecasts read the end of the training records)
+            scored = frame if holdout is None else with_context(frame, holdout, self.spec.training.history)[0]
+            residuals = self._residual_threshold(result["model"], scored)
             self.registered = self._register(
                 result["model"], result["history"], frame, holdout, {**evaluation, **residuals}
             )
@@ -309,24 +312,36 @@ class TrainLstm(AbstractProgress):
         forecasts = keras_builder.predict(model, self.spec, records)[:n, 0]
         return residual_threshold(records[t.target].to_numpy(dtype=float)[t.history : t.history + n], forecasts)
 
-    def _evaluate(self, model: Any, holdout: pd.DataFrame) -> dict[str, Any]:
+    def _evaluate(self, model: Any, trained_on: pd.DataFrame, holdout: pd.DataFrame) -> dict[str, Any]:
         """Hold-out errors (original units, and the scaled units; per step for a horizon model) of the new
-        model and, with `promote`, the MAE of the alias's current model on the same records."""
-        from .evaluation import champion_errors, holdout_errors, holdout_metrics
+        model and, with `promote`, of the alias's current model on the same forecasts: every hold-out record
+        is a label, the first forecasts reading the end of the training records."""
+        from .evaluation import forecast_origins, holdout_errors, holdout_metrics, load_champion, with_context
 
-        errors = holdout_errors(model, self.spec, holdout, self.scaler, self.scaler)
-        result: dict[str, Any] = {"holdout_records": len(holdout), **holdout_metrics(errors)}
+        t = self.spec.training
         alias = self.params["promote"]
-        current = champion_errors(self.registry, f"{self.model_name}@{alias}", holdout, self.scaler) if alias else None
-        if current is not None:
-            entry, theirs = current
-            result.update({f"{alias}_version": entry.version, f"{alias}_holdout_mae": theirs.mean_mae()})
+        champion = load_champion(self.registry, f"{self.model_name}@{alias}") if alias else None
+        reach = max(t.history, champion.spec.training.history if champion else 0)
+        records, labels_from = with_context(trained_on, holdout, reach)
+        own = forecast_origins(len(records), labels_from, t.history, t.horizon)
+        errors = holdout_errors(model, self.spec, records, self.scaler, self.scaler, own)
+        result: dict[str, Any] = {"holdout_records": len(holdout), **holdout_metrics(errors)}
+        if champion is not None:
+            theirs_t = champion.spec.training
+            # the same forecasts for both: origins with both histories, labels for both horizons
+            common = forecast_origins(
+                len(records), labels_from, max(t.history, theirs_t.history), max(t.horizon, theirs_t.horizon)
+            )
+            mine = holdout_errors(model, self.spec, records, self.scaler, self.scaler, common)
+            scaler = champion.entry.scaler or None
+            theirs = holdout_errors(champion.model, champion.spec, records, self.scaler, scaler, common)
+            result.update({f"{alias}_version": champion.entry.version, f"{alias}_holdout_mae": theirs.mean_mae()})
             # the gate: the mean over the steps both forecast (all of them when the horizons agree)
             steps = min(errors.horizon, theirs.horizon)
-            self.gate = (errors.mean_mae(steps), theirs.mean_mae(steps), steps)
+            self.gate = (mine.mean_mae(steps), theirs.mean_mae(steps), steps)
         over = f" (mean over {errors.horizon} steps)" if errors.horizon > 1 else ""
         held = f"train_lstm {self.spec.ref} hold-out ({len(holdout):,} records): MAE{over} {result['holdout_mae']:.4g}"
-        if current is not None:
+        if champion is not None:
             held += f"; @{alias} ({self.model_name}/{result[f'{alias}_version']}): {result[f'{alias}_holdout_mae']:.4g}"
         log.info("%s", held)
         return result
@@ -412,25 +427,26 @@ class TrainLstm(AbstractProgress):
     ) -> Any:
         from airflow_amml.models import keras_builder
 
+        from .evaluation import with_context
         from .plots import plot_loss, plot_prediction
 
         out = run_output_dir(self.context.config, self.model_name)
         model_file = keras_builder.save_model(model, out / "model.keras")
         # `history`: the records a forecast reads (its window, and the seasonal means' past before it)
         window, horizon = self.spec.training.history, self.spec.training.horizon
-        # the prediction plot shows records the model did not train on when there are (enough of) them
-        held_out = holdout is not None and len(holdout) > window
-        records = holdout if held_out else frame
         # a horizon model's fan: room for forecasts over the next `horizon` records from origins over as many
         plotted = PLOTTED_FORECASTS if horizon == 1 else max(PLOTTED_FORECASTS, 2 * horizon)
-        tail = records.iloc[-min(len(records), plotted + window) :]
-        forecasts = len(tail) - window
-        if not held_out:
-            which = f"the last {forecasts:,} training records"
-        elif len(tail) < len(records):
-            which = f"the last {forecasts:,} records of the hold-out"
+        # the prediction plot shows the hold-out (records the model did not train on) when there is one, its
+        # first forecasts reading the end of the training records
+        if holdout is None:
+            tail = frame.iloc[-min(len(frame), plotted + window) :]
+            which = f"the last {len(tail) - window:,} training records"
         else:
-            which = f"the hold-out ({forecasts:,} records)"
+            records, _ = with_context(frame, holdout, window)
+            shown = min(plotted, len(holdout))
+            tail = records.iloc[len(records) - shown - window :]
+            whole = shown == len(holdout)
+            which = f"the hold-out ({shown:,} records)" if whole else f"the last {shown:,} records of the hold-out"
         predicted = keras_builder.predict(model, self.spec, tail)
         predicted = predicted[:, 0] if horizon == 1 else predicted
         plots = {

@@ -69,7 +69,7 @@ def train_with_the_shipped_ett_forecast(dags):
 
     text = (ROOT / "dags" / "ett_forecast.amml").read_text()
     small = text.replace("limit=14400", "limit=2400").replace("fit_rows=8640", "fit_rows=1800")
-    small = small.replace("holdout=3216", "holdout=400")
+    small = small.replace("holdout=2880", "holdout=400")
     assert small.count("limit=2400") == small.count("fit_rows=1800") == small.count("holdout=400") == 1
     program = compile_source(small, "ett_forecast.amml", cache=ProgramCache())
     config = RunConfig.from_environment(model_paths=[dags / "models"], runs_dir=dags.parent / "runs")

@@ -70,16 +70,17 @@ def test_training_stores_the_threshold_of_the_hold_out_errors(trained):
     registry = ModelRegistry.from_config(config)
     entry = registry.resolve("tiny")
     # recompute it: the hold-out is the last 300 of the 1,500 records, min-max scaled with their statistics;
-    # the forecast made at record t (a window of 12 ending there) is of record t + 1
+    # the forecast made at record t (a window of 12 ending there) is of record t + 1, so every hold-out record
+    # is a label: the first forecast reads the last 12 training records
     frame = ett.iloc[:TRAIN_ROWS].copy()
     for col, (low, high) in entry.scaler["columns"].items():
         frame[col] = (frame[col] - low) / (high - low)
-    holdout = frame.iloc[TRAIN_ROWS - HOLDOUT :]
+    records = frame.iloc[TRAIN_ROWS - HOLDOUT - 12 :]
     spec = parse_model_spec(registry.get_definition(entry.definition), entry.definition)
     _, path = registry.download("tiny", config.runs_dir)
-    forecasts = keras_builder.predict(keras_builder.load_model(path, spec), spec, holdout)[:, 0]
-    n = HOLDOUT - 12
-    want = residual_threshold(holdout["OT"].to_numpy()[12 : 12 + n], forecasts[:n])
+    forecasts = keras_builder.predict(keras_builder.load_model(path, spec), spec, records)[:, 0]
+    n = HOLDOUT
+    want = residual_threshold(records["OT"].to_numpy()[12 : 12 + n], forecasts[:n])
     assert entry.metrics["residual_records"] == n and entry.metrics["residual_smooth"] == DEFAULT_SMOOTH
     assert entry.metrics["residual_mean"] == pytest.approx(want["residual_mean"], rel=1e-5)
     assert entry.metrics["residual_threshold"] == pytest.approx(want["residual_threshold"], rel=1e-5)

@@ -129,8 +129,8 @@ def test_the_reported_steps_are_bounded_for_long_horizons():
 
 
 def numpy_step_errors(model, spec, scaled_ot, low, high):
-    """Per-step MAE/MSE of the model in °C from numpy alone: every window of the hold-out whose next 6 values
-    are in it, forecast as `keras_builder.predict` does (Keras' own `model.predict` on windows built here)."""
+    """Per-step MAE/MSE of the model in °C from numpy alone: every window of the records whose next 6 values
+    are among them, forecast as `keras_builder.predict` does (Keras' own `model.predict` on windows built here)."""
     window, horizon = spec.training.window, spec.training.horizon
     m = len(scaled_ot) - window - horizon + 1
     windows = np.lib.stride_tricks.sliding_window_view(scaled_ot, window)[:m]
@@ -171,14 +171,15 @@ def test_train_lstm_stores_per_step_holdout_metrics_equal_to_numpys(horizon_conf
     low, high = entry.scaler["columns"]["OT"]
     ett = pd.read_csv(os.environ["AMML_ETT_PATH"])
     assert [low, high] == [ett["OT"][:500].min(), ett["OT"][:500].max()]
-    scaled_ot = ((ett["OT"][500:600] - low) / (high - low)).to_numpy(dtype=np.float64)
+    # every hold-out record is a label: the first forecasts read the last 24 training records
+    scaled_ot = ((ett["OT"][500 - 24 : 600] - low) / (high - low)).to_numpy(dtype=np.float64)
 
     spec = parse_model_spec(registry.get_definition("h6:0.1"), "h6:0.1")
     with tempfile.TemporaryDirectory() as tmp:
         _, path = registry.download("h6/1", Path(tmp))
         model = keras_builder.load_model(path, spec)
     mae, mse, windows = numpy_step_errors(model, spec, scaled_ot, low, high)
-    assert windows == 100 - 24 - 6 + 1
+    assert windows == 100 - 6 + 1
     metrics = entry.metrics
     assert metrics["holdout_records"] == 100
     for step in (1, 2, 4, 6):  # steps 1, 2, 4 … and the last
@@ -193,22 +194,25 @@ def test_train_lstm_stores_per_step_holdout_metrics_equal_to_numpys(horizon_conf
 
 def test_the_gate_compares_the_mean_over_steps_not_step_one(horizon_config, tmp_path):
     """The champion forecasts the first hour as repeat-last (hard to beat one hour ahead) and is far off at
-    every later step; a new version trained for two epochs is worse at step 1 and better on the mean: it wins."""
+    every later step; a new version trained for two epochs is worse at step 1 and better on the mean: it wins.
+    The champion reads 48 records per forecast, the new version 24: both are scored on the same 95 forecasts
+    (every hold-out record a label, the first forecasts reading the end of the training records)."""
     import os
 
     from airflow_amml.components.evaluation import holdout_errors
     from airflow_amml.models import keras_builder
 
     registry = ModelRegistry.from_config()
-    registry.register_definition("h6", "0.1", HORIZON_MODEL)
-    spec, champion = hand_set_model(HORIZON_MODEL, bias=[0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    longer = HORIZON_MODEL.replace('version: "0.1"', 'version: "0.0"').replace("window: 24", "window: 48")
+    registry.register_definition("h6", "0.0", longer)
+    spec, champion = hand_set_model(longer, bias=[0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
     ett = pd.read_csv(os.environ["AMML_ETT_PATH"])
     scaler = {
         "kind": "minmax",
         "columns": {c: [float(ett[c][:500].min()), float(ett[c][:500].max())] for c in ett.columns if c != "date"},
     }
     model_file = keras_builder.save_model(champion, tmp_path / "champion.keras")
-    registry.register_version("h6", "h6:0.1", model_file, scaler=scaler)
+    registry.register_version("h6", "h6:0.0", model_file, scaler=scaler)
     registry.set_alias("h6", "champion", 1, set_by="test", reason="the hand-set champion")
 
     run(
@@ -217,8 +221,9 @@ def test_the_gate_compares_the_mean_over_steps_not_step_one(horizon_config, tmp_
         horizon_config,
     )
     new = registry.resolve("h6/2")
-    # the hold-out in °C, scaled by the champion's statistics: its errors in °C
-    theirs = holdout_errors(champion, spec, ett.iloc[500:600].drop(columns="date"), None, scaler)
+    # the hold-out in °C after the 48 records its first forecast reads, scaled by the champion's statistics
+    theirs = holdout_errors(champion, spec, ett.iloc[500 - 48 : 600].drop(columns="date"), None, scaler)
+    assert theirs.windows == 95 and new.metrics["holdout_records"] == 100
     # what makes this case: the champion wins at step 1 and loses on the mean
     assert new.metrics["holdout_mae_h1"] > theirs.mae[0]
     assert new.metrics["holdout_mae"] < theirs.mae.mean()
@@ -226,6 +231,29 @@ def test_the_gate_compares_the_mean_over_steps_not_step_one(horizon_config, tmp_
     assert registry.resolve("h6@champion").version == 2
     moved = registry.alias_history("h6", "champion")[0]  # newest first
     assert moved.reason.startswith("promote=champion: hold-out MAE (mean over 6 steps)"), moved.reason
+
+    # a hold-out shorter than the horizon is refused before anything is trained or registered
+    from airflow_amml.runtime.errors import PipelineError
+
+    with pytest.raises(PipelineError, match=r"holdout=5.*at least 6 records") as refused:
+        run("source id='ett', limit=600 | minmax_scaler | train_lstm model='h6:0.1', holdout=5 | print", horizon_config)
+    assert "holdout=12" in (refused.value.hint or "")
+    assert [v.ref for v in registry.list_versions("h6")] == ["h6/1", "h6/2"]
+
+
+def test_forecast_origins_give_every_label_its_history_by_hand():
+    """10 records, the hold-out from record 4: a window-2 model forecasts from records 3 … 7 (labels 4 … 9 for
+    horizon 2); one reading 6 records cannot forecast before record 5: the origins both can use are 5 … 7."""
+    from airflow_amml.components.evaluation import forecast_origins, with_context
+
+    assert forecast_origins(10, 4, 2, 2).tolist() == [3, 4, 5, 6, 7]
+    assert forecast_origins(10, 4, 6, 2).tolist() == [5, 6, 7]
+    assert forecast_origins(10, 4, 2, 7).tolist() == []
+    trained_on = pd.DataFrame({"OT": [0.0, 1.0, 2.0]})
+    records, labels_from = with_context(trained_on, pd.DataFrame({"OT": [3.0, 4.0]}), reach=2)
+    assert records["OT"].tolist() == [1.0, 2.0, 3.0, 4.0] and labels_from == 2
+    records, labels_from = with_context(trained_on, pd.DataFrame({"OT": [3.0]}), reach=9)
+    assert records["OT"].tolist() == [0.0, 1.0, 2.0, 3.0] and labels_from == 3, "as far back as there are records"
 
 
 def test_the_fan_shows_forecasts_from_a_few_origins_in_original_units(tmp_path):
@@ -271,9 +299,9 @@ def test_the_shipped_ett_forecast_dag_trains_a_horizon_model_with_per_step_metri
 
     dags = Path(__file__).resolve().parents[2] / "dags"
     text = (dags / "ett_forecast.amml").read_text()
-    assert "limit=14400" in text and "holdout=3216" in text and "train_lstm model=params.model, holdout=3216\n" in text
+    assert "limit=14400" in text and "holdout=2880" in text and "train_lstm model=params.model, holdout=2880\n" in text
     small = text.replace("limit=14400", "limit=1200").replace("fit_rows=8640", "fit_rows=700")
-    small = small.replace("holdout=3216", "holdout=400, epoch=1")
+    small = small.replace("holdout=2880", "holdout=400, epoch=1")
     config = RunConfig.from_environment(model_paths=[dags / "models"], runs_dir=tmp_path / "runs")
     program = compile_source(small, "ett_forecast.amml", cache=ProgramCache())
     run_pipeline(program.pipelines[0], run_params={"model": "ett_h24:0.1"}, config=config, mode="single")
