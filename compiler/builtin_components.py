@@ -85,6 +85,13 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("id", "str", "name of the data source in the catalog, e.g. `ett`"),
             *_WINDOW,
             param("warmup", "int", "records before the window's start to read too (context for windowed models)", 0),
+            param(
+                "warmup_for",
+                "str",
+                "a registered model (`ett@champion`): read as many records before the window's start as its "
+                "forecasts read (its history - 1), when that is more than `warmup`",
+                None,
+            ),
             param("cols", "list[str]", "columns to read; default: all", None),
             param("limit", "int", "read at most this many records", None),
         ),

@@ -64,6 +64,11 @@ class CatalogSource(AbstractIngress):
                 raise PipelineError(f"`source {name}={value!r}`: expected a whole number ≥ 0", hint=f"e.g. {name}=24")
         start, end = p["start"], p["end"]
         config = self.context.config
+        warmup = int(p["warmup"])
+        if p["warmup_for"] is not None:  # the model that forecasts from these records: its history before the window
+            from .scaler_stats import stored_history
+
+            warmup = max(warmup, stored_history(p["warmup_for"], config) - 1)
         if start is None and end is None and config.data_interval:
             start, end = config.data_interval  # a scheduled/backfilled run reads its window
         from airflow_amml.runtime.executor import Batching
@@ -72,7 +77,7 @@ class CatalogSource(AbstractIngress):
             p["id"],
             start=start,
             end=end,
-            warmup=int(p["warmup"]),
+            warmup=warmup,
             cols=p["cols"],
             config=config,
             # the executor's batch size: rebatch passes these frames through as they are

@@ -598,11 +598,12 @@ class LstmPredict(AbstractProgress):
         if 0 < self.records_in < history:  # not an error (an interval may be short), but never silent
             log.warning(
                 "lstm: the stream had %d records; %s reads %d per forecast, so nothing was forecast (read more "
-                "records before the interval: `source ... warmup=%d`)",
+                "records before the interval: `source ... warmup=%d`, or `warmup_for=%r`, which follows the model)",
                 self.records_in,
                 self.spec.ref,
                 history,
                 history - 1,
+                self.params["model"],
             )
         if self.params["origins"] != "last" or self.tail is None or len(self.tail) < history:
             return None

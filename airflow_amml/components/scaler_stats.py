@@ -2,7 +2,8 @@
 
 A scaler attaches its statistics to every batch it emits (``batch.attrs[SCALER_ATTR]``: the scaler's kind
 and each column's statistics); ``train_lstm`` stores them with the model version it registers, and
-``minmax_scaler model=...`` / ``minmax_inverse model=...`` read them back with :func:`stored_scaler`.
+``minmax_scaler model=...`` / ``minmax_inverse model=...`` read them back with :func:`stored_scaler`;
+`source warmup_for=...` reads how many records a version's forecasts read with :func:`stored_history`.
 Both the scalers and the model components import this module, and it imports neither.
 
 :func:`run_model_ref` is how every component that reads a registered model (`lstm`, the scalers,
@@ -63,3 +64,20 @@ def stored_scaler(model_ref: str, config: RunConfig) -> dict[str, Any]:
     if not entry.scaler:
         raise PipelineError(f"model {entry.ref} was registered without scaler statistics")
     return entry.scaler
+
+
+def stored_history(model_ref: str, config: RunConfig) -> int:
+    """The records one forecast of a registered model version reads (its definition's window, and the past its
+    seasonal means reach back to): what `source warmup_for=...` reads before the window, less one."""
+    from airflow_amml.models.spec import parse_model_spec
+    from airflow_amml.registry import ModelRegistry, RegistryError
+
+    registry = ModelRegistry.from_config(config)
+    try:
+        entry = registry.resolve(run_model_ref("source", model_ref, config))
+        text = registry.get_definition(entry.definition)
+    except RegistryError as exc:
+        raise PipelineError(
+            f"`source warmup_for={model_ref!r}`: {exc.message}", hint=fanout_hint(model_ref, config, exc.hint)
+        ) from exc
+    return parse_model_spec(text, entry.definition).training.history  # checked when it was registered

@@ -246,6 +246,18 @@ def test_train_lstm_holds_out_registers_and_ett_predict_serves_with_the_history(
     assert len(day) == 24 and day["date"].iloc[0] == "2016-08-10 00:00:00"
     expected = kb.predict(model, spec, scaled.iloc[first - 191 : first + 24])[:, 0]
     np.testing.assert_allclose(day["prediction"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    # `warmup_for=` reads the history the version's definition needs: the same day, the same forecasts
+    served = tmp_path / "served.csv"
+    run(
+        "source id='ett', start='2016-08-10', end='2016-08-11', warmup_for='seas@champion' "
+        f"| minmax_scaler model='seas' | lstm model='seas' | csv_sink path='{served}'"
+    )
+    pd.testing.assert_frame_equal(pd.read_csv(served), day)
+    from airflow_amml.runtime.errors import PipelineError
+
+    with pytest.raises(PipelineError, match=r"source warmup_for='nope@champion'.*nope") as missing:
+        run("source id='ett', start='2016-08-10', end='2016-08-11', warmup_for='nope@champion' | print")
+    assert missing.value.hint, "says what to do"
 
     # without the warm-up the day is shorter than one forecast's history: nothing is written, and the log says why
     short = tmp_path / "short.csv"
