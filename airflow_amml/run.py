@@ -56,6 +56,7 @@ def run_program(
     :param items_out: filled with {pipeline: its `items` sink's list} for each pipeline that has one
     """
     from airflow_amml.components.items import ITEMS_FILE_PARAM
+    from airflow_amml.components.scaler_stats import pin_models
 
     run_params = {**(program.dag or {}).get("params", {}), **(params or {})}
     run_params.pop(ITEMS_FILE_PARAM, None)  # only the run names that file
@@ -64,10 +65,11 @@ def run_program(
     results = []
     for pipeline in chosen:
         bound = {**run_params, **item_params(pipeline, config)}
+        pinned = pin_models(pipeline, bound, config)  # one version of each model for the whole run
         if not _has_items_sink(pipeline):
-            results.append(run_pipeline(pipeline, run_params=bound, config=config, mode=mode, filename=filename))
+            results.append(run_pipeline(pipeline, run_params=bound, config=pinned, mode=mode, filename=filename))
             continue
-        result, items = _run_collecting(pipeline, bound, config, mode, filename)
+        result, items = _run_collecting(pipeline, bound, pinned, mode, filename)
         results.append(result)
         if items_out is not None:
             items_out[pipeline.name] = items

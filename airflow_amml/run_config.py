@@ -112,6 +112,9 @@ class RunConfig:
     :param max_processes: the most processes one run's pipeline may use (adjacent stages share a process
         beyond it) — env ``AMML_MAX_PROCESSES``, else the dag block's ``max_processes``; None: one process per
         component.
+    :param model_pins: the registered-model references this run's components read, each resolved once when the
+        run starts (``{"ett@champion": "ett/3"}``), so that an alias moved meanwhile (a retraining promoting) does
+        not give the scaler one version and the model another — filled by :func:`airflow_amml.run.run_program`.
     """
 
     home: Path = field(default_factory=_default_home)
@@ -137,6 +140,7 @@ class RunConfig:
     train_memory_limit: int = DEFAULT_TRAIN_MEMORY
     item: tuple[str, str | int | float] | None = None
     max_processes: int | None = None
+    model_pins: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Normalise what callers may give loosely (a str for a Path, a list for a tuple) and check the rest:
@@ -151,6 +155,7 @@ class RunConfig:
         self._set("sources", _frozen({str(k): _frozen(dict(v)) for k, v in dict(self.sources).items()}))
         self._set("databases", _frozen({str(k): str(v) for k, v in dict(self.databases).items()}))
         self._set("webhooks", _frozen({str(k): str(v) for k, v in dict(self.webhooks).items()}))
+        self._set("model_pins", _frozen({str(k): str(v) for k, v in dict(self.model_pins).items()}))
         for name, url in self.webhooks.items():
             if not url.lower().startswith(("http://", "https://")):
                 raise PipelineError(

@@ -96,6 +96,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("limit", "int", "read at most this many records", None),
         ),
         impl=f"{_INGRESS}:CatalogSource",
+        reads_models=("warmup_for",),
     ),
     ComponentSpec(
         "logsource",
@@ -156,6 +157,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("fit_rows", "int", "fit on the first N records only; default: the whole stream", None),
         ),
         impl=f"{_SCALERS}:MinMaxScaler",
+        reads_models=("model",),
     ),
     ComponentSpec(
         "zscore_scaler",
@@ -167,6 +169,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param("fit_rows", "int", "fit on the first N records only; default: the whole stream", None),
         ),
         impl=f"{_SCALERS}:ZScoreScaler",
+        reads_models=("model",),
     ),
     ComponentSpec(
         "minmax_inverse",
@@ -174,6 +177,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         "Undo `minmax_scaler` with the statistics of the scaler upstream or of a model version.",
         (_COLS, _STATS_FROM),
         impl=f"{_SCALERS}:MinMaxInverse",
+        reads_models=("model",),
     ),
     ComponentSpec(
         "zscore_inverse",
@@ -181,6 +185,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
         "Undo `zscore_scaler` with the statistics of the scaler upstream or of a model version.",
         (_COLS, _STATS_FROM),
         impl=f"{_SCALERS}:ZScoreInverse",
+        reads_models=("model",),
     ),
     ComponentSpec(
         "stats",
@@ -249,6 +254,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
                   "difference between the input's times", None),
         ),
         impl=f"{_LSTM}:LstmPredict",
+        reads_models=("model",),
     ),
     # ---- anomaly detection ----------------------------------------------------------------------
     ComponentSpec(
@@ -365,6 +371,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             *_detector_params("flag at this score or more; default 0.5 (the dynamic threshold)", cols=False),
         ),
         impl=f"{_DETECT}:ResidualDetector",
+        reads_models=("model",),
     ),
     ComponentSpec(
         "anomaly_likelihood",

@@ -85,6 +85,8 @@ class ComponentSpec:
     ``impl`` is the ``module:Class`` path of the runtime implementation, imported only when run.
     ``emits`` and ``listens`` name the ``str`` parameter whose value is the event this component sends
     (alert's ``event``) or waits for (snapshot's ``on``): the executor wires event queues by them.
+    ``reads_models`` names the ``str`` parameters whose value is a registered model (``ett@champion``): a run
+    resolves each once, when it starts, so that every component of the run reads the same version.
     """
 
     name: str
@@ -96,16 +98,19 @@ class ComponentSpec:
     extra_doc: str = ""
     emits: str | None = None
     listens: str | None = None
+    reads_models: tuple[str, ...] = ()
     _by_name: dict[str, ParamSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {p.name: p for p in self.params})
-        for role, name in (("emits", self.emits), ("listens", self.listens)):
+        roles = [("emits", self.emits, "the event's name"), ("listens", self.listens, "the event's name")]
+        roles += [("reads_models", name, "a registered model") for name in self.reads_models]
+        for role, name, value in roles:
             declared = self._by_name.get(name) if name is not None else None
             if name is not None and (declared is None or declared.type is not ParamType.STR):
                 raise ValueError(
                     f"component `{self.name}` declares {role}={name!r}, which must name one of its `str` "
-                    f"parameters (the one whose value is the event's name)"
+                    f"parameters (the one whose value is {value})"
                 )
 
     def param(self, name: str) -> ParamSpec | None:

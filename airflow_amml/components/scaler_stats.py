@@ -12,6 +12,10 @@ Both the scalers and the model components import this module, and it imports nei
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_amml.run_config import RunConfig
@@ -19,19 +23,60 @@ from airflow_amml.sdk import PipelineError
 
 SCALER_ATTR = "amml.scaler"
 
+log = logging.getLogger(__name__)
+
 
 def run_model_ref(component: str, model_ref: str, config: RunConfig) -> str:
     """The reference a component reads in this run: ``model_ref`` itself, or in a fanned-out run the item's
-    model (`nab@champion` → `nab.<item slug>@champion`, as `train_lstm` registered it in a fan-out)."""
-    if config.item is None:
-        return model_ref
-    from airflow_amml.registry.errors import RegistryError
-    from airflow_amml.registry.names import item_ref
+    model (`nab@champion` → `nab.<item slug>@champion`, as `train_lstm` registered it in a fan-out); then the
+    version it was pinned to when the run started (``config.model_pins``: `ett@champion` → `ett/3`)."""
+    ref = model_ref
+    if config.item is not None:
+        from airflow_amml.registry.errors import RegistryError
+        from airflow_amml.registry.names import item_ref
 
+        try:
+            ref = item_ref(model_ref, config.item[1])
+        except RegistryError as exc:
+            raise PipelineError(f"`{component} model={model_ref!r}`: {exc.message}", hint=exc.hint) from None
+    return config.model_pins.get(ref, ref)
+
+
+def pin_models(pipeline: Any, run_params: Mapping[str, Any], config: RunConfig) -> RunConfig:
+    """``config`` with each registered model the pipeline's components read (their ``reads_models``
+    parameters: `lstm model=`, the scalers', `source warmup_for=`…) resolved once, now, to the version it
+    names (``model_pins``): an alias moved while the run goes on (a retraining promoting) cannot give the
+    scaler one version and the model another. A reference that does not resolve is left to the component,
+    whose error says what to do; a pipeline that reads no registered model does not load the registry."""
+    from airflow_amml.runtime.plan import make_plan
+    from compiler import vm
+
+    wanted = []
+    for stage in make_plan(pipeline):
+        if not stage.spec.reads_models or stage.callback is None:
+            continue
+        try:
+            params = vm.eval_static(stage.callback, dict(run_params))
+            wanted += [
+                run_model_ref(stage.name, params[name], config)
+                for name in stage.spec.reads_models
+                if isinstance(params.get(name), str)
+            ]
+        except Exception:  # the component evaluates them again and names what is wrong
+            continue
+    if not wanted:
+        return config
+    pins = dict(config.model_pins)
     try:
-        return item_ref(model_ref, config.item[1])
-    except RegistryError as exc:
-        raise PipelineError(f"`{component} model={model_ref!r}`: {exc.message}", hint=exc.hint) from None
+        from airflow_amml.registry import ModelRegistry
+
+        registry = ModelRegistry.from_config(config)
+        for ref in dict.fromkeys(wanted):
+            with contextlib.suppress(Exception):  # not found, not ready: the component's error says what to do
+                pins[ref] = registry.resolve(ref).ref
+    except Exception:  # an unreachable registry: the components report it, with a hint
+        log.debug("could not pin the run's models; each component resolves its own", exc_info=True)
+    return dataclasses.replace(config, model_pins=pins)
 
 
 def fanout_hint(model_ref: str, config: RunConfig, hint: str | None) -> str | None:
