@@ -81,9 +81,10 @@ def estimate_training(spec: ModelSpec, rows: int | None = None, batch_size: int 
     per_example = t.window * channels + (per_example - t.window * channels) * copies
     if t.solver == "least_squares":  # no gradients, optimizer state or batches: the normal equations instead
         inputs = t.window * channels + 1
-        # the Gram matrix XᵀX and its copy in the solve (float64), XᵀY; a chunk of windows in float64
+        # the Gram matrix XᵀX and its copy in the solve, or the product XcᵀXc added to it (float64), XᵀY; a
+        # chunk of windows in float64, and as much again for its copy while it is centred
         parameter_bytes = (2 * inputs * inputs + 2 * inputs * t.horizon) * 8
-        activation_bytes = LEAST_SQUARES_CHUNK_BYTES
+        activation_bytes = 2 * LEAST_SQUARES_CHUNK_BYTES
     else:
         parameter_bytes = parameters * 4 * state
         activation_bytes = batch * per_example * 4 * 2

@@ -258,12 +258,32 @@ def test_unknown_solver_and_round_trip():
     assert gradient.training.solver == "gradient" and "solver" not in gradient.to_dict()["training"]
 
 
-def test_the_budget_counts_the_normal_equations_not_the_optimizer():
+@pytest.mark.parametrize("chunk", [1 << 20, 4 << 20])
+def test_the_budget_bounds_what_the_solve_allocates(monkeypatch, chunk):
+    """The training budget's estimate of a solve (the normal equations, not an optimizer's state) is at least
+    what the solve allocates, traced by tracemalloc (numpy reports its buffers to it), and not far above it."""
+    import tracemalloc
+
+    from airflow_amml.models import budget
     from airflow_amml.models.spec import estimate_training
 
-    spec = linear("features: [OT, load]")  # 4 records x 2 channels + the bias = 9 inputs, 2 outputs
+    monkeypatch.setattr(kb, "LEAST_SQUARES_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(budget, "LEAST_SQUARES_CHUNK_BYTES", chunk)
+    text = LINEAR.replace("window: 4", "window: 512").replace("EXTRA", "features: [OT, load]").replace("HEADS", "")
+    spec = parse_model_spec(text)  # 512 records x 2 channels and the bias: an 8 MiB Gram matrix
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 512, 2)).astype(np.float32)
+    y = rng.standard_normal((3000, 2)).astype(np.float32)
     estimate = estimate_training(spec)
-    assert estimate.parameter_bytes == (2 * 9 * 9 + 2 * 9 * 2) * 8
+    tracemalloc.start()
+    try:
+        kb.solve_least_squares(x, y, l2=0.05)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    solve_bytes = estimate.parameter_bytes + estimate.activation_bytes
+    assert peak <= solve_bytes <= 1.5 * peak
+    assert estimate.parameter_bytes < 2 * peak, "no optimizer state counted"
 
 
 LS_MODEL = """
