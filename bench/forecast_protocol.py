@@ -24,7 +24,9 @@ Each shipped model (``dags/models/*.yaml`` whose horizon is one of ``--horizons`
 ``airflow_amml.models.keras_builder.train`` as ``train_lstm`` trains it — with the YAML's settings —, on the
 training rows, validated (early stopping, learning-rate plateaus) on the validation rows (a ``solver:
 least_squares`` model is solved on the training rows alone, as ``train_lstm`` solves it), and scored on the
-test windows. Printed: one table H × model (MSE/MAE), then each model's ratios to NLinear (L = 336).
+test windows. Printed: one table H × model (MSE/MAE), then each model's ratios to NLinear (L = 336), then
+the coverage on the test windows of each model's conformal prediction intervals (``lstm level=``) calibrated
+on its validation windows as ``train_lstm`` calibrates them on a hold-out (``conformal_intervals``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Score:
     mse: float
     mae: float
     note: str = ""
+    coverage: dict[str, float] | None = None  # conformal level → share of test (window, step) errors inside
 
 
 def load_scaled() -> pd.DataFrame:
@@ -117,19 +120,30 @@ def shipped_model(path: Path, scaled: pd.DataFrame, epochs: int | None) -> tuple
         validation = scaled.iloc[TRAIN - t.history : VALID]
         model, history = keras_builder.train(spec, scaled.iloc[:TRAIN], epochs=epochs, validation=validation)
     seconds = time.perf_counter() - wall, time.process_time() - started
-    scores = {}
+    scores, errors = {}, {}
     for part, (lo, hi) in {"validation": (TRAIN, VALID), "test": (VALID, TEST)}.items():
         rows = scaled.iloc[lo - t.history : hi]  # the records the first forecast reads come before the rows
         _, y, last = keras_builder.make_windows(rows, spec)
         truth = y.astype(np.float64) + (last[:, None] if t.predict == "delta" else 0.0)
-        scores[part] = score(keras_builder.predict(model, spec, rows)[: len(truth)], truth)
+        predicted = keras_builder.predict(model, spec, rows)[: len(truth)]
+        scores[part], errors[part] = score(predicted, truth), np.abs(predicted - truth)
     val = scores["validation"]
+    coverage = _conformal_coverage(errors["validation"], errors["test"])
     steps = "solved by least squares" if t.solver == "least_squares" else f"{len(history)} epochs"
     note = (
         f"{steps}, validation MSE/MAE {val.mse:.5f}/{val.mae:.5f} (what it was chosen on), "
         f"{seconds[0]:.0f} s wall, {seconds[1]:.0f} s CPU"
     )
-    return spec.ref, t.horizon, Score(scores["test"].mse, scores["test"].mae, note)
+    return spec.ref, t.horizon, Score(scores["test"].mse, scores["test"].mae, note, coverage)
+
+
+def _conformal_coverage(calibration: np.ndarray, test: np.ndarray) -> dict[str, float]:
+    """Each level's share of the test errors [windows, H] within the half-widths the calibration errors give."""
+    from airflow_amml.components.evaluation import HoldoutErrors, conformal_intervals
+
+    n, horizon = calibration.shape
+    intervals = conformal_intervals(HoldoutErrors(n, np.zeros(horizon), np.zeros(horizon), abs_errors=calibration))
+    return {level: float(np.mean(test <= np.asarray(w))) for level, w in intervals.get("levels", {}).items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -188,6 +202,13 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{h:>4}  {name:<{width}}  {s.mse / ref.mse:6.3f} / {s.mae / ref.mae:6.3f}")
     for name, note in notes.items():
         print(f"{name}: {note}")
+    covered = [(h, name, s.coverage) for h in horizons for name, s in results[h].items() if s.coverage]
+    if covered:
+        levels = list(covered[0][2])
+        print("\nconformal intervals calibrated on the validation windows: share of test errors inside (nominal %)")
+        print(f"{'H':>4}  {'model':<{width}}  " + "  ".join(f"{level:>6}" for level in levels))
+        for h, name, cov in covered:
+            print(f"{h:>4}  {name:<{width}}  " + "  ".join(f"{100 * cov.get(lv, np.nan):6.1f}" for lv in levels))
 
 
 if __name__ == "__main__":

@@ -252,6 +252,9 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
                   "timestamp/date/time", None),
             param("freq", "str", "time between records, e.g. '1h' (layout='long'); default: the most common "
                   "difference between the input's times", None),
+            param("level", "list[float]", "prediction intervals of these coverages in % (e.g. [80, 95]): columns "
+                  "`<output>_lo_80`/`<output>_hi_80` from the version's conformal half-widths (its hold-out errors; "
+                  "stored for 50, 80, 90, 95 and 99)", None),
         ),
         impl=f"{_LSTM}:LstmPredict",
         reads_models=("model",),

@@ -18,6 +18,7 @@ gate compares the mean over the steps both forecast.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,11 @@ class HoldoutErrors:
     mse: np.ndarray
     mae_scaled: np.ndarray | None = None
     mse_scaled: np.ndarray | None = None
+    # repeat-the-last-value's errors on the same forecasts (the naive baseline of darts and statsforecast)
+    last_mae: np.ndarray | None = None
+    last_mse: np.ndarray | None = None
+    # each forecast's absolute error per step, [windows, H], in the model's (scaled) units: for the intervals
+    abs_errors: np.ndarray | None = None
 
     @property
     def horizon(self) -> int:
@@ -117,22 +123,28 @@ def holdout_errors(
         )
     # predict's row i is the forecast made at record history - 1 + i
     predicted = keras_builder.predict(model, spec, frame)[origins - (t.history - 1)]
-    actual = frame[t.target].to_numpy(dtype=np.float64)[origins[:, None] + np.arange(1, t.horizon + 1)[None, :]]
+    target = frame[t.target].to_numpy(dtype=np.float64)
+    actual = target[origins[:, None] + np.arange(1, t.horizon + 1)[None, :]]
+    last = np.repeat(target[origins][:, None], t.horizon, axis=1)  # repeat-last, from the same origins
     m = len(origins)
     kind = (model_scaler or {}).get("kind", "minmax")
     stats = (model_scaler or {}).get("columns", {}).get(t.target)
-    if not stats or kind not in SCALER_KINDS:
-        error = predicted - actual
-        return HoldoutErrors(m, np.abs(error).mean(axis=0), np.square(error).mean(axis=0))
     scaled = predicted - actual
-    error = to_original(predicted, kind, stats) - to_original(actual, kind, stats)
+    if not stats or kind not in SCALER_KINDS:
+        naive = last - actual
+        mae, mse = _mean_errors(scaled)
+        return HoldoutErrors(m, mae, mse, None, None, *_mean_errors(naive), np.abs(scaled))
+    original = to_original(actual, kind, stats)
+    error = to_original(predicted, kind, stats) - original
+    naive = to_original(last, kind, stats) - original
     return HoldoutErrors(
-        m,
-        np.abs(error).mean(axis=0),
-        np.square(error).mean(axis=0),
-        np.abs(scaled).mean(axis=0),
-        np.square(scaled).mean(axis=0),
+        m, *_mean_errors(error), *_mean_errors(scaled), *_mean_errors(naive), abs_errors=np.abs(scaled)
     )
+
+
+def _mean_errors(error: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(MAE, MSE) of each step: the means over the forecasts (rows) of ``error``."""
+    return np.abs(error).mean(axis=0), np.square(error).mean(axis=0)
 
 
 def reported_steps(horizon: int) -> list[int]:
@@ -144,16 +156,43 @@ def reported_steps(horizon: int) -> list[int]:
 
 def holdout_metrics(errors: HoldoutErrors) -> dict[str, float]:
     """The registry's metrics of hold-out errors: ``holdout_mae``/``holdout_mse`` (original units, mean over
-    the steps) and ``holdout_mae_scaled``/``holdout_mse_scaled`` (the model's scaled units, as the papers
-    report them); a horizon model adds each of them for steps 1, 2, 4, …, H (``holdout_mae_h24``)."""
+    the steps), ``holdout_mae_scaled``/``holdout_mse_scaled`` (the model's scaled units, as the papers
+    report them), ``holdout_mae_vs_last``/``holdout_mse_vs_last`` (over repeat-the-last-value's on the same
+    forecasts: below 1 beats it); a horizon model adds the first four for steps 1, 2, 4, …, H
+    (``holdout_mae_h24``)."""
     series = {"mae": errors.mae, "mse": errors.mse}
     if errors.mae_scaled is not None and errors.mse_scaled is not None:
         series |= {"mae_scaled": errors.mae_scaled, "mse_scaled": errors.mse_scaled}
     metrics = {f"holdout_{name}": float(np.mean(values)) for name, values in series.items()}
+    for name, last in (("mae", errors.last_mae), ("mse", errors.last_mse)):
+        if last is not None and np.mean(last) > 0:  # below 1: better than repeating the last value
+            metrics[f"holdout_{name}_vs_last"] = metrics[f"holdout_{name}"] / float(np.mean(last))
     if errors.horizon > 1:
         for step in reported_steps(errors.horizon):
             metrics |= {f"holdout_{name}_h{step}": float(values[step - 1]) for name, values in series.items()}
     return metrics
+
+
+INTERVAL_LEVELS = (50, 80, 90, 95, 99)  # the coverages (%) a version stores its intervals for
+
+
+def conformal_intervals(errors: HoldoutErrors) -> dict[str, Any]:
+    """Split-conformal prediction intervals from the hold-out (as statsforecast's ``ConformalIntervals``
+    computes them from its cross-validation windows): for coverage L % and each step, the half-width
+    ``q`` is the ``ceil((n + 1) · L / 100)``-th smallest of the n forecasts' absolute errors, so that
+    ``forecast ± q`` covers at least L % of them (of new ones too when the errors are exchangeable; those of
+    a series' neighbouring windows are correlated, so the coverage is approximate). A level that needs more
+    forecasts than there are is left out. In the model's scaled units; ``{}`` without the errors."""
+    if errors.abs_errors is None or not len(errors.abs_errors):
+        return {}
+    ranked = np.sort(errors.abs_errors, axis=0)
+    n = len(ranked)
+    levels = {}
+    for level in INTERVAL_LEVELS:
+        k = math.ceil((n + 1) * level / 100)
+        if k <= n:
+            levels[str(level)] = [float(q) for q in ranked[k - 1]]
+    return {"method": "split conformal, hold-out", "forecasts": n, "levels": levels} if levels else {}
 
 
 @dataclass(frozen=True)

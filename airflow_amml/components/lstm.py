@@ -136,6 +136,7 @@ class TrainLstm(AbstractProgress):
         self.epochs_total = 1 if solved else self.params["epoch"] or self.spec.training.epochs
         self.note: str | None = None
         self.gate: tuple[float, float, int] | None = None  # (new, current) hold-out MAE over `steps` steps
+        self.step_errors: Any = None  # the new model's HoldoutErrors, when there is a hold-out
 
     def progress_note(self) -> str | None:
         return self.note
@@ -325,6 +326,7 @@ class TrainLstm(AbstractProgress):
         records, labels_from = with_context(trained_on, holdout, reach)
         own = forecast_origins(len(records), labels_from, t.history, t.horizon)
         errors = holdout_errors(model, self.spec, records, self.scaler, self.scaler, own)
+        self.step_errors = errors  # for the plot of the errors by step
         result: dict[str, Any] = {"holdout_records": len(holdout), **holdout_metrics(errors)}
         if champion is not None:
             theirs_t = champion.spec.training
@@ -427,8 +429,8 @@ class TrainLstm(AbstractProgress):
     ) -> Any:
         from airflow_amml.models import keras_builder
 
-        from .evaluation import with_context
-        from .plots import plot_loss, plot_prediction
+        from .evaluation import conformal_intervals, with_context
+        from .plots import plot_loss, plot_prediction, plot_step_errors
 
         out = run_output_dir(self.context.config, self.model_name)
         model_file = keras_builder.save_model(model, out / "model.keras")
@@ -453,6 +455,10 @@ class TrainLstm(AbstractProgress):
             "loss": plot_loss(history, out / "loss.png", self.spec.ref, self.spec.training.loss),
             "prediction": plot_prediction(tail, predicted, self.spec, out / "prediction.png", self.scaler, which),
         }
+        if horizon > 1 and self.step_errors is not None:
+            target = self.spec.training.target
+            units = f"{target}, original units" if self.step_errors.mae_scaled is not None else target
+            plots["steps"] = plot_step_errors(self.step_errors, out / "steps.png", self.spec.ref, units)
         final = history[-1]
         metrics = {
             "loss": final["loss"],
@@ -472,6 +478,7 @@ class TrainLstm(AbstractProgress):
                 plots=plots,
                 lineage=self.context.config.lineage,
                 params=self.training_params(model, history),
+                intervals=conformal_intervals(self.step_errors) if self.step_errors is not None else None,
                 tags=None if item is None else {item[0]: str(item[1])},  # e.g. series=nab/realKnownCause/nyc_taxi
             )
         except RegistryError as exc:
@@ -546,7 +553,32 @@ class LstmPredict(AbstractProgress):
         self.version_column: str | None = None  # chosen at the first batch, from the columns it has
         self.freq = self._given_freq()  # layout='long': the time between records (inferred when not given)
         self.last_attrs: dict[str, Any] = {}  # origins='last': the attrs of the last batch (its scaler)
+        self.widths = self._interval_widths()  # level= : {label: half-width per step}, in the scaled units
         log.info("lstm: loaded %s (%s) for %s", self.entry.ref, self.entry.definition, self.params["model"])
+
+    def _interval_widths(self) -> dict[str, np.ndarray]:
+        """`level=[80, 95]`: the half-widths the version stores for each coverage (its conformal intervals),
+        by the label its columns carry (`80`, `97.5`)."""
+        levels = self.params["level"]
+        if not levels:
+            return {}
+        stored = self.entry.intervals.get("levels", {})
+        if not stored:
+            raise PipelineError(
+                f"`lstm level={list(levels)}`: {self.entry.ref} has no prediction intervals (they are computed "
+                "on the hold-out of the training)",
+                hint="train it with a hold-out (`train_lstm holdout=N`), or leave out level=",
+            )
+        widths = {}
+        for level in levels:
+            label = f"{float(level):g}"
+            if label not in stored:
+                raise PipelineError(
+                    f"`lstm level={list(levels)}`: {self.entry.ref} has intervals for {', '.join(stored)} % only",
+                    hint=f"e.g. level=[{next(iter(stored))}]",
+                )
+            widths[label] = np.asarray(stored[label], dtype=np.float64)
+        return widths
 
     def progress_note(self) -> str | None:
         return f"model {self.entry.ref}"
@@ -628,13 +660,18 @@ class LstmPredict(AbstractProgress):
         output = self.params["output"]
         if long:
             out = self._long_rows(joined, forecasts)
+            for label, width in self.widths.items():  # a step's half-width on each of its rows
+                out[f"{output}_lo_{label}"] = out[output] - np.tile(width, len(forecasts))
+                out[f"{output}_hi_{label}"] = out[output] + np.tile(width, len(forecasts))
         else:
             out = joined.iloc[window - 1 :].copy()
-            if forecasts.shape[1] == 1:
-                out[output] = forecasts[:, 0]
-            else:
-                for step in range(forecasts.shape[1]):
-                    out[f"{output}_{step + 1}"] = forecasts[:, step]
+            one = forecasts.shape[1] == 1
+            for step in range(forecasts.shape[1]):
+                name = output if one else f"{output}_{step + 1}"
+                out[name] = forecasts[:, step]
+                for label, width in self.widths.items():
+                    out[f"{name}_lo_{label}"] = forecasts[:, step] - width[step]
+                    out[f"{name}_hi_{label}"] = forecasts[:, step] + width[step]
         if self.version_column is None:
             taken = MODEL_VERSION_COLUMN in out.columns
             self.version_column = f"{output}_{MODEL_VERSION_COLUMN}" if taken else MODEL_VERSION_COLUMN

@@ -1,7 +1,8 @@
 """The paper's figures as PNG files: loss per epoch (Fig. 16) and prediction vs label (Fig. 17; for a
-horizon model, a fan: the next H records forecast from a few origins).
+horizon model, a fan: the next H records forecast from a few origins); for a horizon model with a hold-out,
+its error at each step ahead beside repeat-the-last-value's.
 
-Both figures have the same size, so that the version page shows them side by side. The prediction plot is in
+The figures have the same size, so that the version page shows them side by side. The prediction plot is in
 the label's original units: :func:`prediction_series` undoes the scaling the model was trained on (the
 min-max or z-score statistics `train_lstm` stores with the version), and puts the records' time stamps on the
 x axis when they have a time column.
@@ -63,6 +64,24 @@ def draw_loss(ax: Any, history: list[dict[str, Any]], title: str, loss: str | No
     if epochs:  # half an epoch of margin: one epoch sits in the middle above its tick, not on 0.96 … 1.04
         ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     ax.set(xlabel="epoch", ylabel=f"loss ({loss})" if loss else "loss", title=f"{title}: loss per epoch")
+
+
+def plot_step_errors(errors: Any, path: Path, title: str, units: str) -> Path:
+    """A horizon model's hold-out MAE at each step ahead, and repeat-the-last-value's on the same forecasts
+    (:class:`~.evaluation.HoldoutErrors`; in the target's original units, `units` names them)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    steps = np.arange(1, errors.horizon + 1)
+    ax.plot(steps, errors.mae, label="model")
+    if errors.last_mae is not None:
+        ax.plot(steps, errors.last_mae, linestyle="--", label="repeat the last value")
+    ax.set(
+        xlabel="steps ahead",
+        ylabel=f"MAE ({units})",
+        title=f"{title}: hold-out error by step ({errors.windows:,} forecasts)",
+    )
+    ax.set_xlim(0.5, errors.horizon + 0.5)
+    return _save(plt, fig, ax, path)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@
     lineage    dag_id, run_id, task_id up to 250 characters, data interval bounds up to 40, source hash up to 64;
                no control characters
     scaler     JSON of at most 1 MB
+    intervals  prediction intervals: up to 10 coverages in (0, 100) %, each a list of half-widths ≥ 0 per step;
+               JSON of at most 1 MB
     plots      up to 20, named by NAME_PATTERN
 
 The limits match the columns (so PostgreSQL never truncates or refuses a value half-way through a
@@ -89,18 +91,44 @@ def check_lineage_fields(fields: Mapping[str, object]) -> None:
 
 def scaler_json(scaler: Mapping[str, Any] | None) -> str | None:
     """The scaler statistics as JSON text, refused when they cannot be stored or are unreasonably large."""
-    if not scaler:
+    return _json_text(scaler, "scaler statistics", "scale fewer columns")
+
+
+def intervals_json(intervals: Mapping[str, Any] | None) -> str | None:
+    """Prediction intervals as JSON text: ``levels`` maps a coverage (``"80"``, a number of percent below 100)
+    to one finite half-width ≥ 0 per step; at most 10 levels."""
+    if not intervals:
         return None
-    if not isinstance(scaler, Mapping):
-        raise InvalidValueError(f"scaler statistics must be a mapping; got {type(scaler).__name__}")
+    levels = intervals.get("levels") if isinstance(intervals, Mapping) else None
+    if not isinstance(levels, Mapping) or not 0 < len(levels) <= 10:
+        raise InvalidValueError("prediction intervals need `levels`: 1 to 10 coverages, each with its half-widths")
+    for level, widths in levels.items():
+        try:
+            coverage = float(level)
+        except (TypeError, ValueError):
+            coverage = math.nan
+        if not 0 < coverage < 100:
+            raise InvalidValueError(f"prediction interval level {shown(level)} is not a coverage in (0, 100) %")
+        if not isinstance(widths, list) or not widths:
+            raise InvalidValueError(f"prediction interval level {level}: expected a list of half-widths per step")
+        for width in widths:
+            if isinstance(width, bool) or not isinstance(width, numbers.Real) or not 0 <= width < math.inf:
+                raise InvalidValueError(f"prediction interval level {level}: {shown(width)} is no half-width ≥ 0")
+    return _json_text(intervals, "prediction intervals", "store fewer levels")
+
+
+def _json_text(value: Mapping[str, Any] | None, what: str, hint: str) -> str | None:
+    if not value:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidValueError(f"{what} must be a mapping; got {type(value).__name__}")
     try:
-        text = json.dumps(scaler, sort_keys=True, default=str)
+        text = json.dumps(value, sort_keys=True, default=str)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidValueError(f"scaler statistics cannot be stored as JSON: {exc}") from exc
+        raise InvalidValueError(f"{what} cannot be stored as JSON: {exc}") from exc
     if len(text) > MAX_SCALER_JSON:
         raise InvalidValueError(
-            f"scaler statistics are {len(text)} bytes of JSON; at most {MAX_SCALER_JSON} are allowed",
-            hint="scale fewer columns",
+            f"{what} are {len(text)} bytes of JSON; at most {MAX_SCALER_JSON} are allowed", hint=hint
         )
     return text
 

@@ -54,6 +54,7 @@ from .metadata import (
     check_plot_names,
     check_tags,
     check_text,
+    intervals_json,
     scaler_json,
 )
 from .names import check_alias, check_definition_version, check_name, check_version_number, parse_definition_ref, shown
@@ -81,6 +82,7 @@ class RegisteredVersion:
     metrics: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # what it was trained with ({} before they were kept)
     plots: dict[str, str] = field(default_factory=dict)
+    intervals: dict[str, Any] = field(default_factory=dict)  # prediction intervals ({} before they were kept)
     lineage: Lineage = field(default_factory=Lineage)
     aliases: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
@@ -234,17 +236,19 @@ class ModelRegistry:
         lineage: Lineage | None = None,
         tags: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
+        intervals: Mapping[str, Any] | None = None,
     ) -> RegisteredVersion:
         """Check everything, record the folder about to be written, store the files, verify them, then record
         the version in one transaction. ``params`` are the training parameters (MLflow's params: JSON scalars,
-        like metrics), ``metrics`` what the training measured."""
+        like metrics), ``metrics`` what the training measured, ``intervals`` its prediction intervals
+        (:func:`~airflow_amml.components.evaluation.conformal_intervals`)."""
         check_name(name)
         definition_id = self._definition_id(definition)
         check_plot_names(plots)
         plots = dict(plots or {})
         metrics, params, tags = check_metrics(metrics), check_params(params), check_tags(tags)
         check_lineage_fields(dataclasses.asdict(lineage or Lineage()))
-        scaler_text = scaler_json(scaler)
+        scaler_text, intervals_text = scaler_json(scaler), intervals_json(intervals)
         size, digest = _local_checksum(Path(model_file), "model file")
         for plot_name, plot in plots.items():
             _local_checksum(Path(plot), f"plot {plot_name!r}")
@@ -273,6 +277,7 @@ class ModelRegistry:
                 plot_uris,
                 lineage or Lineage(),
                 tags,
+                intervals_text,
             )
         except BaseException:
             self._abandon_write(key, model_uri)
@@ -327,6 +332,7 @@ class ModelRegistry:
         plots: Mapping[str, str],
         lineage: Lineage,
         tags: Mapping[str, str],
+        intervals: str | None = None,
     ) -> int:
         for attempt in range(VERSION_ALLOCATION_RETRIES):
             try:
@@ -345,6 +351,7 @@ class ModelRegistry:
                             metrics=_json(metrics),
                             params=_json(params),
                             plots=_json(plots),
+                            intervals=intervals,
                             dag_id=lineage.dag_id,
                             run_id=lineage.run_id,
                             task_id=lineage.task_id,
@@ -678,6 +685,7 @@ def _entity(row: ModelVersion, definition: str, aliases: list[str], tags: dict[s
         metrics=_unjson(row.metrics),
         params=_unjson(row.params),
         plots=_unjson(row.plots),
+        intervals=_unjson(row.intervals),
         lineage=Lineage(
             row.dag_id, row.run_id, row.task_id, row.data_interval_start, row.data_interval_end, row.source_hash
         ),

@@ -43,6 +43,7 @@ class ModelVersion(Base):
     metrics: Mapped[str | None] = mapped_column(sa.Text)  # JSON
     params: Mapped[str | None] = mapped_column(sa.Text)  # JSON: the training parameters (None before 0004)
     plots: Mapped[str | None] = mapped_column(sa.Text)  # JSON: name → URI of a PNG
+    intervals: Mapped[str | None] = mapped_column(sa.Text)  # JSON: prediction intervals (None before 0005)
     dag_id: Mapped[str | None] = mapped_column(sa.String(250))
     run_id: Mapped[str | None] = mapped_column(sa.String(250))
     task_id: Mapped[str | None] = mapped_column(sa.String(250))

@@ -30,6 +30,10 @@ METRIC_HELP = {
     "holdout_mse": "mean squared error on the hold-out, like `holdout_mae`",
     "holdout_mae_scaled": "`holdout_mae` in the scaler's units (as forecasting papers report it)",
     "holdout_mse_scaled": "`holdout_mse` in the scaler's units (as forecasting papers report it)",
+    "holdout_mae_vs_last": "`holdout_mae` over the MAE of repeating the last value on the same forecasts "
+    "(the naive forecast): below 1, the model beats it",
+    "holdout_mse_vs_last": "`holdout_mse` over the MSE of repeating the last value on the same forecasts: "
+    "below 1, the model beats it",
     "holdout_records": "records held out of the training to compute `holdout_mae`",
     "epochs": "epochs trained",
     "train_records": "records the model was trained on",

@@ -95,7 +95,8 @@ def test_ett_forecast_predict_writes_the_next_hours_with_the_version(forecast_en
     with engine.connect() as conn:
         rows = pd.read_sql("select * from ett_forecasts order by step", conn, parse_dates=["origin", "date"])
     engine.dispose()
-    assert list(rows.columns) == ["origin", "date", "step", "prediction", "model_version"]
+    intervals = ["prediction_lo_80", "prediction_hi_80", "prediction_lo_95", "prediction_hi_95"]
+    assert list(rows.columns) == ["origin", "date", "step", "prediction", *intervals, "model_version"]
     assert len(rows) == 4, "4 hours, once: the re-run replaced its rows"
     assert (rows["origin"] == pd.Timestamp("2017-11-01 23:00")).all(), "from the interval's last hour"
     assert list(rows["date"]) == list(pd.date_range("2017-11-02 00:00", periods=4, freq="h"))
@@ -120,3 +121,8 @@ def test_ett_forecast_predict_writes_the_next_hours_with_the_version(forecast_en
     change = model.predict((window - window[-1])[None, :, None].astype(np.float32), verbose=0)[0]
     expected = (np.asarray(change, dtype=np.float64) + window[-1]) * std + mean
     assert np.allclose(rows["prediction"].to_numpy(), expected, rtol=1e-5, atol=1e-4)
+    # the intervals: the version's half-widths of each step (z-scaled) in °C, around the forecast
+    for level in ("80", "95"):
+        half = np.asarray(entry.intervals["levels"][level]) * std
+        assert np.allclose(rows[f"prediction_hi_{level}"] - rows["prediction"], half, rtol=1e-4, atol=1e-4)
+        assert np.allclose(rows["prediction"] - rows[f"prediction_lo_{level}"], half, rtol=1e-4, atol=1e-4)

@@ -90,6 +90,8 @@ def test_per_step_errors_of_repeat_last_computed_by_hand():
             "holdout_mse_h2": 25.0,
             "holdout_mae_scaled_h2": 0.25,
             "holdout_mse_scaled_h2": 0.0625,
+            "holdout_mae_vs_last": 1.0,  # it is repeat-last
+            "holdout_mse_vs_last": 1.0,
         }
     )
 
@@ -108,12 +110,23 @@ def test_per_step_errors_of_repeat_last_computed_by_hand():
     assert set(plain) == {
         "holdout_mae",
         "holdout_mse",
+        "holdout_mae_vs_last",
+        "holdout_mse_vs_last",
         "holdout_mae_h1",
         "holdout_mse_h1",
         "holdout_mae_h2",
         "holdout_mse_h2",
     }
     assert plain["holdout_mae_h1"] == pytest.approx(0.625)
+
+    # a model that forecasts a change of +0.25 at both steps, against repeat-last on the same two forecasts:
+    #   at 1: 0.75 for 1.0, 0.25 (errors -0.25, +0.5); at 2: 1.25 for 0.25, 0.75 (errors +1.0, +0.5)
+    #   MAE 0.625, 0.5 (mean 0.5625) vs repeat-last's 0.625, 0.25 (mean 0.4375): 9/7
+    #   MSE 0.53125, 0.25 (mean 0.390625) vs 0.40625, 0.0625 (mean 0.234375): 5/3
+    spec, rising = hand_set_model(REPEAT_LAST, bias=[0.25, 0.25])
+    worse = holdout_metrics(holdout_errors(rising, spec, holdout, minmax, minmax))
+    assert worse["holdout_mae_scaled"] == pytest.approx(0.5625)
+    assert worse["holdout_mae_vs_last"] == pytest.approx(9 / 7) and worse["holdout_mse_vs_last"] == pytest.approx(5 / 3)
 
 
 def test_the_reported_steps_are_bounded_for_long_horizons():
@@ -295,6 +308,7 @@ def test_the_fan_shows_forecasts_from_a_few_origins_in_original_units(tmp_path):
 def test_the_shipped_ett_forecast_dag_trains_a_horizon_model_with_per_step_metrics(tmp_path):
     """dags/ett_forecast.amml as shipped, on fewer rows and one epoch (the shipped run trains for the model's
     own 60): ett_h24 from dags/models, its hold-out scored on every step."""
+    import os
     from pathlib import Path
 
     dags = Path(__file__).resolve().parents[2] / "dags"
@@ -309,6 +323,17 @@ def test_the_shipped_ett_forecast_dag_trains_a_horizon_model_with_per_step_metri
     entry = ModelRegistry.from_config().resolve("ett_h24@champion")
     assert entry.definition == "ett_h24:0.1" and entry.scaler["kind"] == "zscore"
     assert entry.metrics["holdout_records"] == 400 and entry.params["epochs"] == 1
+    # the errors by step beside repeat-last's, a figure the size of the others
+    assert set(entry.plots) == {"loss", "prediction", "steps"}
+    steps_png = Path(entry.plots["steps"].removeprefix("file://")).read_bytes()
+    assert steps_png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(steps_png[16:20], "big"), int.from_bytes(steps_png[20:24], "big")) == (900, 400)
+    # repeat-last from the same origins (records 799 … 1175 of the 1,200, for the 24 hours after each), in °C
+    ot = pd.read_csv(os.environ["AMML_ETT_PATH"])["OT"].to_numpy()[:1200]
+    origins = np.arange(799, 1200 - 24)
+    naive = ot[origins[:, None] + np.arange(1, 25)] - ot[origins][:, None]
+    ratio = entry.metrics["holdout_mse"] / np.mean(naive**2)
+    assert entry.metrics["holdout_mse_vs_last"] == pytest.approx(ratio, rel=1e-6)
     steps = [1, 2, 4, 8, 16, 24]
     for name in ("mae", "mse", "mae_scaled", "mse_scaled"):
         assert all(np.isfinite(entry.metrics[f"holdout_{name}_h{s}"]) for s in steps), name

@@ -116,6 +116,7 @@ def _serving(spec, model):
     component.entry = type("Entry", (), {"ref": "sm/1"})()
     component.params = {"origins": "every", "layout": "wide", "output": "prediction"}
     component.tail, component.version_column, component.freq, component.last_attrs = None, None, None, {}
+    component.widths = {}  # no prediction intervals asked for
     return component
 
 
