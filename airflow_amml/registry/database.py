@@ -17,7 +17,7 @@ from airflow_amml.storage import engine_for
 from .errors import RegistryError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 URL_HINT = "use e.g. postgresql+psycopg://user:password@host/db or sqlite:////absolute/path/registry.db"
 
 

@@ -134,3 +134,34 @@ def test_versions_registered_before_the_params_column_read_as_no_params(tmp_path
     entry = registry.resolve("ett/1")
     assert entry.params == {} and entry.metrics == {"loss": 0.5}
     assert registry.register_version("ett", "ett:0.1", model_file, params={"epochs": 2}).params == {"epochs": 2}
+
+
+@pytest.mark.parametrize("package", ["airflow_amml.registry.database", "airflow_amml.runtime_db"])
+def test_the_head_revision_each_process_checks_is_the_last_migration(package):
+    """A database is upgraded only when its revision differs from HEAD_REVISION: a constant behind the newest
+    migration would leave every database at the old head without the new columns."""
+    import importlib
+
+    from alembic.script import ScriptDirectory
+
+    module = importlib.import_module(package)
+    assert module.HEAD_REVISION == ScriptDirectory(str(module.MIGRATIONS)).get_current_head()
+
+
+def test_a_registry_at_0004_gains_the_intervals_column(tmp_path, model_file):
+    from alembic import command
+    from alembic.config import Config
+
+    from airflow_amml.registry.database import MIGRATIONS
+
+    db_url = f"sqlite:///{tmp_path / 'at-0004.db'}"
+    with sa.create_engine(db_url).begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+    registry = ModelRegistry(db_url, LocalArtifactStore(tmp_path / "artifacts"))  # upgrades it to the head
+    registry.register_definition("ett", "0.1", YAML)
+    intervals = {"method": "test", "forecasts": 9, "levels": {"80": [0.5, 0.75]}}
+    entry = registry.register_version("ett", "ett:0.1", model_file, intervals=intervals)
+    assert registry.resolve(entry.ref).intervals == intervals
