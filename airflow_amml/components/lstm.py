@@ -137,6 +137,7 @@ class TrainLstm(AbstractProgress):
         self.note: str | None = None
         self.gate: tuple[float, float, int] | None = None  # (new, current) hold-out MAE over `steps` steps
         self.step_errors: Any = None  # the new model's HoldoutErrors, when there is a hold-out
+        self.gate_problem: str | None = None  # why the gate could not compare (the alias then stays)
 
     def progress_note(self) -> str | None:
         return self.note
@@ -215,6 +216,14 @@ class TrainLstm(AbstractProgress):
                     f"ahead, so a hold-out needs at least {horizon} records to score one forecast",
                     hint=f"raise the hold-out, e.g. holdout={2 * horizon}",
                 )
+            holder = self._holder_horizon()  # the gate scores both on forecasts with labels for both horizons
+            if holder is not None and holdout_rows < holder[1]:
+                raise PipelineError(
+                    f"`train_lstm holdout={holdout_rows}, promote={self.params['promote']!r}`: "
+                    f"@{self.params['promote']} ({holder[0]}) forecasts {holder[1]} records ahead, and the gate "
+                    "compares both models on forecasts whose labels are all in the hold-out",
+                    hint=f"raise the hold-out, e.g. holdout={2 * holder[1]}",
+                )
             if holdout_rows + self.spec.training.history >= len(frame):
                 raise PipelineError(
                     f"`train_lstm holdout={holdout_rows}` leaves {len(frame) - holdout_rows} of {len(frame)} records "
@@ -279,6 +288,21 @@ class TrainLstm(AbstractProgress):
             yield pd.DataFrame([item])
         worker.join()
 
+    def _holder_horizon(self) -> tuple[str, int] | None:
+        """(ref, horizon) of the version `promote=`'s alias points at now, or None (no promote=, no holder)."""
+        alias = self.params["promote"]
+        if not alias:
+            return None
+        from airflow_amml.models.spec import parse_model_spec
+        from airflow_amml.registry import ModelNotFoundError
+
+        try:
+            entry = self.registry.resolve(f"{self.model_name}@{alias}")
+        except ModelNotFoundError:
+            return None
+        spec = parse_model_spec(self.registry.get_definition(entry.definition), entry.definition)
+        return entry.ref, spec.training.horizon
+
     def _champion_if_none(self) -> bool:
         """A name's first version (there is no @champion yet) becomes its champion, so that the prediction
         DAG (`lstm model="ett@champion"`) runs after the first training; recorded in the alias history with
@@ -334,17 +358,26 @@ class TrainLstm(AbstractProgress):
             common = forecast_origins(
                 len(records), labels_from, max(t.history, theirs_t.history), max(t.horizon, theirs_t.horizon)
             )
-            mine = holdout_errors(model, self.spec, records, self.scaler, self.scaler, common)
-            scaler = champion.entry.scaler or None
-            theirs = holdout_errors(champion.model, champion.spec, records, self.scaler, scaler, common)
-            result.update({f"{alias}_version": champion.entry.version, f"{alias}_holdout_mae": theirs.mean_mae()})
-            # the gate: the mean over the steps both forecast (all of them when the horizons agree)
-            steps = min(errors.horizon, theirs.horizon)
-            self.gate = (mine.mean_mae(steps), theirs.mean_mae(steps), steps)
+            result[f"{alias}_version"] = champion.entry.version
+            if len(common):
+                mine = holdout_errors(model, self.spec, records, self.scaler, self.scaler, common)
+                scaler = champion.entry.scaler or None
+                theirs = holdout_errors(champion.model, champion.spec, records, self.scaler, scaler, common)
+                # the gate: the mean over the steps both forecast (all of them when the horizons agree)
+                steps = min(errors.horizon, theirs.horizon)
+                self.gate = (mine.mean_mae(steps), theirs.mean_mae(steps), steps)
+                result[f"{alias}_holdout_mae"] = self.gate[1]  # what the gate compared with
+            else:  # the holder reads more history than the training records hold before the hold-out
+                self.gate_problem = (
+                    f"@{alias} ({champion.entry.ref}) reads {theirs_t.history} records per forecast: no forecast "
+                    f"of the {len(holdout):,}-record hold-out has them"
+                )
         over = f" (mean over {errors.horizon} steps)" if errors.horizon > 1 else ""
         held = f"train_lstm {self.spec.ref} hold-out ({len(holdout):,} records): MAE{over} {result['holdout_mae']:.4g}"
-        if champion is not None:
-            held += f"; @{alias} ({self.model_name}/{result[f'{alias}_version']}): {result[f'{alias}_holdout_mae']:.4g}"
+        if self.gate is not None:
+            new, current, steps = self.gate
+            same = f" over {steps} step{'s' if steps > 1 else ''}" if steps != errors.horizon else ""
+            held += f"; on the same forecasts{same}: {new:.4g} vs @{alias} ({champion.entry.ref}) {current:.4g}"
         log.info("%s", held)
         return result
 
@@ -354,6 +387,9 @@ class TrainLstm(AbstractProgress):
         The alias, if it was moved."""
         alias = self.params["promote"]
         if not alias or self.registered is None:
+            return None
+        if self.gate_problem is not None:
+            log.info("train_lstm: kept @%s (%s)", alias, self.gate_problem)
             return None
         if self.gate is None or self.gate[0] < self.gate[1]:
             if "holdout_mae" not in evaluation:

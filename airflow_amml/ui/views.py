@@ -47,7 +47,8 @@ METRIC_HELP = {
 METRIC_HELP_PATTERNS = (  # per forecast step (`holdout_mae_h24`); named after an alias (`champion_holdout_mae`)
     (re.compile(r"^holdout_(mae|mse)_scaled_h(\d+)$"), "`holdout_{0}_scaled` of the forecasts {1} step(s) ahead"),
     (re.compile(r"^holdout_(mae|mse)_h(\d+)$"), "`holdout_{0}` of the forecasts {1} step(s) ahead"),
-    (re.compile(r"^(\w+)_holdout_mae$"), "MAE of the version @{0} named at training time, on the same hold-out"),
+    (re.compile(r"^(\w+)_holdout_mae$"), "MAE of the version @{0} named at training time, on the same hold-out "
+     "forecasts (and steps) the promotion gate compared"),
     (re.compile(r"^(\w+)_version$"), "the version @{0} named when this one was evaluated"),
 )
 SCALER_STATISTICS = {"minmax": ("min", "max"), "zscore": ("mean", "std")}

@@ -205,7 +205,7 @@ def test_train_lstm_stores_per_step_holdout_metrics_equal_to_numpys(horizon_conf
     assert metrics["holdout_mse_scaled"] == pytest.approx(mse.mean() / (high - low) ** 2, rel=1e-5)
 
 
-def test_the_gate_compares_the_mean_over_steps_not_step_one(horizon_config, tmp_path):
+def test_the_gate_compares_the_mean_over_steps_not_step_one(horizon_config, tmp_path, caplog):
     """The champion forecasts the first hour as repeat-last (hard to beat one hour ahead) and is far off at
     every later step; a new version trained for two epochs is worse at step 1 and better on the mean: it wins.
     The champion reads 48 records per forecast, the new version 24: both are scored on the same 95 forecasts
@@ -251,7 +251,34 @@ def test_the_gate_compares_the_mean_over_steps_not_step_one(horizon_config, tmp_
     with pytest.raises(PipelineError, match=r"holdout=5.*at least 6 records") as refused:
         run("source id='ett', limit=600 | minmax_scaler | train_lstm model='h6:0.1', holdout=5 | print", horizon_config)
     assert "holdout=12" in (refused.value.hint or "")
+    # a new definition forecasting 2 ahead, gated against the 6-step champion: both are scored on forecasts
+    # with all 6 labels, so a hold-out of 4 is refused before training (it could not compare afterwards)
+    shorter = HORIZON_MODEL.replace('version: "0.1"', 'version: "0.2"').replace("units: 6", "units: 2")
+    (tmp_path / "models" / "h6-0.2.yaml").write_text(shorter.replace("horizon: 6", "horizon: 2"))
+    with pytest.raises(PipelineError, match=r"@champion \(h6/2\) forecasts 6 records ahead") as refused:
+        run(
+            "source id='ett', limit=600 | minmax_scaler | train_lstm model='h6:0.2', holdout=4, promote='champion' "
+            "| print",
+            horizon_config,
+        )
+    assert "holdout=12" in (refused.value.hint or "")
     assert [v.ref for v in registry.list_versions("h6")] == ["h6/1", "h6/2"]
+
+    # a holder that reads 300 records per forecast, gated on 200 records: no forecast has its history, so
+    # nothing can be compared and the alias stays where it is (it is not promoted for want of a rival)
+    wide = HORIZON_MODEL.replace('version: "0.1"', 'version: "0.9"').replace("window: 24", "window: 300")
+    registry.register_definition("h6", "0.9", wide)
+    _, far = hand_set_model(wide)
+    registry.register_version("h6", "h6:0.9", keras_builder.save_model(far, tmp_path / "far.keras"), scaler=scaler)
+    registry.set_alias("h6", "champion", 3, set_by="test", reason="a long-window holder")
+    with caplog.at_level("INFO", logger="airflow_amml.components.lstm"):
+        run(
+            "source id='ett', limit=200 | minmax_scaler | train_lstm model='h6:0.1', holdout=50, promote='champion' "
+            "| print",
+            horizon_config,
+        )
+    assert registry.resolve("h6@champion").version == 3 and registry.resolve("h6").version == 4
+    assert "kept @champion (@champion (h6/3) reads 300 records per forecast" in caplog.text
 
 
 def test_forecast_origins_give_every_label_its_history_by_hand():
