@@ -7,7 +7,7 @@ component table against it.
 from __future__ import annotations
 
 from .component_spec import ComponentSpec, Kind, ParamSpec, ParamType, param
-from .value_checks import Between, FileSuffix, Re2Pattern, RecordsOrDuration, TableName
+from .value_checks import Between, Coverages, FileSuffix, Re2Pattern, RecordsOrDuration, TableName
 
 _INGRESS = "airflow_amml.components.ingress"
 _PROGRESS = "airflow_amml.components.progress"
@@ -254,7 +254,7 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
                   "difference between the input's times", None),
             param("level", "list[float]", "prediction intervals of these coverages in % (e.g. [80, 95]): columns "
                   "`<output>_lo_80`/`<output>_hi_80` from the version's conformal half-widths (its hold-out errors; "
-                  "stored for 50, 80, 90, 95 and 99)", None),
+                  "stored for 50, 80, 90, 95 and 99)", None, check=Coverages()),
         ),
         impl=f"{_LSTM}:LstmPredict",
         reads_models=("model",),

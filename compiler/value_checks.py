@@ -66,6 +66,27 @@ class Between:
             return None
         return (f"expected a value from {self.low:,g} to {self.high:,g}", self.example)
 
+MAX_COVERAGES = 10  # prediction-interval levels one `lstm level=` may ask for
+
+
+def coverages_problem(value: object) -> Problem:
+    """Why `value` is not a list of 1 … MAX_COVERAGES coverages in % (numbers strictly between 0 and 100)."""
+    if not isinstance(value, list | tuple) or not 0 < len(value) <= MAX_COVERAGES:
+        return (f"expected a list of 1 to {MAX_COVERAGES} coverages in %", "e.g. level=[80, 95]")
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int | float) or not 0 < item < 100:
+            shown = repr(item) if len(repr(item)) <= 40 else repr(item)[:40] + "…"
+            return (f"{shown} is not a coverage: a number of % between 0 and 100", "e.g. level=[80, 95]")
+    return None
+
+
+class Coverages:
+    """A constant list of prediction-interval coverages (`lstm level=[80, 95]`)."""
+
+    def __call__(self, value: Any) -> Problem:
+        return coverages_problem(value)
+
+
 # 63: PostgreSQL's limit for an identifier (longer names are silently cut there, and could then collide)
 TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # AMML's own tables (alerts, snapshots, the registry's amml_model_*), Alembic's and SQLite's internal ones

@@ -42,6 +42,8 @@ MODEL_VERSION_COLUMN = "model_version"  # on every prediction: the version that 
 ORIGIN_COLUMN, STEP_COLUMN = "origin", "step"  # `lstm layout="long"`: where a forecast starts, its step 1 … H
 # `lstm layout="long"`: rows from one batch at most (origins x steps; ~40 bytes each, so ~160 MB)
 MAX_FORECAST_ROWS = 4_000_000
+# `lstm level=`: interval bounds from one batch at most (origins x steps x 2 per level; 8 bytes each, 128 MB)
+MAX_INTERVAL_VALUES = 16_000_000
 # While the model trains, finish() yields None this often: the executor then reports the epoch it is at.
 HEARTBEAT_SECONDS = 1.0
 MAX_SET_BY = 250  # the registry's limit on who set an alias
@@ -595,9 +597,14 @@ class LstmPredict(AbstractProgress):
     def _interval_widths(self) -> dict[str, np.ndarray]:
         """`level=[80, 95]`: the half-widths the version stores for each coverage (its conformal intervals),
         by the label its columns carry (`80`, `97.5`)."""
+        from compiler.value_checks import coverages_problem
+
         levels = self.params["level"]
-        if not levels:
+        if levels is None:
             return {}
+        problem = coverages_problem(levels)  # a constant was checked by lint; a run parameter is checked here
+        if problem is not None:
+            raise PipelineError(f"`lstm level=`: {problem[0]}", hint=problem[1])
         stored = self.entry.intervals.get("levels", {})
         if not stored:
             raise PipelineError(
@@ -605,13 +612,17 @@ class LstmPredict(AbstractProgress):
                 "on the hold-out of the training)",
                 hint="train it with a hold-out (`train_lstm holdout=N`), or leave out level=",
             )
+        by_value = {float(label): label for label in stored}
         widths = {}
         for level in levels:
-            label = f"{float(level):g}"
-            if label not in stored:
+            label = by_value.get(float(level))  # compared as numbers: 80 and 80.0 are the same level
+            if label is None:
                 raise PipelineError(
-                    f"`lstm level={list(levels)}`: {self.entry.ref} has intervals for {', '.join(stored)} % only",
-                    hint=f"e.g. level=[{next(iter(stored))}]",
+                    f"`lstm level={list(levels)}`: {self.entry.ref} has intervals for {', '.join(stored)} % only "
+                    f"(its hold-out had {self.entry.intervals.get('forecasts', 0):,} forecasts; the 99 % level "
+                    "needs 99 of them)",
+                    hint=f"ask for one of those, e.g. level=[{next(iter(stored))}], or train with a longer "
+                    "hold-out (`train_lstm holdout=N` with N ≥ horizon + 98 stores all five levels)",
                 )
             widths[label] = np.asarray(stored[label], dtype=np.float64)
         return widths
@@ -692,22 +703,23 @@ class LstmPredict(AbstractProgress):
                 f"rows from one batch, more than {MAX_FORECAST_ROWS:,}",
                 hint="forecast from the last origin only (origins='last'), or use layout='wide'",
             )
+        bounds = origins * horizon * 2 * len(self.widths)
+        if bounds > MAX_INTERVAL_VALUES:  # checked before the model runs, as the rows are
+            raise PipelineError(
+                f"`lstm level=`: {origins:,} origins x {horizon:,} steps x {len(self.widths)} levels would be "
+                f"{bounds:,} interval bounds from one batch, more than {MAX_INTERVAL_VALUES:,}",
+                hint="ask for fewer levels, or forecast from the last origin only (origins='last')",
+            )
         forecasts = keras_builder.predict(self.model, self.spec, joined)
         output = self.params["output"]
         if long:
             out = self._long_rows(joined, forecasts)
-            for label, width in self.widths.items():  # a step's half-width on each of its rows
-                out[f"{output}_lo_{label}"] = out[output] - np.tile(width, len(forecasts))
-                out[f"{output}_hi_{label}"] = out[output] + np.tile(width, len(forecasts))
         else:
             out = joined.iloc[window - 1 :].copy()
-            one = forecasts.shape[1] == 1
-            for step in range(forecasts.shape[1]):
-                name = output if one else f"{output}_{step + 1}"
-                out[name] = forecasts[:, step]
-                for label, width in self.widths.items():
-                    out[f"{name}_lo_{label}"] = forecasts[:, step] - width[step]
-                    out[f"{name}_hi_{label}"] = forecasts[:, step] + width[step]
+            names = [output] if forecasts.shape[1] == 1 else [f"{output}_{s + 1}" for s in range(forecasts.shape[1])]
+            out[names] = forecasts
+        if self.widths:
+            out = pd.concat([out, self._bounds(forecasts, output, long, out.index)], axis=1)
         if self.version_column is None:
             taken = MODEL_VERSION_COLUMN in out.columns
             self.version_column = f"{output}_{MODEL_VERSION_COLUMN}" if taken else MODEL_VERSION_COLUMN
@@ -722,6 +734,21 @@ class LstmPredict(AbstractProgress):
                     columns[col] = columns[target]
             out.attrs[SCALER_ATTR] = {**scaler, "columns": columns}
         return out
+
+    def _bounds(self, forecasts: np.ndarray, output: str, long: bool, index: pd.Index) -> pd.DataFrame:
+        """The interval columns of `level=`, in one frame: each forecast ± its step's half-width (long: a
+        column per bound, a row per origin and step; wide: `<output>[_<step>]_lo_<level>` per step)."""
+        horizon = forecasts.shape[1]
+        columns: dict[str, np.ndarray] = {}
+        for label, width in self.widths.items():
+            lo, hi = forecasts - width, forecasts + width
+            if long:
+                columns[f"{output}_lo_{label}"], columns[f"{output}_hi_{label}"] = lo.reshape(-1), hi.reshape(-1)
+                continue
+            for step in range(horizon):
+                name = output if horizon == 1 else f"{output}_{step + 1}"
+                columns[f"{name}_lo_{label}"], columns[f"{name}_hi_{label}"] = lo[:, step], hi[:, step]
+        return pd.DataFrame(columns, index=index)
 
     def _long_rows(self, joined: pd.DataFrame, forecasts: np.ndarray) -> pd.DataFrame:
         """H rows per origin, origin by origin and step by step: origin, target time, step, value."""

@@ -26,7 +26,7 @@ SCALER_ATTR = "amml.scaler"
 log = logging.getLogger(__name__)
 
 
-def run_model_ref(component: str, model_ref: str, config: RunConfig) -> str:
+def run_model_ref(component: str, model_ref: str, config: RunConfig, param: str = "model") -> str:
     """The reference a component reads in this run: ``model_ref`` itself, or in a fanned-out run the item's
     model (`nab@champion` → `nab.<item slug>@champion`, as `train_lstm` registered it in a fan-out); then the
     version it was pinned to when the run started (``config.model_pins``: `ett@champion` → `ett/3`)."""
@@ -38,7 +38,7 @@ def run_model_ref(component: str, model_ref: str, config: RunConfig) -> str:
         try:
             ref = item_ref(model_ref, config.item[1])
         except RegistryError as exc:
-            raise PipelineError(f"`{component} model={model_ref!r}`: {exc.message}", hint=exc.hint) from None
+            raise PipelineError(f"`{component} {param}={model_ref!r}`: {exc.message}", hint=exc.hint) from None
     return config.model_pins.get(ref, ref)
 
 
@@ -58,7 +58,7 @@ def pin_models(pipeline: Any, run_params: Mapping[str, Any], config: RunConfig) 
         try:
             params = vm.eval_static(stage.callback, dict(run_params))
             wanted += [
-                run_model_ref(stage.name, params[name], config)
+                run_model_ref(stage.name, params[name], config, param=name)
                 for name in stage.spec.reads_models
                 if isinstance(params.get(name), str)
             ]
@@ -119,7 +119,7 @@ def stored_history(model_ref: str, config: RunConfig) -> int:
 
     registry = ModelRegistry.from_config(config)
     try:
-        entry = registry.resolve(run_model_ref("source", model_ref, config))
+        entry = registry.resolve(run_model_ref("source", model_ref, config, param="warmup_for"))
         text = registry.get_definition(entry.definition)
     except RegistryError as exc:
         raise PipelineError(

@@ -142,3 +142,39 @@ def test_a_one_step_wide_forecast_and_the_refusals(trained, tmp_path):
     with pytest.raises(PipelineError, match=r"h4/2 has no prediction intervals") as none:
         run("source id='ett', limit=100 | minmax_scaler model='h4/2' | lstm model='h4/2', level=[80] | print", config)
     assert "holdout=" in (none.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("level", "words"),
+    [
+        ("[0]", "0 is not a coverage"),
+        ("[80, 100]", "100 is not a coverage"),
+        ("[80, true]", "must be list\\[float\\]"),
+        ("[]", "a list of 1 to 10 coverages"),
+        (str(list(range(1, 12))), "a list of 1 to 10 coverages"),
+    ],
+)
+def test_lint_refuses_levels_that_are_not_coverages(level, words):
+    from compiler.errors import AmmlError
+
+    with pytest.raises(AmmlError, match=words):
+        compile_source(f"source id='ett' | lstm model='h4', level={level} | print", "bad.amml", cache=ProgramCache())
+
+
+def test_levels_from_a_run_parameter_are_checked_and_compared_as_numbers(trained, tmp_path, monkeypatch):
+    config, _ = trained
+    text = "source id='ett', limit=40 | minmax_scaler model='h4/1' | lstm model='h4/1', level=params.levels | print"
+    with pytest.raises(PipelineError, match="'x' is not a coverage"):
+        run(text, config, run_params={"levels": ["x"]})
+    with pytest.raises(PipelineError, match="a list of 1 to 10 coverages"):
+        run(text, config, run_params={"levels": 80})
+    out = tmp_path / "float.csv"
+    run(text.replace("| print", f"| csv_sink path='{out}'"), config, run_params={"levels": [80.0]})
+    assert "prediction_1_lo_80" in pd.read_csv(out).columns, "80.0 is the stored 80"
+    # the bounds of one batch are capped before the model runs
+    import airflow_amml.components.lstm as lstm
+
+    monkeypatch.setattr(lstm, "MAX_INTERVAL_VALUES", 100)
+    with pytest.raises(PipelineError, match="interval bounds from one batch") as capped:
+        run(text, config, run_params={"levels": [80]})
+    assert "origins='last'" in (capped.value.hint or "")
