@@ -80,6 +80,7 @@ def coverages_problem(value: object) -> Problem:
     return None
 
 
+@dataclass(frozen=True)  # a repr without an address: the specs' repr keys the compiled-program cache
 class Coverages:
     """A constant list of prediction-interval coverages (`lstm level=[80, 95]`)."""
 
