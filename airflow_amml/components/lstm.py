@@ -362,7 +362,8 @@ class TrainLstm(AbstractProgress):
             )
             result[f"{alias}_version"] = champion.entry.version
             if len(common):
-                mine = holdout_errors(model, self.spec, records, self.scaler, self.scaler, common)
+                shared = np.array_equal(common, own)  # the usual case (same window and horizon): no second predict
+                mine = errors if shared else holdout_errors(model, self.spec, records, self.scaler, self.scaler, common)
                 scaler = champion.entry.scaler or None
                 theirs = holdout_errors(champion.model, champion.spec, records, self.scaler, scaler, common)
                 # the gate: the mean over the steps both forecast (all of them when the horizons agree)
