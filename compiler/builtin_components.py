@@ -88,8 +88,8 @@ BUILTIN_COMPONENTS: tuple[ComponentSpec, ...] = (
             param(
                 "warmup_for",
                 "str",
-                "a registered model (`ett@champion`): read as many records before the window's start as its "
-                "forecasts read (its history - 1), when that is more than `warmup`",
+                "a registered model (`ett@champion`): also read the records before the window's start its "
+                "first forecast reads (its history - 1), `warmup` more before them (1 to score that forecast)",
                 None,
             ),
             param("cols", "list[str]", "columns to read; default: all", None),

@@ -68,7 +68,8 @@ class CatalogSource(AbstractIngress):
         if p["warmup_for"] is not None:  # the model that forecasts from these records: its history before the window
             from .scaler_stats import stored_history
 
-            warmup = max(warmup, stored_history(p["warmup_for"], config) - 1)
+            # `warmup` on top: a detector scoring the first record's forecast error needs the record before too
+            warmup += stored_history(p["warmup_for"], config) - 1
         if start is None and end is None and config.data_interval:
             start, end = config.data_interval  # a scheduled/backfilled run reads its window
         from airflow_amml.runtime.executor import Batching

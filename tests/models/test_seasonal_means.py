@@ -254,6 +254,17 @@ def test_train_lstm_holds_out_registers_and_ett_predict_serves_with_the_history(
         f"| minmax_scaler model='seas' | lstm model='seas' | csv_sink path='{served}'"
     )
     pd.testing.assert_frame_equal(pd.read_csv(served), day)
+    # `warmup=` adds to it (ett_watch's shape: a residual detector scores the forecast made the hour before
+    # each one, so the hour before the day is read and forecast too, and every hour of the day is scored)
+    watched = tmp_path / "watched.csv"
+    run(
+        "source id='ett', start='2016-08-10', end='2016-08-11', warmup_for='seas@champion', warmup=1 "
+        "| minmax_scaler model='seas' | lstm model='seas' "
+        f"| residual_detector col='OT', pred='prediction', model='seas' | csv_sink path='{watched}'"
+    )
+    scored = pd.read_csv(watched)
+    assert list(scored["date"].iloc[:2]) == ["2016-08-09 23:00:00", "2016-08-10 00:00:00"] and len(scored) == 25
+    np.testing.assert_allclose(scored["prediction"].iloc[1:], day["prediction"], rtol=1e-6)
     from airflow_amml.runtime.errors import PipelineError
 
     with pytest.raises(PipelineError, match=r"source warmup_for='nope@champion'.*nope") as missing:
