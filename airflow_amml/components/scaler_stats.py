@@ -20,6 +20,7 @@ from typing import Any
 
 from airflow_amml.run_config import RunConfig
 from airflow_amml.sdk import PipelineError
+from compiler.errors import AmmlError
 
 SCALER_ATTR = "amml.scaler"
 
@@ -62,7 +63,7 @@ def pin_models(pipeline: Any, run_params: Mapping[str, Any], config: RunConfig) 
                 for name in stage.spec.reads_models
                 if isinstance(params.get(name), str)
             ]
-        except Exception:  # the component evaluates them again and names what is wrong
+        except AmmlError:  # a missing run parameter…: the component evaluates them again and names what is wrong
             continue
     if not wanted:
         return config
@@ -72,9 +73,9 @@ def pin_models(pipeline: Any, run_params: Mapping[str, Any], config: RunConfig) 
 
         registry = ModelRegistry.from_config(config)
         for ref in dict.fromkeys(wanted):
-            with contextlib.suppress(Exception):  # not found, not ready: the component's error says what to do
+            with contextlib.suppress(AmmlError):  # not found, not ready: the component's error says what to do
                 pins[ref] = registry.resolve(ref).ref
-    except Exception:  # an unreachable registry: the components report it, with a hint
+    except AmmlError:  # an unreachable registry (RegistryError): the components report it, with a hint
         log.debug("could not pin the run's models; each component resolves its own", exc_info=True)
     return dataclasses.replace(config, model_pins=pins)
 

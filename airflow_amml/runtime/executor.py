@@ -187,12 +187,16 @@ def _instantiate(stage: Stage, context: ComponentContext) -> AbstractComponent:
 
 def _describe(exc: BaseException) -> str:
     """The error as the user should read it: our own errors speak for themselves; others show their type."""
+    from compiler.errors import AmmlError
     from compiler.semantics import SemanticError
 
     if isinstance(exc, PipelineError):
         return exc.message
     if isinstance(exc, SemanticError):
         return str(exc)
+    if isinstance(exc, AmmlError):  # a registry's, a model file's…: without its hint, which the stage's error gives
+        head = f"{exc.location}: " if exc.location else ""
+        return f"{head}{exc.label}: {exc.message}"
     return f"{type(exc).__name__}: {exc}"
 
 

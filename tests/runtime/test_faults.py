@@ -50,6 +50,18 @@ def test_unreadable_csv_row(tmp_path, mode):
     assert "cannot read" in message and "line 3" in message
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_an_unreachable_registry_is_named_with_its_hint_once(mode):
+    """A component's own error (here the registry's, a closed port) reads as the registry's words, not as a
+    Python class name, and its hint is given once, under the component's error."""
+    config = RunConfig.from_environment(registry_url="postgresql+psycopg://nobody@127.0.0.1:1/registry")
+    message = failure("source id='ett', limit=5 | minmax_scaler model='ett' | print", mode, config=config)
+    assert "`minmax_scaler` (position 2" in message
+    assert "failed: model registry: registry error: cannot reach" in message
+    assert "RegistryError" not in message and message.count("hint: ") == 1, message
+    assert "check that the database server is up" in message
+
+
 def test_unknown_source_lists_the_catalog():
     message = failure("source id='etth' | print")
     assert "unknown data source `etth`" in message and "`ett`" in message and "did you mean" in message
