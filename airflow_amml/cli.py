@@ -6,6 +6,7 @@
     amml run FILE [--pipeline NAME] [--mode multiprocess|single] [--param KEY=VALUE] [--parallel N]
     amml model list|show|register|alias|aliases|gc  the model registry
     amml evaluate FILE --data DIR --labels WINDOWS.json [--out DIR] [--json]   a detector scored on labelled series
+    amml alerts list|show ID [--csv FILE]  the alerts pipelines recorded, and the records saved around each
 
 No Airflow, database or HDFS is needed for any of these (with `AMML_REGISTRY_CONN_ID`/`AMML_ARTIFACT_CONN_ID`
 set, Airflow resolves those connections, as in the tasks).
@@ -427,6 +428,61 @@ def _model_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from airflow_amml import alert_history
+    from airflow_amml.run_config import RunConfig
+
+    config = RunConfig.from_environment()
+    try:
+        if args.alerts_command == "list":
+            return _alerts_list(alert_history.list_alerts(config, args.dag, args.item, args.limit), args.json)
+        alert, records = alert_history.get_alert(config, args.id, args.table)
+    except sa.exc.SQLAlchemyError as exc:
+        raise alert_history.unreachable(config, exc) from None
+    return _alerts_show(alert, records, args)
+
+
+def _alerts_list(rows: list[dict], as_json: bool) -> int:
+    import json
+
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print("no alerts", file=sys.stderr)
+    for r in rows:
+        when = r["record_time"] or r["created_at"]
+        score = "" if r["score"] is None else f"score {r['score']:.3g}  "
+        run = f"{r['dag_id']}/{r['task_id']}  {r['run_id']}  " if r["dag_id"] else ""
+        item = f"item {r['item']}  " if r["item"] is not None else ""
+        snapshot = f"snapshot {r['snapshot_status']} ({r['snapshot_rows']} records)" if r["snapshot_status"] else ""
+        print(f"{r['id']:>6}  {when:%Y-%m-%d %H:%M}  {r['level']:<8} {r['message']}  {score}{run}{item}{snapshot}")
+    return 0
+
+
+def _alerts_show(alert: dict, records: list[dict], args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(records)
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+    if args.json:
+        print(json.dumps({"alert": alert, "snapshot": records}, indent=2, default=str))
+        return 0
+    for key, value in alert.items():
+        print(f"{key:<16} {json.dumps(value, default=str) if isinstance(value, dict | list) else value}")
+    if records:
+        print(f"\nsnapshot: {len(records)} records" + (f", written to {args.csv}" if args.csv else ""))
+        print(frame.to_string(max_rows=60, index=False))
+    else:
+        print("\nsnapshot: none saved with this alert" + (f" in table {args.table}" if args.table else ""))
+    return 0
+
+
 MODEL_COMMANDS = {
     "list": _model_list,
     "show": _model_show,
@@ -511,6 +567,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--detector", help="the detector's name in result files (default: from the file name)")
     ev.set_defaults(func=cmd_evaluate)
+
+    alerts = sub.add_parser("alerts", help="the alerts pipelines recorded, and the records saved around each")
+    asub = alerts.add_subparsers(dest="alerts_command", required=True)
+    alist = asub.add_parser("list", help="the newest alerts first")
+    alist.add_argument("--dag", help="only this DAG's alerts")
+    alist.add_argument("--item", help="only this fanned-out item's alerts")
+    alist.add_argument("--limit", type=_positive_int, default=50, help="at most this many (default 50)")
+    alist.add_argument("--json", action="store_true", help="print them as JSON")
+    ashow = asub.add_parser("show", help="one alert and its snapshot's records")
+    ashow.add_argument("id", type=_positive_int, help="the alert's id (`amml alerts list`)")
+    ashow.add_argument("--table", default="amml_snapshots", help="the alert's snapshot_table (default amml_snapshots)")
+    ashow.add_argument("--csv", type=Path, help="also write the snapshot's records to this CSV file")
+    ashow.add_argument("--json", action="store_true", help="print the alert and its records as JSON")
+    alerts.set_defaults(func=cmd_alerts)
 
     comps = sub.add_parser("components", help="list components and their parameters")
     comps.add_argument("name", nargs="?")
