@@ -3,13 +3,17 @@
 The paper saves the data around an anomaly "for later analysis or retraining" (Fig. 7); this is how it is
 read: `amml alerts list` (newest first, by DAG or item), `amml alerts show ID` (the alert and its snapshot's
 records as a table, `--csv FILE` to keep them, e.g. as a catalog source to train on). It reads the run's
-database (``storage.database_url``: `$AMML_DB_URL`, else the embedded SQLite) with SQLAlchemy Core and never
-writes to it: an empty or missing table is no alert.
+database (`$AMML_DB_URL`, else the embedded SQLite in `$AMML_HOME`) with SQLAlchemy Core and writes nothing:
+no table (or no embedded database file) is no alert, and a table of an older revision, which the runtime
+upgrades only when it next records an alert, is read as it is (its missing columns are empty).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,31 +25,35 @@ from compiler.value_checks import table_name_problem
 
 
 class AlertHistoryError(AmmlError):
-    """An alert asked for that is not there, or a table that is not a snapshot table."""
+    """An alert asked for that is not there, a table that is not a snapshot table, a database not readable."""
 
     label = "alerts"
 
 
-# what `amml alerts list` shows of each alert, and `show` of one (the record itself only in `show`)
+# what `amml alerts list` shows of each alert (the record itself only in `show`)
 LISTED = (
     "id", "created_at", "record_time", "level", "message", "score", "dag_id", "run_id", "task_id", "item",
     "notify_status", "snapshot_status",
 )  # fmt: skip
+# what a snapshot table must have for its rows to be read back as an alert's records
+SNAPSHOT_NEEDS = {"id", "alert_id", "row_position", "record"}
 
 
 def list_alerts(config: RunConfig, dag_id: str | None = None, item: str | None = None, limit: int = 50) -> list[dict]:
     """The newest ``limit`` alerts (of one DAG, one fanned-out item), newest first, each with the number of
     records its snapshot saved in the default snapshot table (``snapshot_rows``)."""
-    engine = storage.engine(config)
-    if not _has_table(engine, tables.alerts.name):
+    engine = _engine(config)
+    with _reading(config):
+        found = _columns(engine, tables.alerts.name) if engine is not None else None
+    if not found:
         return []
     a = tables.alerts
-    query = sa.select(*(a.c[name] for name in LISTED)).order_by(a.c.id.desc()).limit(limit)
+    query = sa.select(*_present(a, LISTED, found)).order_by(a.c.id.desc()).limit(limit)
     if dag_id is not None:
-        query = query.where(a.c.dag_id == dag_id)
+        query = query.where(a.c.dag_id == dag_id if "dag_id" in found else sa.false())
     if item is not None:
-        query = query.where(a.c.item == item)
-    with engine.connect() as conn:
+        query = query.where(a.c.item == item if "item" in found else sa.false())
+    with _reading(config), engine.connect() as conn:
         rows = [dict(row._mapping) for row in conn.execute(query)]
         counts = _snapshot_counts(conn, [row["id"] for row in rows], tables.SNAPSHOT_DEFAULT)
     for row in rows:
@@ -62,13 +70,14 @@ def get_alert(config: RunConfig, alert_id: int, snapshot_table: str = tables.SNA
             f"--table {snapshot_table!r}: {problem[0]}",
             hint=f"the table an alert's `snapshot_table=` names (default {tables.SNAPSHOT_DEFAULT})",
         )
-    name = snapshot_table
-    engine = storage.engine(config)
-    a = tables.alerts
+    engine = _engine(config)
+    with _reading(config):
+        found = _columns(engine, tables.alerts.name) if engine is not None else None
     row = None
-    if _has_table(engine, a.name):
-        with engine.connect() as conn:
-            row = conn.execute(sa.select(a).where(a.c.id == alert_id)).first()
+    if found:
+        a = tables.alerts
+        with _reading(config), engine.connect() as conn:
+            row = conn.execute(sa.select(*_present(a, a.c.keys(), found)).where(a.c.id == alert_id)).first()
     if row is None:
         newest = list_alerts(config, limit=1)
         raise AlertHistoryError(
@@ -80,26 +89,28 @@ def get_alert(config: RunConfig, alert_id: int, snapshot_table: str = tables.SNA
     alert = dict(row._mapping)
     for key in ("record", "trigger_values"):
         alert[key] = json.loads(alert[key]) if alert[key] else None
-    return alert, _snapshot_records(engine, alert_id, name)
+    with _reading(config):
+        return alert, _snapshot_records(engine, alert_id, snapshot_table)
 
 
 def _snapshot_records(engine: sa.Engine, alert_id: int, name: str) -> list[dict[str, Any]]:
-    if not _has_table(engine, name):
+    found = _columns(engine, name)
+    if found is None:
         return []
-    table = tables.snapshot_table(name)
-    found = {c["name"] for c in sa.inspect(engine).get_columns(name)}
-    if not set(table.c.keys()) <= found:
+    if not SNAPSHOT_NEEDS <= found:
         raise AlertHistoryError(
             f"table {name!r} is not a snapshot table (its columns: {sorted(found)})",
             hint=f"name the table the alert's `snapshot_table=` wrote to (default {tables.SNAPSHOT_DEFAULT})",
         )
+    table = tables.snapshot_table(name)
     query = sa.select(table.c.record).where(table.c.alert_id == alert_id).order_by(table.c.row_position, table.c.id)
     with engine.connect() as conn:
         return [json.loads(record) for (record,) in conn.execute(query)]
 
 
 def _snapshot_counts(conn: sa.Connection, alert_ids: list[int], name: str) -> dict[int, int]:
-    if not alert_ids or not _has_table(conn, name):
+    found = _columns(conn, name)
+    if not alert_ids or found is None or not SNAPSHOT_NEEDS <= found:
         return {}
     table = tables.snapshot_table(name)
     query = (
@@ -110,19 +121,42 @@ def _snapshot_counts(conn: sa.Connection, alert_ids: list[int], name: str) -> di
     return {alert_id: count for alert_id, count in conn.execute(query)}
 
 
-def _has_table(bind: sa.Engine | sa.Connection, name: str) -> bool:
-    return sa.inspect(bind).has_table(name)
+def _present(table: sa.Table, names: Any, found: set[str]) -> list[Any]:
+    """The columns ``names`` of ``table``, an empty value for each that an older revision's table lacks."""
+    return [table.c[name] if name in found else sa.null().label(name) for name in names]
+
+
+def _columns(bind: sa.Engine | sa.Connection, name: str) -> set[str] | None:
+    inspector = sa.inspect(bind)
+    return {c["name"] for c in inspector.get_columns(name)} if inspector.has_table(name) else None
+
+
+def _engine(config: RunConfig) -> sa.Engine | None:
+    """The run's database; None for an embedded one that was never made (nothing recorded, nothing to make)."""
+    if not config.db_url and not Path(config.home, "amml.db").is_file():
+        return None
+    with _reading(config):
+        return storage.engine(config)
+
+
+@contextlib.contextmanager
+def _reading(config: RunConfig) -> Iterator[None]:
+    """Errors of a database that cannot be read (a bad URL, a missing driver, a server down) as one that says
+    which database and why, never a traceback."""
+    try:
+        yield
+    except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+        from airflow_amml.registry.database import reason
+
+        why = reason(exc) if isinstance(exc, sa.exc.SQLAlchemyError) else f"{type(exc).__name__}: {exc}"
+        raise AlertHistoryError(
+            f"cannot read the alerts in {_where(config)}: {why}",
+            hint="check that the database is up and AMML_DB_URL is a SQLAlchemy URL, e.g. "
+            "postgresql+psycopg://user:password@host/db (unset: the embedded SQLite in AMML_HOME)",
+        ) from None
 
 
 def _where(config: RunConfig) -> str:
     from airflow_amml.registry.database import safe_url  # the URL without its password
 
-    return safe_url(storage.database_url(config))
-
-
-def unreachable(config: RunConfig, exc: sa.exc.SQLAlchemyError) -> AlertHistoryError:
-    """The error for a database that cannot be read (down, wrong URL, no permission)."""
-    return AlertHistoryError(
-        f"cannot read the alerts in {_where(config)}: {type(exc).__name__}",
-        hint="check that the database is up and AMML_DB_URL is right (unset: the embedded SQLite in AMML_HOME)",
-    )
+    return safe_url(config.db_url) if config.db_url else f"sqlite:///{Path(config.home, 'amml.db')}"

@@ -429,18 +429,13 @@ def _model_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    import sqlalchemy as sa
-
     from airflow_amml import alert_history
     from airflow_amml.run_config import RunConfig
 
     config = RunConfig.from_environment()
-    try:
-        if args.alerts_command == "list":
-            return _alerts_list(alert_history.list_alerts(config, args.dag, args.item, args.limit), args.json)
-        alert, records = alert_history.get_alert(config, args.id, args.table)
-    except sa.exc.SQLAlchemyError as exc:
-        raise alert_history.unreachable(config, exc) from None
+    if args.alerts_command == "list":
+        return _alerts_list(alert_history.list_alerts(config, args.dag, args.item, args.limit), args.json)
+    alert, records = alert_history.get_alert(config, args.id, args.table)
     return _alerts_show(alert, records, args)
 
 
@@ -457,8 +452,15 @@ def _alerts_list(rows: list[dict], as_json: bool) -> int:
         score = "" if r["score"] is None else f"score {r['score']:.3g}  "
         run = f"{r['dag_id']}/{r['task_id']}  {r['run_id']}  " if r["dag_id"] else ""
         item = f"item {r['item']}  " if r["item"] is not None else ""
-        snapshot = f"snapshot {r['snapshot_status']} ({r['snapshot_rows']} records)" if r["snapshot_status"] else ""
-        print(f"{r['id']:>6}  {when:%Y-%m-%d %H:%M}  {r['level']:<8} {r['message']}  {score}{run}{item}{snapshot}")
+        notify = f"notify {r['notify_status']}  " if r["notify_status"] else ""
+        if r["snapshot_rows"]:  # saved with the alert (`alert snapshot=`) or by a `snapshot` component
+            snapshot = f"snapshot {r['snapshot_status'] or 'saved'} ({r['snapshot_rows']} records)"
+        elif r["snapshot_status"]:  # asked for, in a table of the pipeline's naming
+            snapshot = f"snapshot {r['snapshot_status']} (another table: `amml alerts show {r['id']} --table NAME`)"
+        else:
+            snapshot = ""
+        head = f"{r['id']:>6}  {when:%Y-%m-%d %H:%M}  {r['level']:<8} {r['message']}  "
+        print(f"{head}{score}{run}{item}{notify}{snapshot}")
     return 0
 
 
@@ -468,7 +470,7 @@ def _alerts_show(alert: dict, records: list[dict], args: argparse.Namespace) -> 
     import pandas as pd
 
     frame = pd.DataFrame.from_records(records)
-    if args.csv:
+    if args.csv and records:
         frame.to_csv(args.csv, index=False)
     if args.json:
         print(json.dumps({"alert": alert, "snapshot": records}, indent=2, default=str))
@@ -479,7 +481,11 @@ def _alerts_show(alert: dict, records: list[dict], args: argparse.Namespace) -> 
         print(f"\nsnapshot: {len(records)} records" + (f", written to {args.csv}" if args.csv else ""))
         print(frame.to_string(max_rows=60, index=False))
     else:
-        print("\nsnapshot: none saved with this alert" + (f" in table {args.table}" if args.table else ""))
+        print(
+            f"\nsnapshot: no records of this alert in table {args.table}"
+            + (f" (nothing written to {args.csv})" if args.csv else "")
+            + "; a pipeline's `snapshot_table=` or `snapshot table=` may name another: --table NAME"
+        )
     return 0
 
 
@@ -573,10 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     alist = asub.add_parser("list", help="the newest alerts first")
     alist.add_argument("--dag", help="only this DAG's alerts")
     alist.add_argument("--item", help="only this fanned-out item's alerts")
-    alist.add_argument("--limit", type=_positive_int, default=50, help="at most this many (default 50)")
+    alist.add_argument("--limit", type=_row_id, default=50, help="at most this many (default 50)")
     alist.add_argument("--json", action="store_true", help="print them as JSON")
     ashow = asub.add_parser("show", help="one alert and its snapshot's records")
-    ashow.add_argument("id", type=_positive_int, help="the alert's id (`amml alerts list`)")
+    ashow.add_argument("id", type=_row_id, help="the alert's id (`amml alerts list`)")
     ashow.add_argument("--table", default="amml_snapshots", help="the alert's snapshot_table (default amml_snapshots)")
     ashow.add_argument("--csv", type=Path, help="also write the snapshot's records to this CSV file")
     ashow.add_argument("--json", action="store_true", help="print the alert and its records as JSON")
@@ -595,6 +601,14 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}")
+    return value
+
+
+def _row_id(text: str) -> int:
+    """A whole number ≥ 1 that a database integer holds (an alert id, a row limit)."""
+    value = _positive_int(text)
+    if value > 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number up to {2**63 - 1}, got {text!r}")
     return value
 
 

@@ -60,7 +60,9 @@ class CatalogSource(AbstractIngress):
         p = self.params
         for name in ("warmup", "limit"):
             value = p[name]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            if (value is not None or name == "warmup") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):  # a run parameter may be null: no limit, but a warm-up is a number
                 raise PipelineError(f"`source {name}={value!r}`: expected a whole number ≥ 0", hint=f"e.g. {name}=24")
         start, end = p["start"], p["end"]
         config = self.context.config

@@ -20,7 +20,6 @@ from typing import Any
 
 from airflow_amml.run_config import RunConfig
 from airflow_amml.sdk import PipelineError
-from compiler.errors import AmmlError
 
 SCALER_ATTR = "amml.scaler"
 
@@ -63,7 +62,7 @@ def pin_models(pipeline: Any, run_params: Mapping[str, Any], config: RunConfig) 
                 for name in stage.spec.reads_models
                 if isinstance(params.get(name), str)
             ]
-        except AmmlError:  # a missing run parameter…: the component evaluates them again and names what is wrong
+        except Exception:  # a missing run parameter…: the component evaluates them again and names what is wrong
             continue
     if not wanted:
         return config
@@ -73,9 +72,11 @@ def pin_models(pipeline: Any, run_params: Mapping[str, Any], config: RunConfig) 
 
         registry = ModelRegistry.from_config(config)
         for ref in dict.fromkeys(wanted):
-            with contextlib.suppress(AmmlError):  # not found, not ready: the component's error says what to do
+            with contextlib.suppress(Exception):  # not found, not ready: the component's error says what to do
                 pins[ref] = registry.resolve(ref).ref
-    except AmmlError:  # an unreachable registry (RegistryError): the components report it, with a hint
+    # broad on purpose: whatever fails here (an unreachable registry, one migrated by a newer AMML) fails again in
+    # the component that reads the model, which reports it with its file, line and hint
+    except Exception:
         log.debug("could not pin the run's models; each component resolves its own", exc_info=True)
     return dataclasses.replace(config, model_pins=pins)
 

@@ -169,6 +169,16 @@ class ModelRegistry:
             ) from exc
         except OSError as exc:  # the SQLite migration lock file
             raise RegistryError(f"cannot migrate the registry database {safe_url(self.db_url)}: {exc}") from exc
+        except Exception as exc:
+            from alembic.util import CommandError
+
+            if not isinstance(exc, CommandError):
+                raise
+            # e.g. a revision this version does not have: a newer AMML migrated the database (a rolling upgrade)
+            raise RegistryError(
+                f"cannot migrate the registry database {safe_url(self.db_url)}: {exc}",
+                hint="run the airflow-amml version that last migrated it (or a newer one) on this machine too",
+            ) from exc
 
     def _connection_hint(self) -> str:
         database = self.engine.url.database

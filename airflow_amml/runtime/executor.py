@@ -194,9 +194,9 @@ def _describe(exc: BaseException) -> str:
         return exc.message
     if isinstance(exc, SemanticError):
         return str(exc)
-    if isinstance(exc, AmmlError):  # a registry's, a model file's…: without its hint, which the stage's error gives
-        head = f"{exc.location}: " if exc.location else ""
-        return f"{head}{exc.label}: {exc.message}"
+    if isinstance(exc, AmmlError):  # a registry's, a model file's…: its own text, less the hint the stage's error gives
+        text, hint = str(exc), f"\nhint: {exc.hint}" if exc.hint else ""
+        return text[: -len(hint)] if hint and text.endswith(hint) else text
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -165,3 +165,17 @@ def test_a_registry_at_0004_gains_the_intervals_column(tmp_path, model_file):
     intervals = {"method": "test", "forecasts": 9, "levels": {"80": [0.5, 0.75]}}
     entry = registry.register_version("ett", "ett:0.1", model_file, intervals=intervals)
     assert registry.resolve(entry.ref).intervals == intervals
+
+
+def test_a_registry_migrated_by_a_newer_amml_is_a_clear_error(tmp_path):
+    """A database at a revision this version does not have (a newer AMML migrated it during a rolling upgrade)
+    is a registry error that says what to do, not Alembic's exception."""
+    from airflow_amml.registry import RegistryError
+
+    db_url = f"sqlite:///{tmp_path / 'newer.db'}"
+    with sa.create_engine(db_url).begin() as conn:
+        conn.execute(sa.text("create table amml_alembic_version (version_num varchar(32) primary key)"))
+        conn.execute(sa.text("insert into amml_alembic_version values ('0099')"))
+    with pytest.raises(RegistryError, match=r"cannot migrate the registry database sqlite:.*0099") as info:
+        ModelRegistry(db_url, LocalArtifactStore(tmp_path / "artifacts")).resolve("ett")
+    assert "version that last migrated it" in info.value.hint

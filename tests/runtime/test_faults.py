@@ -62,6 +62,25 @@ def test_an_unreachable_registry_is_named_with_its_hint_once(mode):
     assert "check that the database server is up" in message
 
 
+def test_a_components_error_with_several_errors_keeps_each_with_its_caret_and_hint():
+    """A registered definition that no longer parses fails inside a component: the stage's error carries
+    every error of it, each with its line, caret and hint (not a count of them)."""
+    from airflow_amml.models.spec import parse_model_spec
+    from airflow_amml.runtime.executor import _describe
+    from compiler.errors import AmmlError
+
+    with pytest.raises(AmmlError) as info:
+        parse_model_spec('name: x\nversion: "0.1"\nbogus: 1\n', "model x:0.1")
+    text = _describe(info.value)
+    assert text.count("model x:0.1:") == 3 and "unknown top-level key `bogus`" in text
+    assert "   3 | bogus: 1\n     | ^" in text and "hint: add `training:` with at least `target: OT`" in text
+
+
+def test_a_null_warmup_from_a_run_parameter_is_refused_with_a_hint():
+    message = failure("source id='ett', warmup=params.w | print", "single", run_params={"w": None})
+    assert "`source warmup=None`: expected a whole number ≥ 0" in message and "hint: e.g. warmup=24" in message
+
+
 def test_unknown_source_lists_the_catalog():
     message = failure("source id='etth' | print")
     assert "unknown data source `etth`" in message and "`ett`" in message and "did you mean" in message
