@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -133,7 +132,7 @@ def _columns(bind: sa.Engine | sa.Connection, name: str) -> set[str] | None:
 
 def _engine(config: RunConfig) -> sa.Engine | None:
     """The run's database; None for an embedded one that was never made (nothing recorded, nothing to make)."""
-    if not config.db_url and not Path(config.home, "amml.db").is_file():
+    if not config.db_url and not storage.embedded_database(config).is_file():
         return None
     with _reading(config):
         return storage.engine(config)
@@ -159,4 +158,4 @@ def _reading(config: RunConfig) -> Iterator[None]:
 def _where(config: RunConfig) -> str:
     from airflow_amml.registry.database import safe_url  # the URL without its password
 
-    return safe_url(config.db_url) if config.db_url else f"sqlite:///{Path(config.home, 'amml.db')}"
+    return safe_url(config.db_url) if config.db_url else f"sqlite:///{storage.embedded_database(config)}"

@@ -39,7 +39,12 @@ def database_url(config: RunConfig) -> str:
     if config.db_url:
         return config.db_url
     config.home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{config.home / 'amml.db'}"
+    return f"sqlite:///{embedded_database(config)}"
+
+
+def embedded_database(config: RunConfig) -> Path:
+    """The embedded SQLite file used when no database is configured (it may not exist yet)."""
+    return config.home / "amml.db"
 
 
 def named_database_url(component: str, name: str | None, config: RunConfig) -> str:

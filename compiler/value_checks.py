@@ -66,6 +66,7 @@ class Between:
             return None
         return (f"expected a value from {self.low:,g} to {self.high:,g}", self.example)
 
+
 MAX_COVERAGES = 10  # prediction-interval levels one `lstm level=` may ask for
 
 

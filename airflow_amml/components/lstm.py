@@ -717,8 +717,7 @@ class LstmPredict(AbstractProgress):
             out = self._long_rows(joined, forecasts)
         else:
             out = joined.iloc[window - 1 :].copy()
-            names = [output] if forecasts.shape[1] == 1 else [f"{output}_{s + 1}" for s in range(forecasts.shape[1])]
-            out[names] = forecasts
+            out[_wide_names(output, forecasts.shape[1])] = forecasts
         if self.widths:
             out = pd.concat([out, self._bounds(forecasts, output, long, out.index)], axis=1)
         if self.version_column is None:
@@ -746,8 +745,7 @@ class LstmPredict(AbstractProgress):
             if long:
                 columns[f"{output}_lo_{label}"], columns[f"{output}_hi_{label}"] = lo.reshape(-1), hi.reshape(-1)
                 continue
-            for step in range(horizon):
-                name = output if horizon == 1 else f"{output}_{step + 1}"
+            for step, name in enumerate(_wide_names(output, horizon)):
                 columns[f"{name}_lo_{label}"], columns[f"{name}_hi_{label}"] = lo[:, step], hi[:, step]
         return pd.DataFrame(columns, index=index)
 
@@ -794,3 +792,8 @@ class LstmPredict(AbstractProgress):
     def close(self) -> None:
         if hasattr(self, "scratch"):
             self.scratch.cleanup()
+
+
+def _wide_names(output: str, horizon: int) -> list[str]:
+    """The wide layout's forecast columns: `prediction` for one step, `prediction_1` … `prediction_H` for H."""
+    return [output] if horizon == 1 else [f"{output}_{step}" for step in range(1, horizon + 1)]

@@ -188,13 +188,10 @@ def _instantiate(stage: Stage, context: ComponentContext) -> AbstractComponent:
 def _describe(exc: BaseException) -> str:
     """The error as the user should read it: our own errors speak for themselves; others show their type."""
     from compiler.errors import AmmlError
-    from compiler.semantics import SemanticError
 
     if isinstance(exc, PipelineError):
         return exc.message
-    if isinstance(exc, SemanticError):
-        return str(exc)
-    if isinstance(exc, AmmlError):  # a registry's, a model file's…: its own text, less the hint the stage's error gives
+    if isinstance(exc, AmmlError):  # a callback's, a registry's, a model file's…: its text, less the hint we add
         text, hint = str(exc), f"\nhint: {exc.hint}" if exc.hint else ""
         return text[: -len(hint)] if hint and text.endswith(hint) else text
     return f"{type(exc).__name__}: {exc}"
