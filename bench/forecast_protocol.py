@@ -129,7 +129,7 @@ def shipped_model(path: Path, scaled: pd.DataFrame, epochs: int | None) -> tuple
         scores[part], errors[part] = score(predicted, truth), np.abs(predicted - truth)
     val = scores["validation"]
     coverage = _conformal_coverage(errors["validation"], errors["test"])
-    steps = "solved by least squares" if t.solver == "least_squares" else f"{len(history)} epochs"
+    steps = "solved by least squares" if t.solver == "least_squares" else keras_builder.epochs_run(history)
     note = (
         f"{steps}, validation MSE/MAE {val.mse:.5f}/{val.mae:.5f} (what it was chosen on), "
         f"{seconds[0]:.0f} s wall, {seconds[1]:.0f} s CPU"

@@ -236,7 +236,9 @@ class TrainLstm(AbstractProgress):
         result: dict[str, Any] = {}
         yield from self._train(frame, result)
         evaluation = self._evaluate(result["model"], frame, holdout) if holdout is not None else {}
-        epochs = f"{len(result['history'])} epoch{'s' if len(result['history']) != 1 else ''}"
+        from airflow_amml.models.keras_builder import epochs_run
+
+        epochs = epochs_run(result["history"])
         self.note = epochs
         if self.params["register"]:
             from .evaluation import with_context
@@ -286,7 +288,9 @@ class TrainLstm(AbstractProgress):
                 break
             if isinstance(item, BaseException):
                 raise item
-            self.note = f"epoch {min(item['epoch'] + 1, self.epochs_total)}/{self.epochs_total}"
+            members = len(self.spec.training.ensemble_seeds)
+            member = f"member {item['member']}/{members}, " if "member" in item else ""
+            self.note = f"{member}epoch {min(item['epoch'] + 1, self.epochs_total)}/{self.epochs_total}"
             yield pd.DataFrame([item])
         worker.join()
 
@@ -424,7 +428,8 @@ class TrainLstm(AbstractProgress):
                 "batch_size": self.params["batch_size"] or t.batch_size,
                 "optimizer": t.optimizer,
                 "learning_rate": t.learning_rate if t.learning_rate is not None else _initial_rate(model, history),
-                "seed": t.seed,
+                # an ensemble's members' seeds ("7,1,2"), or the one model's
+                **({"ensemble_seeds": ",".join(map(str, t.ensemble_seeds))} if t.ensemble_seeds else {"seed": t.seed}),
                 "shuffle": t.shuffle,
             }
         params: dict[str, Any] = {
@@ -502,7 +507,7 @@ class TrainLstm(AbstractProgress):
         metrics = {
             "loss": final["loss"],
             "val_loss": final["val_loss"],
-            "epochs": len(history),
+            "epochs": max(h["epoch"] for h in history),  # an ensemble's: the most one member ran
             "train_records": len(frame),
             **evaluation,
         }

@@ -57,13 +57,27 @@ def draw_loss(ax: Any, history: list[dict[str, Any]], title: str, loss: str | No
     from matplotlib.ticker import MaxNLocator
 
     epochs = [int(h["epoch"]) for h in history]
-    ax.plot(epochs, [h["loss"] for h in history], marker="o", label="loss")
-    if any(h.get("val_loss") is not None for h in history):
-        ax.plot(epochs, [h.get("val_loss") for h in history], marker="o", label="val_loss")
+    members = history[-1].get("members") if history else None
+    if not members:
+        _draw_losses(ax, history, "")
+    else:  # an ensemble: each member's curves, and the mean model's losses as stars after them
+        for number in range(1, members + 1):
+            _draw_losses(ax, [h for h in history if h.get("member") == number], f" (member {number})")
+        mean = history[-1]
+        for key in ("loss", "val_loss"):
+            if mean.get(key) is not None:
+                ax.plot([mean["epoch"]], [mean[key]], marker="*", markersize=12, linestyle="", label=f"{key} (mean)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if epochs:  # half an epoch of margin: one epoch sits in the middle above its tick, not on 0.96 … 1.04
         ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     ax.set(xlabel="epoch", ylabel=f"loss ({loss})" if loss else "loss", title=f"{title}: loss per epoch")
+
+
+def _draw_losses(ax: Any, history: list[dict[str, Any]], suffix: str) -> None:
+    epochs = [int(h["epoch"]) for h in history]
+    ax.plot(epochs, [h["loss"] for h in history], marker="o", label=f"loss{suffix}")
+    if any(h.get("val_loss") is not None for h in history):
+        ax.plot(epochs, [h.get("val_loss") for h in history], marker="o", label=f"val_loss{suffix}")
 
 
 def plot_step_errors(errors: Any, path: Path, title: str, units: str) -> Path:

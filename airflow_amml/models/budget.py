@@ -39,10 +39,12 @@ class TrainingEstimate:
 def layer_parameters(spec: ModelSpec) -> list[int]:
     """The number of trainable parameters of each layer of ``spec.layers`` (Keras's count; Input: 0).
 
-    With ``heads: per_channel`` every input channel has its own copy of the layers, each seeing one channel."""
+    With ``heads: per_channel`` every input channel has its own copy of the layers, each seeing one channel;
+    an ``ensemble`` has a copy of the whole model per member."""
     window, channels = spec.input_shape
-    copies = channels if spec.heads == "per_channel" else 1
-    features = 1 if copies > 1 else channels
+    heads = channels if spec.heads == "per_channel" else 1
+    features = 1 if heads > 1 else channels
+    copies = heads * max(1, len(spec.training.ensemble_seeds))
     recurrent = any(layer.is_recurrent for layer in spec.layers)
     width = features if recurrent else window * features  # without recurrent layers the window is flattened
     counts = []

@@ -168,16 +168,17 @@ def _drop(line: bytes, min_level: int, dropping: bool) -> bool:
     return dropping and line.startswith(b"To enable the following instructions:")
 
 
-def build_model(spec: ModelSpec) -> keras.Model:
+def build_model(spec: ModelSpec, member: int | None = None) -> keras.Model:
     """A compiled Keras model: ``Input(shape=(window, channels))`` then the spec's layers.
 
     A model without recurrent layers (Fig. 8's plain DNN) sees each window flattened to
     ``window × channels`` inputs. With ``heads: per_channel`` each channel goes through its own copy of the
     layers (built-in layers only, so the file loads with ``safe_mode``) and the copies' outputs are added.
+    ``member``: an ensemble's member number, in the model's name (:func:`mean_of_members` nests them).
     """
     keras = _keras()
     t = spec.training
-    name = re.sub(r"\W", "_", f"{spec.name}_{spec.version}")
+    name = re.sub(r"\W", "_", f"{spec.name}_{spec.version}" + (f"_member_{member}" if member else ""))
     window = keras.Input(shape=t.input_shape, name="window")
     channels = t.input_shape[1]
     if spec.heads == "per_channel" and channels > 1:
@@ -195,6 +196,17 @@ def build_model(spec: ModelSpec) -> keras.Model:
     else:
         model = keras.Sequential([window, *_layers(keras, spec)], name=name)
     model.compile(loss=t.loss, optimizer=_optimizer(keras, spec))
+    return model
+
+
+def mean_of_members(spec: ModelSpec, members: list[keras.Model]) -> keras.Model:
+    """An ensemble as one compiled Keras model: the window into each member, the mean of their forecasts
+    out (built-in layers only: the file loads with ``safe_mode``, and serving needs nothing new)."""
+    keras = _keras()
+    window = keras.Input(shape=spec.training.input_shape, name="window")
+    mean = keras.layers.Average(name="mean_of_members")([member(window) for member in members])
+    model = keras.Model(window, mean, name=re.sub(r"\W", "_", f"{spec.name}_{spec.version}"))
+    model.compile(loss=spec.training.loss, optimizer=_optimizer(keras, spec))
     return model
 
 
@@ -395,6 +407,10 @@ def train(
     With ``solver: least_squares`` the weights are solved for instead (:func:`solve_least_squares`, on the
     same training windows) and set on the built model, so it saves, loads and predicts as a trained one;
     the history is that one step (``epoch`` 1), and ``epochs``/``batch_size`` are ignored (the log says so).
+
+    With ``ensemble`` each member is built and trained in turn, seeded with its seed, on the same windows
+    (their epochs' entries carry ``"member": 1..``); the model returned is :func:`mean_of_members`, and the
+    history ends with its own losses: ``{"epoch": the most a member ran, "loss", "val_loss", "members": n}``.
     """
     keras = _keras()
     t = spec.training
@@ -408,9 +424,6 @@ def train(
     problem = training_budget_problem(spec, rows=rows, batch_size=batch_size)
     if problem is not None:  # refused before the windows are built
         raise ModelDataError(problem)
-    if t.seed is not None:
-        keras.utils.set_random_seed(t.seed)
-
     x, y, _ = make_windows(frame, spec)
     val: tuple[np.ndarray, np.ndarray] | None = None
     if validation is not None:
@@ -421,10 +434,46 @@ def train(
         val = (x[-n_val:], y[-n_val:])
         x, y = x[:-n_val], y[:-n_val]
 
-    model = build_model(spec)
     if t.solver == "least_squares":
+        model = build_model(spec)
         overridden = {k: v for k, v in (("epochs", epochs_given), ("batch_size", batch_given)) if v is not None}
         return model, _fit_least_squares(model, spec, (x, y), val, on_epoch, overridden)
+    if not t.ensemble_seeds:
+        if t.seed is not None:
+            keras.utils.set_random_seed(t.seed)
+        model = build_model(spec)
+        return model, _fit(keras, model, spec, (x, y), val, epochs, batch_size, on_epoch)
+    members, history = [], []
+    for number, seed in enumerate(t.ensemble_seeds, 1):
+        keras.utils.set_random_seed(seed)
+        member = build_model(spec, member=number)
+        history += _fit(keras, member, spec, (x, y), val, epochs, batch_size, on_epoch, member=number)
+        members.append(member)
+    model = mean_of_members(spec, members)
+    # the registered model's own losses (what `loss`/`val_loss` of a version say), after the members' epochs
+    entry: dict[str, Any] = {
+        "epoch": max(h["epoch"] for h in history),
+        "loss": _mean_model_loss(model, len(members), x, y),
+        "val_loss": None if val is None else _mean_model_loss(model, len(members), *val),
+        "members": len(members),
+    }
+    log.info("%s", ensemble_line(spec, entry))
+    return model, [*history, entry]
+
+
+def _fit(
+    keras: Any,
+    model: keras.Model,
+    spec: ModelSpec,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    epochs: int,
+    batch_size: int,
+    on_epoch: EpochCallback | None,
+    member: int | None = None,
+) -> list[dict[str, Any]]:
+    """Keras's ``fit`` with the spec's callbacks; the history of its epochs (an ensemble's: with ``member``)."""
+    t = spec.training
     history: list[dict[str, Any]] = []
 
     class _Record(keras.callbacks.Callback):
@@ -438,6 +487,7 @@ def train(
                 "epoch": epoch + 1,
                 "loss": float(logs["loss"]),
                 "val_loss": None if val_loss is None else float(val_loss),
+                **({"member": member} if member else {}),
             }
             if t.lr_schedule is not None:  # the rate this epoch ran with (a plateau lowers it after this)
                 entry["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -461,8 +511,7 @@ def train(
             )
         )
     model.fit(
-        x,
-        y,
+        *train,
         epochs=epochs,
         batch_size=batch_size,
         validation_data=val,
@@ -470,7 +519,7 @@ def train(
         callbacks=callbacks,
         verbose=0,
     )
-    return model, history
+    return history
 
 
 def _fit_least_squares(
@@ -551,6 +600,15 @@ def _keras_loss(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     return float(model.evaluate(x, y, batch_size=EVALUATE_BATCH, verbose=0))
 
 
+def _mean_model_loss(model: keras.Model, members: int, x: np.ndarray, y: np.ndarray) -> float:
+    """An ensemble's loss on (x, y): the loss of the mean forecast plus the members' mean l2 penalty — on the
+    scale of one member's `loss`/`val_loss` (Keras's own loss of the mean model adds every member's penalty,
+    so it would grow with the number of members)."""
+    keras = _keras()
+    penalties = [float(keras.ops.convert_to_numpy(p)) for p in model.losses]
+    return _keras_loss(model, x, y) - sum(penalties) * (members - 1) / members
+
+
 def least_squares_line(spec: ModelSpec, entry: dict[str, Any], windows: int, inputs: int, seconds: float) -> str:
     """``ett_step:0.2 solved by least squares - 0.4s - 8,472 windows x 1,513 inputs - loss: 0.0012 - ...``."""
     return (
@@ -561,14 +619,38 @@ def least_squares_line(spec: ModelSpec, entry: dict[str, Any], windows: int, inp
 
 def epoch_line(spec: ModelSpec, entry: dict[str, Any], epochs: int, seconds: float | None = None) -> str:
     """One epoch's log line, as Keras' progress bar writes it:
-    ``ett:0.1 epoch 3/20 - 6.5s - loss: 0.0205 - val_loss: 0.0115 - lr: 0.0005``."""
-    parts = [f"{spec.ref} epoch {entry['epoch']}/{epochs}"]
+    ``ett:0.1 epoch 3/20 - 6.5s - loss: 0.0205 - val_loss: 0.0115 - lr: 0.0005`` (an ensemble's member:
+    ``ett_h96:0.2 member 2/3 epoch 3/80 - …``)."""
+    members = len(spec.training.ensemble_seeds)
+    member = f" member {entry['member']}/{members}" if entry.get("member") else ""
+    parts = [f"{spec.ref}{member} epoch {entry['epoch']}/{epochs}"]
     if seconds is not None:
         parts.append(f"{seconds:.1f}s")
     parts += [f"loss: {format_loss(entry['loss'])}", f"val_loss: {format_loss(entry.get('val_loss'))}"]
     if "lr" in entry:
         parts.append(f"lr: {entry['lr']:.3g}")
     return " - ".join(parts)
+
+
+def ensemble_line(spec: ModelSpec, entry: dict[str, Any]) -> str:
+    """``ett_h96:0.2 mean of 3 members - loss: 0.0412 - val_loss: 0.0890``."""
+    return (
+        f"{spec.ref} mean of {entry['members']} members - loss: {format_loss(entry['loss'])} - "
+        f"val_loss: {format_loss(entry.get('val_loss'))}"
+    )
+
+
+def epochs_run(history: list[dict[str, Any]]) -> str:
+    """``12 epochs``, ``1 epoch``; an ensemble's: ``3 members, 80 epochs each`` (``…, 31–80 epochs`` when
+    early stopping ended them at different epochs)."""
+    if not history[-1].get("members"):
+        return f"{len(history)} epoch{'s' if len(history) != 1 else ''}"
+    ran: dict[int, int] = {}
+    for h in history[:-1]:
+        ran[h["member"]] = max(ran.get(h["member"], 0), h["epoch"])
+    low, high = min(ran.values()), max(ran.values())
+    each = f"{high} epoch{'s' if high != 1 else ''} each" if low == high else f"{low}–{high} epochs"
+    return f"{len(ran)} members, {each}"
 
 
 def format_loss(value: float | None) -> str:

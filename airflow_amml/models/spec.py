@@ -124,7 +124,9 @@ HEADS = ("shared", "per_channel")
 # (a linear model with the mse loss: ridge regression, keras_builder.solve_least_squares)
 SOLVERS = ("gradient", "least_squares")
 # training keys that only steer gradient descent: refused with `solver: least_squares`, which would ignore them
-GRADIENT_ONLY_KEYS = ("optimizer", "lr_schedule", "early_stopping", "epochs", "batch_size", "shuffle", "seed")
+GRADIENT_ONLY_KEYS = (
+    "optimizer", "lr_schedule", "early_stopping", "epochs", "batch_size", "shuffle", "seed", "ensemble",
+)  # fmt: skip
 TIME_FEATURES = ("hour_of_day", "day_of_week")
 # learning-rate schedules and the settings each takes (README "Models")
 SCHEDULES: dict[str, tuple[str, ...]] = {
@@ -148,6 +150,7 @@ MAX_TIME_HARMONICS = 12  # sine and cosine of 1..12 times the angle: every shape
 MAX_SEASONAL_PERIOD = 10_080  # records in a season (a week of minutes; a year of days is 366)
 MAX_SEASONAL_DAYS = 366  # periods a seasonal mean reaches back over
 MAX_SEASONAL_CHANNELS = 16
+MAX_ENSEMBLE_MEMBERS = 10  # N-BEATS's ensembles are larger, but each member here is a whole training
 MAX_HISTORY = 16_384  # records one forecast reads: the window and the seasonal means' reach before it
 MAX_LEARNING_RATE = 10.0
 MAX_STRING_CHARS = 256  # names: target, features, layer types, choices, keys
@@ -202,12 +205,13 @@ _MODEL_KEYS = ("layers", "heads")
 _TRAINING_KEYS = (
     "loss", "optimizer", "epochs", "batch_size", "validation_split", "early_stopping", "window", "horizon",
     "target", "features", "predict", "inputs", "seed", "shuffle", "lr_schedule", "time_features", "time_column",
-    "time_harmonics", "decomposition", "solver", "seasonal_means",
+    "time_harmonics", "decomposition", "solver", "seasonal_means", "ensemble",
 )  # fmt: skip
 _OPTIMIZER_KEYS = ("name", "learning_rate", "clipnorm")
 _EARLY_STOPPING_KEYS = ("patience", "monitor", "min_delta", "restore_best_weights")
 _DECOMPOSITION_KEYS = ("moving_average",)
 _SEASONAL_KEYS = ("period", "days")
+_ENSEMBLE_KEYS = ("seeds",)
 
 
 # ---- the checked definition ------------------------------------------------------------------------------
@@ -314,6 +318,11 @@ class TrainingSpec:
     one linear ``Dense`` layer and the ``mse`` loss, the weights that minimise the same objective (the mean
     squared error plus the layer's ``l2`` penalty) in one solve, on the same training windows; the keys of
     gradient descent (:data:`GRADIENT_ONLY_KEYS`) are refused with it.
+
+    ``ensemble: {seeds: [7, 1, 2]}`` (``ensemble_seeds``): the model is trained once per seed, each member on
+    the same windows with the same settings, and forecasts the mean of the members' forecasts (N-BEATS's
+    ensembles; darts' ``NaiveEnsembleModel``): the spread between seeds averages out. ``seed`` is refused
+    beside it, and it is a key of gradient descent.
     """
 
     target: str
@@ -340,6 +349,7 @@ class TrainingSpec:
     solver: str = "gradient"
     seasonal_period: int | None = None
     seasonal_days: tuple[int, ...] = ()
+    ensemble_seeds: tuple[int, ...] = ()
 
     @property
     def value_channels(self) -> int:
@@ -371,7 +381,8 @@ class TrainingSpec:
             "epochs": self.epochs,
             "batch_size": self.batch_size,
             "early_stopping": self.early_stopping.to_dict() if self.early_stopping else None,
-            "seed": self.seed,
+            # an ensemble's members have the seeds of `ensemble` (the file refuses `seed` beside it)
+            **({"ensemble": {"seeds": list(self.ensemble_seeds)}} if self.ensemble_seeds else {"seed": self.seed}),
             "shuffle": self.shuffle,
             **({"lr_schedule": self.lr_schedule.to_dict()} if self.lr_schedule else {}),
         }
@@ -1216,6 +1227,17 @@ class _Parser:
         take("decomposition", self.decomposition)
         take("solver", lambda n, w: self.choice(n, w, SOLVERS, noun="solver"))
         take("seasonal_means", self.seasonal_means)
+        take("ensemble", self.ensemble)
+        if "ensemble" in values:
+            values["ensemble_seeds"] = values.pop("ensemble")
+            if "seed" in pairs:
+                self.error(
+                    "`training.seed` seeds one model; an `ensemble` trains one member per seed of its `seeds`",
+                    pairs["seed"][0],
+                    hint="remove `seed` (or list it in `ensemble.seeds`)",
+                )
+                return None
+            values["seed"] = None
         if "seasonal_means" in values:
             values["seasonal_period"], values["seasonal_days"] = values.pop("seasonal_means")
         if "decomposition" in values:
@@ -1430,6 +1452,42 @@ class _Parser:
                 return _BAD
             days.append(int(v))
         return _BAD if period is _BAD else (int(period), tuple(days))
+
+    def ensemble(self, node: Node, what: str) -> Any:
+        """`{seeds: [7, 1, 2]}`: the members' seeds, 2 to MAX_ENSEMBLE_MEMBERS distinct integers."""
+        pairs = self.mapping(node, what, _ENSEMBLE_KEYS, "unknown ensemble setting `{key}`; expected {choices}")
+        if pairs is None:
+            return _BAD
+        example = "add `seeds: [7, 1, 2]` (one member trained per seed; the model forecasts their mean)"
+        seeds_node = self.required(pairs, "seeds", node, what, hint=example)
+        if seeds_node is None:
+            return _BAD
+        seeds_what = f"{what[:-1]}.seeds`"
+        if not isinstance(seeds_node, SequenceNode) or not 2 <= len(seeds_node.value) <= MAX_ENSEMBLE_MEMBERS:
+            if isinstance(seeds_node, SequenceNode):
+                got = f"{len(seeds_node.value)} seed{'' if len(seeds_node.value) == 1 else 's'}"
+            else:
+                got = self.describe(seeds_node)
+            self.error(
+                f"{seeds_what} must be a list of 2 to {MAX_ENSEMBLE_MEMBERS} seeds, one per member; got {got}",
+                seeds_node,
+                hint="write `seeds: [7, 1, 2]`",
+            )
+            return _BAD
+        seeds: list[int] = []
+        for item in seeds_node.value:
+            v = self.integer(item, f"an item of {seeds_what}", 0, 2**32 - 1)
+            if v is _BAD:
+                return _BAD
+            if int(v) in seeds:
+                self.error(
+                    f"seed {v} is listed twice in {seeds_what}: the two members would be the same model",
+                    item,
+                    hint="give each member its own seed",
+                )
+                return _BAD
+            seeds.append(int(v))
+        return tuple(seeds)
 
     def optimizer(self, node: Node) -> Any:
         what = "`training.optimizer`"

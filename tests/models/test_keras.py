@@ -365,3 +365,42 @@ def test_one_log_line_per_epoch_with_the_same_precision(caplog):
         "-",
     ]
     assert "lr" not in kb.train(forecast(), _series(), epochs=1)[1][0]  # no schedule: no rate in the history
+
+
+@pytest.mark.slow
+def test_an_ensemble_forecasts_the_mean_of_its_members_each_trained_as_one_model(tmp_path, caplog):
+    pytest.importorskip("keras")
+    import logging
+
+    frame = _series()
+    with caplog.at_level(logging.INFO, logger="airflow_amml.models.keras_builder"):
+        model, history = kb.train(forecast("ensemble: {seeds: [3, 5]}"), frame, epochs=2)
+    # each member is the model `seed: 3` (or 5) trains alone: same windows, settings and seed
+    singles = [kb.train(forecast(f"seed: {seed}"), frame, epochs=2) for seed in (3, 5)]
+    by_hand = np.mean([kb.predict(single, forecast(), frame) for single, _ in singles], axis=0)
+    spec = forecast("ensemble: {seeds: [3, 5]}")
+    forecasts = kb.predict(model, spec, frame)
+    np.testing.assert_allclose(forecasts, by_hand, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(*[kb.predict(single, forecast(), frame) for single, _ in singles])  # seeds differ
+    # the history: each member's epochs, as the single trainings record them, then the mean model's losses
+    assert [(h.get("member"), h["epoch"]) for h in history] == [(1, 1), (1, 2), (2, 1), (2, 2), (None, 2)]
+    for number, (_, single_history) in enumerate(singles, 1):
+        member = [h for h in history if h.get("member") == number]
+        np.testing.assert_allclose([h["loss"] for h in member], [h["loss"] for h in single_history], rtol=1e-5)
+    mean = history[-1]
+    assert mean["members"] == 2 and mean["val_loss"] is not None
+    x, y, _ = kb.make_windows(frame, spec)
+    n_val = math.floor(len(x) * 0.1)  # the last tenth of the windows validate, as for one model
+    l2 = 0.5 * sum(float(np.sum(np.square(w))) for w in model.get_weights()[::2]) / 2  # mean of the kernels' penalties
+    mse = float(np.mean(np.square(model.predict(x[-n_val:], verbose=0) - y[-n_val:])))
+    assert mean["val_loss"] == pytest.approx(mse + l2, rel=1e-4)
+    lines = [r.getMessage() for r in caplog.records if r.name == "airflow_amml.models.keras_builder"]
+    assert lines[0].startswith("fc:1 member 1/2 epoch 1/2 - ") and lines[2].startswith("fc:1 member 2/2 epoch 1/2")
+    assert lines[-1] == f"fc:1 mean of 2 members - loss: {kb.format_loss(mean['loss'])} - val_loss: " + kb.format_loss(
+        mean["val_loss"]
+    )
+    # one model file, loaded with safe_mode, checked against the definition: the same forecasts
+    path = kb.save_model(model, tmp_path / "fc.keras")
+    loaded = kb.load_model(path, spec)
+    assert loaded.count_params() == 2 * (5 * 2 + 2)
+    np.testing.assert_allclose(kb.predict(loaded, spec, frame), forecasts, rtol=1e-6, atol=1e-7)

@@ -391,3 +391,77 @@ def test_a_fanned_out_training_registers_a_model_per_item_and_prediction_reads_t
     with pytest.raises(PipelineError, match=r"no model named 'tiny\.c'") as missing:
         run(predict.format(out=tmp_path / "c.csv"), dataclasses.replace(config, item=("series", "c")))
     assert "fanned out over `series`" in missing.value.hint and "tiny.c@champion" in missing.value.hint
+
+
+ENSEMBLE_MODEL = """
+name: tiny_ensemble
+version: "0.1"
+model:
+  layers:
+    - {type: Dense, units: 1}
+training:
+  loss: mse
+  epochs: 2
+  batch_size: 64
+  window: 12
+  target: OT
+  ensemble: {seeds: [1, 2]}
+"""
+
+
+def test_an_ensemble_registers_one_version_with_its_members_seeds_and_epochs(tmp_path, models_dir):
+    (models_dir / "tiny_ensemble.yaml").write_text(ENSEMBLE_MODEL)
+    config = RunConfig.from_environment(model_paths=[models_dir], runs_dir=tmp_path / "runs", output_root=tmp_path)
+    epochs = tmp_path / "epochs.csv"
+    run(
+        f"source id='ett', limit=600 | minmax_scaler | train_lstm model='tiny_ensemble:0.1', holdout=48 "
+        f"| csv_sink path='{epochs}'",
+        config,
+    )
+    # the stream: each member's epochs, numbered as one model's
+    streamed = pd.read_csv(epochs)
+    assert list(zip(streamed["member"], streamed["epoch"])) == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    entry = ModelRegistry.from_config().resolve("tiny_ensemble")
+    assert entry.version == 1
+    assert entry.params["ensemble_seeds"] == "1,2" and "seed" not in entry.params
+    assert entry.metrics["epochs"] == 2 and entry.metrics["holdout_records"] == 48
+    # the version's loss is the mean model's, not the last member's
+    assert entry.metrics["loss"] != pytest.approx(streamed["loss"].iloc[-1], rel=1e-3)
+    assert np.isfinite(entry.metrics["holdout_mae"])
+    model_path = Path(entry.artifact_uri.removeprefix("file://"))
+    import keras
+
+    model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+    assert [layer.name for layer in model.layers][1:] == [
+        "tiny_ensemble_0_1_member_1",
+        "tiny_ensemble_0_1_member_2",
+        "mean_of_members",
+    ]
+
+
+def test_an_ensembles_loss_plot_and_summary_name_each_member():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from airflow_amml.components.plots import draw_loss
+    from airflow_amml.models.keras_builder import epochs_run
+
+    members = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.1 / e, "member": m} for m in (1, 2) for e in (1, 2, 3)]
+    history = [*members, {"epoch": 3, "loss": 0.3, "val_loss": 0.35, "members": 2}]
+    fig, ax = plt.subplots()
+    try:
+        draw_loss(ax, history, "tiny:0.1", "mse")
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert labels == [
+            "loss (member 1)", "val_loss (member 1)", "loss (member 2)", "val_loss (member 2)",
+            "loss (mean)", "val_loss (mean)",
+        ]  # fmt: skip
+        assert list(ax.get_lines()[-1].get_xydata()[0]) == [3.0, 0.35]
+    finally:
+        plt.close(fig)
+    assert epochs_run(history) == "2 members, 3 epochs each"
+    stopped = [h for h in members if not (h["member"] == 2 and h["epoch"] == 3)]  # early stopping ended member 2
+    assert epochs_run([*stopped, history[-1]]) == "2 members, 2–3 epochs"
+    assert epochs_run(members[:1]) == "1 epoch"

@@ -724,7 +724,61 @@ def test_shipped_horizon_models():
     assert sorted(specs) == [24, 96, 192, 336, 720]
     for horizon, spec in specs.items():
         t = spec.training
-        assert spec.ref == f"ett_h{horizon}:0.1" and spec.layers[-1].get("units") == horizon
+        version = "0.2" if horizon == 96 else "0.1"  # ett_h96:0.2: the mean of three seeds' models
+        assert spec.ref == f"ett_h{horizon}:{version}" and spec.layers[-1].get("units") == horizon
         assert (t.window, t.features, t.inputs, t.predict, t.loss) == (336, ("OT",), "relative", "delta", "mse")
         assert t.lr_schedule is not None and t.lr_schedule.type == "cosine" and spec.layers[-1].get("l2") > 0
     assert specs[24].heads == "per_channel" and specs[24].training.moving_average == 25  # DLinear
+    assert specs[96].training.ensemble_seeds == (7, 1, 2) and specs[720].training.ensemble_seeds == ()
+
+
+ENSEMBLE = edit("  seed: 7\n", "  ensemble: {seeds: [7, 1, 2]}\n")
+
+
+def test_ensemble_of_seeds():
+    from airflow_amml.models.budget import layer_parameters
+
+    spec = parse_model_spec(ENSEMBLE, "m.yaml")
+    assert spec.training.ensemble_seeds == (7, 1, 2) and spec.training.seed is None
+    # three copies of the whole model: 3 × [4 × (32 × (2 + 32) + 32), 33]
+    assert layer_parameters(spec) == [3 * 4 * (32 * 34 + 32), 3 * 33]
+    d = spec.to_dict()
+    assert d["training"]["ensemble"] == {"seeds": [7, 1, 2]} and "seed" not in d["training"]
+    again = parse_model_spec(yaml.safe_dump(d, sort_keys=False), "dumped.yaml")
+    assert again == spec and again.to_dict() == d
+    assert "ensemble" not in parse_model_spec(BASE).to_dict()["training"]  # one model: its dict is unchanged
+    block = edit("  ensemble: {seeds: [7, 1, 2]}\n", "  ensemble:\n    seeds:\n      - 3\n      - 4\n", ENSEMBLE)
+    assert parse_model_spec(block).training.ensemble_seeds == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "column", "words", "hint"),
+    [
+        ("[7, 1, 2]", "[7]", 22, 21, ["`training.ensemble.seeds` must be a list of 2 to 10 seeds", "got 1 seed"], None),
+        ("[7, 1, 2]", "7", 22, 21, ["must be a list of 2 to 10 seeds", "got the integer 7"], "seeds: [7, 1, 2]"),
+        ("[7, 1, 2]", "[7, 1, 7]", 22, 28, ["seed 7 is listed twice in `training.ensemble.seeds`"], "its own seed"),
+        ("[7, 1, 2]", "[7, -1]", 22, 25, ["an item of `training.ensemble.seeds` must be ≥ 0"], None),
+        ("{seeds: [7, 1, 2]}", "{seed: [7, 1, 2]}", 22, 14, ["unknown ensemble setting `seed`"], "seeds"),
+        ("{seeds: [7, 1, 2]}", "{}", 22, 13, ["`training.ensemble` has no `seeds`"], "seeds: [7, 1, 2]"),
+        (
+            "  ensemble:",
+            "  seed: 3\n  ensemble:",
+            22,
+            3,
+            ["`training.seed` seeds one model; an `ensemble` trains one member per seed"],
+            "remove `seed`",
+        ),
+    ],
+)
+def test_ensemble_errors(old, new, line, column, words, hint):
+    check(error(edit(old, new, ENSEMBLE)), line, column, *words, hint=hint)
+
+
+def test_ensemble_is_refused_with_least_squares():
+    solved = """\
+name: s
+version: "1"
+model: {layers: [{type: Dense, units: 1}]}
+training: {target: OT, loss: mse, solver: least_squares, validation_split: 0, ensemble: {seeds: [1, 2]}}
+"""
+    check(error(solved), 4, 79, "`training.ensemble` steers gradient descent", hint="remove `ensemble`")
