@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +29,14 @@ class AlertHistoryError(AmmlError):
     label = "alerts"
 
 
+class AlertNotFoundError(AlertHistoryError):
+    """No alert with that id (or none the reader may see)."""
+
+
+class SnapshotTableError(AlertHistoryError):
+    """A snapshot table named that is not a table name, or not a snapshot table."""
+
+
 # what `amml alerts list` shows of each alert (the record itself only in `show`)
 LISTED = (
     "id", "created_at", "record_time", "level", "message", "score", "dag_id", "run_id", "task_id", "item",
@@ -36,11 +44,19 @@ LISTED = (
 )  # fmt: skip
 # what a snapshot table must have for its rows to be read back as an alert's records
 SNAPSHOT_NEEDS = {"id", "alert_id", "row_position", "record"}
+READ_CHUNK = 1000  # snapshot records fetched from the database at a time
 
 
-def list_alerts(config: RunConfig, dag_id: str | None = None, item: str | None = None, limit: int = 50) -> list[dict]:
+def list_alerts(
+    config: RunConfig,
+    dag_id: str | None = None,
+    item: str | None = None,
+    limit: int = 50,
+    dag_ids: Collection[str] | None = None,
+) -> list[dict]:
     """The newest ``limit`` alerts (of one DAG, one fanned-out item), newest first, each with the number of
-    records its snapshot saved in the default snapshot table (``snapshot_rows``)."""
+    records its snapshot saved in the default snapshot table (``snapshot_rows``). ``dag_ids``: only the
+    alerts of these DAGs (what a reader may see; not those raised outside Airflow); None: every alert."""
     engine = _engine(config)
     with _reading(config):
         found = _columns(engine, tables.alerts.name) if engine is not None else None
@@ -52,6 +68,8 @@ def list_alerts(config: RunConfig, dag_id: str | None = None, item: str | None =
         query = query.where(a.c.dag_id == dag_id if "dag_id" in found else sa.false())
     if item is not None:
         query = query.where(a.c.item == item if "item" in found else sa.false())
+    if dag_ids is not None:
+        query = query.where(a.c.dag_id.in_(sorted(dag_ids)) if "dag_id" in found and dag_ids else sa.false())
     with _reading(config), engine.connect() as conn:
         rows = [dict(row._mapping) for row in conn.execute(query)]
         counts = _snapshot_counts(conn, [row["id"] for row in rows], tables.SNAPSHOT_DEFAULT)
@@ -60,13 +78,19 @@ def list_alerts(config: RunConfig, dag_id: str | None = None, item: str | None =
     return rows
 
 
-def get_alert(config: RunConfig, alert_id: int, snapshot_table: str = tables.SNAPSHOT_DEFAULT) -> tuple[dict, list]:
+def get_alert(
+    config: RunConfig,
+    alert_id: int,
+    snapshot_table: str = tables.SNAPSHOT_DEFAULT,
+    max_records: int | None = None,
+) -> tuple[dict, list]:
     """One alert (every column; its record and trigger values decoded) and its snapshot's records in stream
-    order, from ``snapshot_table`` (the alert's `snapshot_table=`; default ``amml_snapshots``)."""
+    order, from ``snapshot_table`` (the alert's `snapshot_table=`; default ``amml_snapshots``): the first
+    ``max_records`` of them (a page shows a bounded part of a snapshot that may hold a million)."""
     problem = table_name_problem(snapshot_table, (tables.SNAPSHOT_DEFAULT,))
     if problem is not None:
-        raise AlertHistoryError(
-            f"--table {snapshot_table!r}: {problem[0]}",
+        raise SnapshotTableError(
+            f"snapshot table {snapshot_table!r}: {problem[0]}",
             hint=f"the table an alert's `snapshot_table=` names (default {tables.SNAPSHOT_DEFAULT})",
         )
     engine = _engine(config)
@@ -79,7 +103,7 @@ def get_alert(config: RunConfig, alert_id: int, snapshot_table: str = tables.SNA
             row = conn.execute(sa.select(*_present(a, a.c.keys(), found)).where(a.c.id == alert_id)).first()
     if row is None:
         newest = list_alerts(config, limit=1)
-        raise AlertHistoryError(
+        raise AlertNotFoundError(
             f"no alert {alert_id} in {_where(config)}",
             hint=f"the newest is {newest[0]['id']}: `amml alerts list` shows them"
             if newest
@@ -89,22 +113,37 @@ def get_alert(config: RunConfig, alert_id: int, snapshot_table: str = tables.SNA
     for key in ("record", "trigger_values"):
         alert[key] = json.loads(alert[key]) if alert[key] else None
     with _reading(config):
-        return alert, _snapshot_records(engine, alert_id, snapshot_table)
+        return alert, list(_snapshot_records(engine, alert_id, snapshot_table, max_records))
 
 
-def _snapshot_records(engine: sa.Engine, alert_id: int, name: str) -> list[dict[str, Any]]:
+def snapshot_records(config: RunConfig, alert_id: int, snapshot_table: str = tables.SNAPSHOT_DEFAULT) -> Iterator[dict]:
+    """An alert's snapshot records in stream order, read a chunk at a time (for a download of any size; the
+    alert must exist: :func:`get_alert` first)."""
+    engine = _engine(config)
+    if engine is None:
+        return
+    with _reading(config):
+        yield from _snapshot_records(engine, alert_id, snapshot_table)
+
+
+def _snapshot_records(
+    engine: sa.Engine, alert_id: int, name: str, max_records: int | None = None
+) -> Iterator[dict[str, Any]]:
     found = _columns(engine, name)
     if found is None:
-        return []
+        return
     if not SNAPSHOT_NEEDS <= found:
-        raise AlertHistoryError(
+        raise SnapshotTableError(
             f"table {name!r} is not a snapshot table (its columns: {sorted(found)})",
             hint=f"name the table the alert's `snapshot_table=` wrote to (default {tables.SNAPSHOT_DEFAULT})",
         )
     table = tables.snapshot_table(name)
     query = sa.select(table.c.record).where(table.c.alert_id == alert_id).order_by(table.c.row_position, table.c.id)
+    if max_records is not None:
+        query = query.limit(max_records)
     with engine.connect() as conn:
-        return [json.loads(record) for (record,) in conn.execute(query)]
+        for (record,) in conn.execution_options(yield_per=READ_CHUNK).execute(query):
+            yield json.loads(record)
 
 
 def _snapshot_counts(conn: sa.Connection, alert_ids: list[int], name: str) -> dict[int, int]:

@@ -53,8 +53,13 @@ def create_app() -> Any:
     def current_user(user: Any = logged_in, _: Any = may_view) -> Any:
         return user  # FastAPI resolves the JWT once per request for both
 
-    access = Access(current_user=current_user, user_name=lambda user: user.get_name(), can_promote=can_promote)
-    return create_ui_app(_registry, access, url_prefix=URL_PREFIX, routers=[(pipeline_router, "/ui")])
+    access = Access(
+        current_user=current_user,
+        user_name=lambda user: user.get_name(),
+        can_promote=can_promote,
+        readable_dags=readable_dags,
+    )
+    return create_ui_app(_registry, access, _run_config, url_prefix=URL_PREFIX, routers=[(pipeline_router, "/ui")])
 
 
 def can_promote(user: Any, version: Any) -> bool:
@@ -70,12 +75,28 @@ def can_promote(user: Any, version: Any) -> bool:
     )
 
 
-def _registry() -> Any:
-    from airflow_amml.registry import ModelRegistry
+def readable_dags(user: Any) -> set[str] | None:
+    """The DAGs whose alerts `user` may read: the DAGs they may read (GET), as Airflow's own lists filter
+    them; None when they may read every DAG (the alerts raised outside Airflow, with no DAG, are theirs too)."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    auth = get_auth_manager()
+    if auth.is_authorized_dag(method="GET", user=user):
+        return None
+    return auth.get_authorized_dag_ids(user=user, method="GET")
+
+
+def _run_config() -> Any:
     from airflow_amml.run_config import RunConfig
     from operators.connections import connection_overrides
 
-    return ModelRegistry.from_config(RunConfig.from_environment(**connection_overrides()))
+    return RunConfig.from_environment(**connection_overrides())
+
+
+def _registry() -> Any:
+    from airflow_amml.registry import ModelRegistry
+
+    return ModelRegistry.from_config(_run_config())
 
 
 class _BuiltOnFirstRead:

@@ -72,7 +72,7 @@ def main(paths: list[str]) -> None:
         else:  # early stopping on the validation rows
             validation = scaled.iloc[TRAIN - history_rows : VALID]
             model, history = keras_builder.train(spec, scaled.iloc[:TRAIN], validation=validation)
-            note = f"{len(history)} epochs, final loss {history[-1]['loss']:.4f}"
+            note = f"{keras_builder.epochs_run(history)}, final loss {history[-1]['loss']:.4f}"
         note += f", {time.perf_counter() - started:.0f} s"
         for part, (lo, hi) in parts.items():
             rows_of = scaled.iloc[lo - history_rows : hi]  # the rows plus the records their first forecast reads

@@ -275,7 +275,9 @@ class TrainLstm(AbstractProgress):
                 epochs.put(exc)
 
         solved = self.spec.training.solver == "least_squares"
-        self.note = "solving by least squares" if solved else f"epoch 1/{self.epochs_total}"
+        members = len(self.spec.training.ensemble_seeds)
+        first = f"member 1/{members}, epoch 1/{self.epochs_total}" if members else f"epoch 1/{self.epochs_total}"
+        self.note = "solving by least squares" if solved else first
         worker = threading.Thread(target=fit, name="amml-train", daemon=True)
         worker.start()
         while True:
@@ -288,9 +290,7 @@ class TrainLstm(AbstractProgress):
                 break
             if isinstance(item, BaseException):
                 raise item
-            members = len(self.spec.training.ensemble_seeds)
-            member = f"member {item['member']}/{members}, " if "member" in item else ""
-            self.note = f"{member}epoch {min(item['epoch'] + 1, self.epochs_total)}/{self.epochs_total}"
+            self.note = self._progress(item)
             yield pd.DataFrame([item])
         worker.join()
 
@@ -415,6 +415,17 @@ class TrainLstm(AbstractProgress):
         log.info("train_lstm: kept @%s (hold-out MAE %.4g is not better than %.4g)", alias, *self.gate[:2])
         return None
 
+    def _progress(self, entry: dict[str, Any]) -> str:
+        """The note while training, after an epoch: the epoch running now (an ensemble's: of which member;
+        after a member's last epoch, the next member's first)."""
+        members = len(self.spec.training.ensemble_seeds)
+        if "member" not in entry:
+            return f"epoch {min(entry['epoch'] + 1, self.epochs_total)}/{self.epochs_total}"
+        member, epoch = entry["member"], entry["epoch"] + 1
+        if epoch > self.epochs_total and member < members:
+            member, epoch = member + 1, 1
+        return f"member {member}/{members}, epoch {min(epoch, self.epochs_total)}/{self.epochs_total}"
+
     def training_params(self, model: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
         """What this training ran with, resolved (the run's `epoch=`/`batch_size=` over the definition's, the
         optimizer's own learning rate when the definition sets none): the version's params, as MLflow keeps
@@ -508,6 +519,7 @@ class TrainLstm(AbstractProgress):
             "loss": final["loss"],
             "val_loss": final["val_loss"],
             "epochs": max(h["epoch"] for h in history),  # an ensemble's: the most one member ran
+            **({"ensemble_members": history[-1]["members"]} if history[-1].get("members") else {}),
             "train_records": len(frame),
             **evaluation,
         }

@@ -683,19 +683,22 @@ class _Parser:
         """The model must fit the training budget before any data is seen (the data are checked at train time)."""
         counts = layer_parameters(spec)
         total = sum(counts)
+        members = len(spec.training.ensemble_seeds)
         if total > MAX_PARAMETERS:
             biggest = max(range(len(counts)), key=counts.__getitem__)
             layer = spec.layers[biggest]
             self.errors.append(
                 AmmlModelError(
                     f"the model has {total:,} parameters; at most {MAX_PARAMETERS:,} are allowed (layer "
-                    f"{biggest + 1}, `{layer.type}`, has {counts[biggest]:,})",
+                    f"{biggest + 1}, `{layer.type}`, has {counts[biggest]:,}"
+                    + (f": {members} ensemble members of {counts[biggest] // members:,})" if members else ")"),
                     filename=self.filename,
                     line=layer.line,
                     column=layer.column,
                     source=self.text,
                     hint="use fewer units or layers"
-                    + ("" if any(x.is_recurrent for x in spec.layers) else ", or a shorter window or fewer features"),
+                    + ("" if any(x.is_recurrent for x in spec.layers) else ", or a shorter window or fewer features")
+                    + (", or fewer `ensemble.seeds`" if members else ""),
                 )
             )
             return
@@ -713,6 +716,7 @@ class _Parser:
                 if spec.training.solver == "least_squares"
                 else "a smaller `batch_size`, fewer units or a shorter window"
             )
+            fewer += ", fewer `ensemble.seeds`" if members else ""
             self.error(
                 problem,
                 batch_size[0] if batch_size else training_node,
@@ -1455,6 +1459,13 @@ class _Parser:
 
     def ensemble(self, node: Node, what: str) -> Any:
         """`{seeds: [7, 1, 2]}`: the members' seeds, 2 to MAX_ENSEMBLE_MEMBERS distinct integers."""
+        if not isinstance(node, MappingNode):
+            self.error(
+                f"{what} must be a mapping of its settings; got {self.describe(node)}",
+                node,
+                hint="write `ensemble: {seeds: [7, 1, 2]}` (one member trained per seed)",
+            )
+            return _BAD
         pairs = self.mapping(node, what, _ENSEMBLE_KEYS, "unknown ensemble setting `{key}`; expected {choices}")
         if pairs is None:
             return _BAD

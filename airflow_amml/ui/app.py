@@ -1,6 +1,6 @@
 """The FastAPI app of the model registry: JSON API + HTML pages, every route behind `access.current_user`.
 
-    create_app(registry, access, url_prefix="/amml", routers=[(router, "/ui")])
+    create_app(registry, access, run_config, url_prefix="/amml", routers=[(router, "/ui")])
 
 Everything it needs is injected (`context.Access`): `airflow_amml/plugin.py` passes Airflow's login and the
 auth manager's permission checks; the tests pass a real registry and a stand-in user. Errors are a readable
@@ -26,7 +26,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from airflow_amml.registry import ModelRegistry, RegistryError
+from airflow_amml.run_config import RunConfig
 
+from .alert_pages import alerts_router
 from .api import api_router
 from .context import Access, Context, explain, status_of
 from .docs import operations
@@ -39,13 +41,15 @@ DESCRIPTION = "The AMML model registry: versions, aliases and their history, plo
 def create_app(
     registry: Callable[[], ModelRegistry],
     access: Access,
+    run_config: Callable[[], RunConfig],
     *,
     url_prefix: str = "/amml",
     routers: Sequence[tuple[APIRouter, str]] = (),
 ) -> FastAPI:
     """The app, to be mounted at `url_prefix`; `routers` are more (prefix-relative) pages behind the same
-    login, e.g. the pipeline page at `/ui`."""
-    ctx = Context(registry=registry, access=access, url_prefix=url_prefix)
+    login, e.g. the pipeline page at `/ui`. `run_config` gives the runs' configuration (the alerts pages read
+    the alerts in its database)."""
+    ctx = Context(registry=registry, access=access, url_prefix=url_prefix, run_config=run_config)
     app = FastAPI(
         title="AMML models",
         description=DESCRIPTION,
@@ -56,6 +60,7 @@ def create_app(
     )
     app.include_router(api_router(ctx))
     app.include_router(pages_router(ctx))
+    app.include_router(alerts_router(ctx))
     for router, prefix in routers:
         app.include_router(router, prefix=prefix, include_in_schema=False)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ from airflow_amml.registry import (
     RegisteredVersion,
     RegistryError,
 )
+from airflow_amml.run_config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,14 @@ class Access:
     current_user  a FastAPI dependency returning the logged-in user, or raising HTTPException (401: not
                   logged in, 403: may not view these pages); it guards every route of the app
     user_name     the name recorded in the alias history for a user
-    can_promote   whether a user may move an alias to a version"""
+    can_promote   whether a user may move an alias to a version
+    readable_dags the DAG ids whose alerts a user may read, or None for every DAG (the alerts raised
+                  outside Airflow too)"""
 
     current_user: Callable[..., Any]
     user_name: Callable[[Any], str]
     can_promote: Callable[[Any, RegisteredVersion], bool]
+    readable_dags: Callable[[Any], Collection[str] | None]
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class Context:
     registry: Callable[[], ModelRegistry]  # called per request: a changed configuration is seen at once
     access: Access
     url_prefix: str  # where the app is mounted (`/amml`): what is left of the root path is Airflow's own root
+    run_config: Callable[[], RunConfig]  # the runs' configuration, per request: where the alerts are
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """`fn(registry, ...)`; registry errors go to the app's error handlers (JSON or a page)."""

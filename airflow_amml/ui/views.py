@@ -23,8 +23,10 @@ CHAMPION = "champion"
 # What the metrics train_lstm registers mean (components/lstm.py, components/evaluation.py,
 # detection/dynamic_threshold.py), shown next to them on the version page
 METRIC_HELP = {
-    "loss": "training loss of the last epoch: the definition's `loss` on the scaled training data",
-    "val_loss": "the same loss on the validation split (the last records of the training data), last epoch",
+    "loss": "training loss of the last epoch: the definition's `loss` on the scaled training data (an "
+    "ensemble's: the loss of its mean forecast on them after training, plus the members' mean l2 penalty)",
+    "val_loss": "the same loss on the validation split (the last records of the training data), last epoch "
+    "(an ensemble's: of its mean forecast)",
     "holdout_mae": "mean absolute error on the hold-out records (`train_lstm holdout=N`) in the target's own "
     "units; for a horizon model the mean over every forecast window and step",
     "holdout_mse": "mean squared error on the hold-out, like `holdout_mae`",
@@ -35,7 +37,8 @@ METRIC_HELP = {
     "holdout_mse_vs_last": "`holdout_mse` over the MSE of repeating the last value on the same forecasts: "
     "below 1, the model beats it",
     "holdout_records": "records held out of the training to compute `holdout_mae`",
-    "epochs": "epochs trained",
+    "epochs": "epochs trained (an ensemble's: the most one member ran)",
+    "ensemble_members": "models averaged (`training.ensemble`), one trained per seed",
     "train_records": "records the model was trained on",
     "residual_mean": "mean of the smoothed one-step errors on the training data: what "
     "`residual_detector model=` reads (scaled units)",

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from tests.airflow.airflow_home import migrated_database
+from tests.detection.test_alert_history import HOT
+from tests.detection.test_alert_history import run as run_alerts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,6 +165,12 @@ artifact_response = client.get("/amml/models/ett/versions/1/artifact")
 record("viewer_artifact", artifact_response)
 seen["viewer_artifact"][2] = artifact_response.content.hex()
 record("viewer_schema", client.get("/amml/openapi.json"))
+record("viewer_alerts", client.get("/amml/ui/alerts"))
+record("viewer_alert", client.get("/amml/ui/alerts/1"))
+from airflow_amml.plugin import readable_dags
+viewer = SimpleAuthManagerUser(username="victor", role="viewer")
+# SimpleAuthManager lets every role read every DAG: None, all alerts; the auth manager's own list of them runs too
+seen["viewer_readable"] = [readable_dags(viewer), sorted(auth.get_authorized_dag_ids(user=viewer))]
 as_("admin")
 record("admin_version", client.get("/amml/ui/models/ett/versions/1"))
 record("admin_cross_site", client.post("/amml/ui/models/ett/versions/1/promote", data={"alias": "champion"},
@@ -191,6 +199,7 @@ def test_the_pages_and_the_api_behind_airflows_real_login_and_permissions(tmp_pa
         "PYTHONPATH": str(ROOT),
     }
     migrated_database(home)  # the login checks revoked tokens in Airflow's database
+    run_alerts(HOT)  # alerts 1 and 2 in the AMML_HOME the script inherits
     script = tmp_path / "through_airflow.py"
     script.write_text(THROUGH_AIRFLOW)
     result = subprocess.run(
@@ -226,6 +235,10 @@ def test_the_pages_and_the_api_behind_airflows_real_login_and_permissions(tmp_pa
     # an admin promotes from the page (not from another site); a USER may edit the DAG, so may promote
     assert status("admin_version") == 200 and "may view this model but not promote" not in seen["admin_version"][2]
     assert status("admin_cross_site") == 403 and "did not come from the ML Models page" in seen["admin_cross_site"][2]
+    # the alerts pages: every DAG's alerts for a viewer who may read every DAG (SimpleAuthManager's roles)
+    assert status("viewer_alerts") == 200 and 'data-alert="2"' in seen["viewer_alerts"][2]
+    assert status("viewer_alert") == 200 and "hot oil" in seen["viewer_alert"][2]
+    assert seen["viewer_readable"] == [None, []]
     assert status("admin_form") == 303
     assert status("user_put") == 200 and status("bearer_put") == 200
     assert facts["history"] == [["staging", "alice", None], ["challenger", "uma", None], ["champion", "alice", "ok"]]

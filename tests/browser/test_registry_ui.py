@@ -405,6 +405,38 @@ def test_api_docs_page(airflow_ui, browser, shoot):
     assert all(urlsplit(u).netloc == urlsplit(airflow_ui.url).netloc for u in loaded), "nothing from the internet"
 
 
+def test_alerts_page_lists_the_alerts_and_an_alert_shows_the_records_around_it(airflow_ui, browser, shoot, tmp_path):
+    """`amml run` of a pipeline that alerts on hot oil, against the deployment's database (AMML_DB_URL), then
+    the pages as a person reaches them: ML Models → Alerts → the alert, its plot and its snapshot."""
+    watch = tmp_path / "hot.amml"
+    watch.write_text(
+        'source id="ett", limit=2000 | select cols=["date", "OT"] '
+        '| alert cond=OT > 40, message="hot oil", cooldown=500, time="date", snapshot=6, after=2\n'
+    )
+    airflow_ui.amml("run", str(watch))
+    [(newest, count)] = airflow_ui.sink_rows("select max(id), count(*) from amml_alerts where message = 'hot oil'")
+    log_in(browser, airflow_ui, "admin")
+    open_page(browser, airflow_ui.url + "/amml/ui/")
+    browser.find_element(By.ID, "alerts-link").click()
+    assert wait(browser).until(ec.presence_of_element_located((By.TAG_NAME, "h1"))).text == "Alerts"
+    shoot("alerts")
+    listed = browser.find_elements(By.CSS_SELECTOR, "#alerts tbody tr[data-alert]")
+    assert len(listed) >= count and listed[0].get_attribute("data-alert") == str(newest)
+    assert "hot oil" in listed[0].text and "complete (8 records)" in listed[0].text
+    listed[0].find_element(By.LINK_TEXT, str(newest)).click()
+    assert wait(browser).until(ec.presence_of_element_located((By.TAG_NAME, "h1"))).text == f"Alert {newest}"
+    plot = wait(browser).until(ec.presence_of_element_located((By.ID, "snapshot-plot")))
+    wait(browser).until(lambda b: plot.get_property("complete") and plot.get_property("naturalWidth") > 0)
+    assert plot.get_property("naturalWidth") == 900, "the snapshot's plot, drawn by the api-server"
+    shoot("alert")
+    snapshot = rows(browser, "snapshot")
+    assert len(snapshot) == 8 and [r[1] for r in snapshot][5] == "2016-08-06 14:00:00"  # the second incident
+    highlighted = browser.find_elements(By.CSS_SELECTOR, "#snapshot tr.alert-row")
+    assert len(highlighted) == 1 and highlighted[0].text.startswith("6 2016-08-06 14:00:00")
+    csv_link = browser.find_element(By.ID, "snapshot-csv").get_attribute("href")
+    assert urlsplit(csv_link).path == f"/amml/ui/alerts/{newest}/snapshot.csv"
+
+
 def test_the_login_is_needed(airflow_ui, browser):
     """A stranger (no cookie) gets the readable 401 page pointing at Airflow's login, not JSON."""
     browser.delete_all_cookies()

@@ -80,7 +80,7 @@ def test_a_missing_alert_a_bad_table_and_an_empty_database_are_clear(capsys):
     code, _, err = amml(capsys, "alerts", "show", "7")
     assert code == 1 and "hint: the newest is 2: `amml alerts list` shows them" in err
     code, _, err = amml(capsys, "alerts", "show", "1", "--table", "x; drop table amml_alerts")
-    assert code == 1 and "--table 'x; drop table amml_alerts': a table name is" in err and "Traceback" not in err
+    assert code == 1 and "snapshot table 'x; drop table amml_alerts': a table name is" in err and "Traceback" not in err
     code, _, err = amml(capsys, "alerts", "show", "1", "--table", "amml_alerts")
     assert code == 1 and "AMML's own tables" in err
     code, out, _ = amml(capsys, "alerts", "list", "--json")

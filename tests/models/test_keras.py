@@ -404,3 +404,13 @@ def test_an_ensemble_forecasts_the_mean_of_its_members_each_trained_as_one_model
     loaded = kb.load_model(path, spec)
     assert loaded.count_params() == 2 * (5 * 2 + 2)
     np.testing.assert_allclose(kb.predict(loaded, spec, frame), forecasts, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_each_member_of_an_ensemble_runs_the_whole_schedule_from_its_start():
+    pytest.importorskip("keras")
+    spec = forecast("ensemble: {seeds: [3, 5]}\n  lr_schedule: {type: step, every: 1, factor: 0.5}")
+    _, history = kb.train(spec, _series(), epochs=2)
+    assert [(h.get("member"), h.get("lr")) for h in history[:-1]] == [
+        (1, pytest.approx(0.01)), (1, pytest.approx(0.005)), (2, pytest.approx(0.01)), (2, pytest.approx(0.005)),
+    ]  # fmt: skip

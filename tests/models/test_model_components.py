@@ -425,6 +425,7 @@ def test_an_ensemble_registers_one_version_with_its_members_seeds_and_epochs(tmp
     assert entry.version == 1
     assert entry.params["ensemble_seeds"] == "1,2" and "seed" not in entry.params
     assert entry.metrics["epochs"] == 2 and entry.metrics["holdout_records"] == 48
+    assert entry.metrics["ensemble_members"] == 2
     # the version's loss is the mean model's, not the last member's
     assert entry.metrics["loss"] != pytest.approx(streamed["loss"].iloc[-1], rel=1e-3)
     assert np.isfinite(entry.metrics["holdout_mae"])
@@ -465,3 +466,20 @@ def test_an_ensembles_loss_plot_and_summary_name_each_member():
     stopped = [h for h in members if not (h["member"] == 2 and h["epoch"] == 3)]  # early stopping ended member 2
     assert epochs_run([*stopped, history[-1]]) == "2 members, 2–3 epochs"
     assert epochs_run(members[:1]) == "1 epoch"
+
+
+def test_the_progress_note_names_the_member_training_now():
+    from types import SimpleNamespace
+
+    from airflow_amml.components.lstm import TrainLstm
+    from airflow_amml.models import parse_model_spec
+
+    spec = parse_model_spec(ENSEMBLE_MODEL)
+    component = SimpleNamespace(spec=spec, epochs_total=2)
+    progress = [TrainLstm._progress(component, {"epoch": e, "member": m}) for m in (1, 2) for e in (1, 2)]
+    # after member 1's last epoch, member 2's first is running; after the last member's, nothing more
+    assert progress == [
+        "member 1/2, epoch 2/2", "member 2/2, epoch 1/2", "member 2/2, epoch 2/2", "member 2/2, epoch 2/2",
+    ]  # fmt: skip
+    single = SimpleNamespace(spec=parse_model_spec(SMALL_MODEL), epochs_total=3)
+    assert TrainLstm._progress(single, {"epoch": 1}) == "epoch 2/3"

@@ -782,3 +782,11 @@ model: {layers: [{type: Dense, units: 1}]}
 training: {target: OT, loss: mse, solver: least_squares, validation_split: 0, ensemble: {seeds: [1, 2]}}
 """
     check(error(solved), 4, 79, "`training.ensemble` steers gradient descent", hint="remove `ensemble`")
+
+
+def test_ensemble_hints_and_its_members_in_the_budget():
+    check(error(edit("{seeds: [7, 1, 2]}", "[7, 1, 2]", ENSEMBLE)), 22, 13, "`training.ensemble` must be a mapping",
+          hint="ensemble: {seeds: [7, 1, 2]}")  # fmt: skip
+    ten = edit("{seeds: [7, 1, 2]}", "{seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}", ENSEMBLE)
+    e = error(edit("units: 32", "units: 4096", ten))
+    assert "10 ensemble members of" in e.message and "fewer `ensemble.seeds`" in e.hint

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
 
 from airflow_amml.registry import Lineage, LocalArtifactStore, ModelRegistry
+from airflow_amml.run_config import RunConfig
 from airflow_amml.ui.app import create_app
 from airflow_amml.ui.context import Access
 from airflow_amml.ui.layout import render_page
@@ -46,6 +47,7 @@ ACCESS = Access(
     current_user=current_user,
     user_name=lambda user: user.name,
     can_promote=lambda user, version: user.role == "admin",
+    readable_dags=lambda user: None if user.role == "admin" else {"watch"},  # tests/ui/test_alert_pages.py
 )
 
 
@@ -83,7 +85,7 @@ def register(registry, files, *, run_id=RUN_ID, **kwargs):
 def client(registry):
     """The app mounted at /amml under an api-server's root, as Airflow mounts plugin apps."""
     server = FastAPI()
-    server.mount("/amml", create_app(lambda: registry, ACCESS, url_prefix="/amml"))
+    server.mount("/amml", create_app(lambda: registry, ACCESS, RunConfig.from_environment, url_prefix="/amml"))
     return TestClient(server)
 
 
@@ -188,9 +190,10 @@ def test_version_page_shows_metrics_scaler_lineage_plots_and_definition(registry
         [
             "val_loss",
             "0.01235",
-            "the same loss on the validation split (the last records of the training data), last epoch",
+            "the same loss on the validation split (the last records of the training data), last epoch "
+            "(an ensemble's: of its mean forecast)",
         ],
-        ["epochs", "3", "epochs trained"],
+        ["epochs", "3", "epochs trained (an ensemble's: the most one member ran)"],
         ["custom", "1", ""],
         [
             "residual_threshold",
