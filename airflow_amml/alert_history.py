@@ -79,20 +79,17 @@ def list_alerts(
 
 
 def get_alert(
-    config: RunConfig,
-    alert_id: int,
-    snapshot_table: str = tables.SNAPSHOT_DEFAULT,
-    max_records: int | None = None,
-) -> tuple[dict, list]:
+    config: RunConfig, alert_id: int, snapshot_table: str = tables.SNAPSHOT_DEFAULT
+) -> tuple[dict, list[dict]]:
     """One alert (every column; its record and trigger values decoded) and its snapshot's records in stream
-    order, from ``snapshot_table`` (the alert's `snapshot_table=`; default ``amml_snapshots``): the first
-    ``max_records`` of them (a page shows a bounded part of a snapshot that may hold a million)."""
-    problem = table_name_problem(snapshot_table, (tables.SNAPSHOT_DEFAULT,))
-    if problem is not None:
-        raise SnapshotTableError(
-            f"snapshot table {snapshot_table!r}: {problem[0]}",
-            hint=f"the table an alert's `snapshot_table=` names (default {tables.SNAPSHOT_DEFAULT})",
-        )
+    order, from ``snapshot_table`` (the alert's `snapshot_table=`; default ``amml_snapshots``)."""
+    alert = alert_row(config, alert_id)
+    return alert, [record for _, record in snapshot_rows(config, alert_id, snapshot_table)]
+
+
+def alert_row(config: RunConfig, alert_id: int) -> dict:
+    """One alert, every column (an older revision's missing ones empty), its record and trigger values
+    decoded; :class:`AlertNotFoundError` if there is none."""
     engine = _engine(config)
     with _reading(config):
         found = _columns(engine, tables.alerts.name) if engine is not None else None
@@ -112,38 +109,61 @@ def get_alert(
     alert = dict(row._mapping)
     for key in ("record", "trigger_values"):
         alert[key] = json.loads(alert[key]) if alert[key] else None
-    with _reading(config):
-        return alert, list(_snapshot_records(engine, alert_id, snapshot_table, max_records))
+    return alert
 
 
-def snapshot_records(config: RunConfig, alert_id: int, snapshot_table: str = tables.SNAPSHOT_DEFAULT) -> Iterator[dict]:
-    """An alert's snapshot records in stream order, read a chunk at a time (for a download of any size; the
-    alert must exist: :func:`get_alert` first)."""
+def snapshot_rows(
+    config: RunConfig,
+    alert_id: int,
+    snapshot_table: str = tables.SNAPSHOT_DEFAULT,
+    max_records: int | None = None,
+    max_bytes: int | None = None,
+) -> Iterator[tuple[int, dict]]:
+    """An alert's snapshot records in stream order as ``(stream position, record)``, read a chunk at a time:
+    all of them (a download of any size), or the first ``max_records`` of them that fit ``max_bytes`` of
+    stored JSON together (what a page shows of a snapshot that may hold a million)."""
+    problem = table_name_problem(snapshot_table, (tables.SNAPSHOT_DEFAULT,))
+    if problem is not None:
+        raise SnapshotTableError(
+            f"snapshot table {snapshot_table!r}: {problem[0]}",
+            hint=f"the table an alert's `snapshot_table=` names (default {tables.SNAPSHOT_DEFAULT})",
+        )
     engine = _engine(config)
     if engine is None:
         return
     with _reading(config):
-        yield from _snapshot_records(engine, alert_id, snapshot_table)
-
-
-def _snapshot_records(
-    engine: sa.Engine, alert_id: int, name: str, max_records: int | None = None
-) -> Iterator[dict[str, Any]]:
-    found = _columns(engine, name)
-    if found is None:
-        return
-    if not SNAPSHOT_NEEDS <= found:
-        raise SnapshotTableError(
-            f"table {name!r} is not a snapshot table (its columns: {sorted(found)})",
-            hint=f"name the table the alert's `snapshot_table=` wrote to (default {tables.SNAPSHOT_DEFAULT})",
+        found = _columns(engine, snapshot_table)
+        if found is None:
+            return
+        if not SNAPSHOT_NEEDS <= found:
+            raise SnapshotTableError(
+                f"table {snapshot_table!r} is not a snapshot table (its columns: {sorted(found)})",
+                hint=f"name the table the alert's `snapshot_table=` wrote to (default {tables.SNAPSHOT_DEFAULT})",
+            )
+        table = tables.snapshot_table(snapshot_table)
+        query = (
+            sa.select(table.c.row_position, table.c.record)
+            .where(table.c.alert_id == alert_id)
+            .order_by(table.c.row_position, table.c.id)
         )
-    table = tables.snapshot_table(name)
-    query = sa.select(table.c.record).where(table.c.alert_id == alert_id).order_by(table.c.row_position, table.c.id)
-    if max_records is not None:
-        query = query.limit(max_records)
-    with engine.connect() as conn:
-        for (record,) in conn.execution_options(yield_per=READ_CHUNK).execute(query):
-            yield json.loads(record)
+        if max_records is not None:
+            query = query.limit(max_records)
+        read = 0
+        with engine.connect() as conn:
+            for position, record in conn.execution_options(yield_per=READ_CHUNK).execute(query):
+                read += len(record)
+                if max_bytes is not None and read > max_bytes:
+                    return
+                yield position, json.loads(record)
+
+
+def snapshot_size(config: RunConfig, alert_id: int, snapshot_table: str = tables.SNAPSHOT_DEFAULT) -> int:
+    """How many records an alert's snapshot holds in ``snapshot_table`` (a checked name)."""
+    engine = _engine(config)
+    if engine is None:
+        return 0
+    with _reading(config), engine.connect() as conn:
+        return _snapshot_counts(conn, [alert_id], snapshot_table).get(alert_id, 0)
 
 
 def _snapshot_counts(conn: sa.Connection, alert_ids: list[int], name: str) -> dict[int, int]:

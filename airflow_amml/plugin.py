@@ -42,6 +42,7 @@ def create_app() -> Any:
     from airflow.api_fastapi.core_api.security import get_user, requires_access_view
     from fastapi import Depends
 
+    from airflow_amml.run_config import RunConfig
     from airflow_amml.ui.app import create_app as create_ui_app
     from airflow_amml.ui.context import Access
     from operators.pipeline_page import router as pipeline_router
@@ -59,7 +60,10 @@ def create_app() -> Any:
         can_promote=can_promote,
         readable_dags=readable_dags,
     )
-    return create_ui_app(_registry, access, _run_config, url_prefix=URL_PREFIX, routers=[(pipeline_router, "/ui")])
+    # the alerts are in the runs' database (AMML_DB_URL): no registry or artifact connection to resolve for them
+    return create_ui_app(
+        _registry, access, RunConfig.from_environment, url_prefix=URL_PREFIX, routers=[(pipeline_router, "/ui")]
+    )
 
 
 def can_promote(user: Any, version: Any) -> bool:
@@ -77,26 +81,23 @@ def can_promote(user: Any, version: Any) -> bool:
 
 def readable_dags(user: Any) -> set[str] | None:
     """The DAGs whose alerts `user` may read: the DAGs they may read (GET), as Airflow's own lists filter
-    them; None when they may read every DAG (the alerts raised outside Airflow, with no DAG, are theirs too)."""
+    them; None when they may read every DAG (the alerts raised outside Airflow, with no DAG, are theirs too).
+    With `[core] multi_team` the list always (the all-DAGs check does not see teams)."""
     from airflow.api_fastapi.app import get_auth_manager
+    from airflow.configuration import conf
 
     auth = get_auth_manager()
-    if auth.is_authorized_dag(method="GET", user=user):
+    if not conf.getboolean("core", "multi_team", fallback=False) and auth.is_authorized_dag(method="GET", user=user):
         return None
     return auth.get_authorized_dag_ids(user=user, method="GET")
 
 
-def _run_config() -> Any:
+def _registry() -> Any:
+    from airflow_amml.registry import ModelRegistry
     from airflow_amml.run_config import RunConfig
     from operators.connections import connection_overrides
 
-    return RunConfig.from_environment(**connection_overrides())
-
-
-def _registry() -> Any:
-    from airflow_amml.registry import ModelRegistry
-
-    return ModelRegistry.from_config(_run_config())
+    return ModelRegistry.from_config(RunConfig.from_environment(**connection_overrides()))
 
 
 class _BuiltOnFirstRead:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 from collections.abc import Collection, Iterator
 from typing import Annotated, Any
@@ -26,9 +27,13 @@ from .context import Context
 from .layout import render
 from .pages import SECURITY_HEADERS, page
 
+log = logging.getLogger(__name__)
+
 DEFAULT_LISTED, MAX_LISTED = 100, 1000  # alerts on the list page
-MAX_SHOWN_RECORDS = 2000  # snapshot records in the page's table and plot (the CSV has them all)
+# what a page reads of a snapshot (the CSV has all of it): records, their stored JSON, columns, text per cell
+MAX_SHOWN_RECORDS, MAX_SHOWN_BYTES, MAX_SHOWN_COLUMNS, MAX_CELL_CHARS = 2000, 8 * 1024**2, 50, 200
 MAX_PLOTTED_COLUMNS = 8
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # text a spreadsheet would run as a formula (OWASP)
 MAX_ALERT_ID = 2**63 - 1  # what a database integer holds
 TIME_COLUMNS = ("timestamp", "date", "time")  # the snapshot plot's x axis when the records have one
 AlertId = Annotated[int, PathParam(ge=1, le=MAX_ALERT_ID)]
@@ -41,7 +46,7 @@ def alerts_router(ctx: Context) -> APIRouter:
 
     def helpers(request: Request) -> dict[str, Any]:
         root, airflow_root = ctx.roots(request)
-        return {"root": root, "when": views.when, "value": views.value, "airflow_root": airflow_root}
+        return {"root": root, "when": views.when, "value": cell, "airflow_root": airflow_root}
 
     @router.get("/ui/alerts", response_class=HTMLResponse)
     def alerts(
@@ -74,8 +79,11 @@ def alerts_router(ctx: Context) -> APIRouter:
     ) -> HTMLResponse:
         context = helpers(request)
         root = context["root"]
-        found, records = _visible_alert(ctx, who, alert_id, table, MAX_SHOWN_RECORDS + 1)
-        shown = records[:MAX_SHOWN_RECORDS]
+        found = _visible_alert(ctx, who, alert_id)
+        rows = _read(_shown_rows, ctx, alert_id, table)
+        shown = [record for _, record in rows]
+        total = _read(alert_history.snapshot_size, ctx.run_config(), alert_id, table) if rows else 0
+        columns = _columns(shown)
         query = "" if table == tables.SNAPSHOT_DEFAULT else f"?table={table}"
         html = render(
             "alert.html",
@@ -84,10 +92,11 @@ def alerts_router(ctx: Context) -> APIRouter:
             a=found,
             fields=_fields(found),
             run_link=views.run_url(context["airflow_root"], found.get("dag_id"), found.get("run_id")),
-            columns=_columns(shown),
+            columns=columns[:MAX_SHOWN_COLUMNS],
+            hidden_columns=len(columns) - MAX_SHOWN_COLUMNS,
             records=shown,
-            more=len(records) > MAX_SHOWN_RECORDS,
-            alert_row=_alert_row(found, shown),
+            total=total,
+            alert_row=_alert_row(found, rows),
             table=table,
             query=query,
             plotted=bool(_numeric_columns(shown)),
@@ -97,15 +106,17 @@ def alerts_router(ctx: Context) -> APIRouter:
 
     @router.get("/ui/alerts/{alert_id}/snapshot.csv")
     def snapshot_csv(alert_id: AlertId, table: Table = tables.SNAPSHOT_DEFAULT, who: Any = user) -> Response:
-        _, first = _visible_alert(ctx, who, alert_id, table, MAX_SHOWN_RECORDS)
-        columns = _columns(first)  # the records' keys, in the order they first appear (later new ones go last)
+        _visible_alert(ctx, who, alert_id)
+        config = ctx.run_config()
+        # two reads, a record at a time: the columns (every key, in the order they first appear), then the rows
+        columns = _read(_snapshot_keys, config, alert_id, table)
 
         def lines() -> Iterator[str]:
             out = io.StringIO()
-            writer = csv.DictWriter(out, columns, extrasaction="ignore", lineterminator="\n")
+            writer = csv.DictWriter(out, columns, lineterminator="\n")
             writer.writeheader()
-            for record in alert_history.snapshot_records(ctx.run_config(), alert_id, table):
-                writer.writerow(record)
+            for _, record in alert_history.snapshot_rows(config, alert_id, table):
+                writer.writerow({k: _spreadsheet_safe(v) for k, v in record.items()})
                 if out.tell() > 64 * 1024:
                     yield out.getvalue()
                     out.seek(0)
@@ -117,10 +128,11 @@ def alerts_router(ctx: Context) -> APIRouter:
 
     @router.get("/ui/alerts/{alert_id}/snapshot.png")
     def snapshot_png(alert_id: AlertId, table: Table = tables.SNAPSHOT_DEFAULT, who: Any = user) -> Response:
-        found, records = _visible_alert(ctx, who, alert_id, table, MAX_SHOWN_RECORDS)
-        if not _numeric_columns(records):
+        found = _visible_alert(ctx, who, alert_id)
+        rows = _read(_shown_rows, ctx, alert_id, table)
+        if not _numeric_columns([record for _, record in rows]):
             raise HTTPException(status_code=404, detail=f"alert {alert_id}'s snapshot has no numbers to plot")
-        png = snapshot_plot(found, records)
+        png = snapshot_plot(found, rows)
         return Response(png, media_type="image/png", headers={**SECURITY_HEADERS, "Cache-Control": "private"})
 
     return router
@@ -128,37 +140,62 @@ def alerts_router(ctx: Context) -> APIRouter:
 
 def _read(fn: Any, *args: Any) -> Any:
     """An alert_history call, its errors as HTTP errors the app shows as a page (no alert: 404; a table
-    that is not a snapshot table: 400; a database that cannot be read: 503)."""
+    that is not a snapshot table: 400; a database that cannot be read: 503, its details in the log only —
+    the page does not show readers the database's host, user or driver)."""
     try:
         return fn(*args)
     except AlertNotFoundError:
         raise
     except SnapshotTableError as exc:
-        raise HTTPException(status_code=400, detail=_explain(exc)) from None
+        detail = exc.message.split(" (its columns")[0]  # the table's columns are not the reader's business
+        raise HTTPException(status_code=400, detail=f"{detail} (hint: {exc.hint})" if exc.hint else detail) from None
     except AlertHistoryError as exc:
-        raise HTTPException(status_code=503, detail=_explain(exc)) from None
+        log.warning("alerts page: %s", exc.message)
+        raise HTTPException(
+            status_code=503,
+            detail="The alerts database cannot be read now (the api-server's log says why: its `AMML_DB_URL`, "
+            "the database and its driver).",
+        ) from None
 
 
-def _visible_alert(ctx: Context, who: Any, alert_id: int, table: str, max_records: int) -> tuple[dict, list]:
-    """The alert and the first `max_records` of its snapshot, if the reader may see it: an alert of a DAG
+def _visible_alert(ctx: Context, who: Any, alert_id: int) -> dict:
+    """The alert, if the reader may see it — checked before anything else of it is read: an alert of a DAG
     they may not read is not found, as one that does not exist (its DAG is not said)."""
     readable = ctx.access.readable_dags(who)
     missing = HTTPException(status_code=404, detail=f"There is no alert {alert_id} that you may view.")
     try:
-        found, records = _read(alert_history.get_alert, ctx.run_config(), alert_id, table, max_records)
+        found = _read(alert_history.alert_row, ctx.run_config(), alert_id)
     except AlertNotFoundError:
         raise missing from None
     if not _may_see(found.get("dag_id"), readable):
         raise missing
-    return found, records
+    return found
+
+
+def _snapshot_keys(config: Any, alert_id: int, table: str) -> list[str]:
+    rows = alert_history.snapshot_rows(config, alert_id, table)
+    return list(dict.fromkeys(key for _, record in rows for key in record))
+
+
+def _shown_rows(ctx: Context, alert_id: int, table: str) -> list[tuple[int, dict]]:
+    """What a page shows of a snapshot: its first records, as many as fit the page's bounds."""
+    rows = alert_history.snapshot_rows(ctx.run_config(), alert_id, table, MAX_SHOWN_RECORDS, MAX_SHOWN_BYTES)
+    return list(rows)
+
+
+def cell(v: Any) -> str:
+    """A value as a page shows it (views.value), long text cut to MAX_CELL_CHARS."""
+    text = views.value(v)
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
+
+
+def _spreadsheet_safe(v: Any) -> Any:
+    """Text a spreadsheet would run as a formula, with a leading `'` (numbers are written as they are)."""
+    return "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v
 
 
 def _may_see(dag_id: str | None, readable: Collection[str] | None) -> bool:
     return readable is None or (dag_id is not None and dag_id in readable)
-
-
-def _explain(exc: AlertHistoryError) -> str:
-    return f"{exc.message} (hint: {exc.hint})" if exc.hint else exc.message
 
 
 # the alert's own columns as the detail page lists them, in this order (the record is its own table)
@@ -179,13 +216,9 @@ def _columns(records: list[dict]) -> list[str]:
     return list(dict.fromkeys(key for record in records for key in record))
 
 
-def _alert_row(alert: dict, records: list[dict]) -> int | None:
-    """The index of the alert's own record among the snapshot's: the first whose values are the record's."""
-    record = alert.get("record") or {}
-    for i, row in enumerate(records):
-        if record and all(row.get(k) == v for k, v in record.items() if k in row):
-            return i
-    return None
+def _alert_row(alert: dict, rows: list[tuple[int, dict]]) -> int | None:
+    """The index of the alert's own record among the snapshot's: the one at the alert's stream position."""
+    return next((i for i, (position, _) in enumerate(rows) if position == alert.get("position")), None)
 
 
 def _numeric_columns(records: list[dict]) -> list[str]:
@@ -198,38 +231,48 @@ def _numeric_columns(records: list[dict]) -> list[str]:
     return numeric[:MAX_PLOTTED_COLUMNS]
 
 
-def snapshot_plot(alert: dict, records: list[dict]) -> bytes:
+def snapshot_plot(alert: dict, rows: list[tuple[int, dict]]) -> bytes:
     """The snapshot's numeric columns against its time column (or the record number), one panel each, the
-    alert's record marked: what happened around it, at a glance."""
+    alert's record marked: what happened around it, at a glance. Drawn on a Figure of its own (no pyplot:
+    requests run in threads), every text as written (no math text: a `$` in a message is a dollar)."""
     import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    from airflow_amml.components.plots import DPI, _pyplot
+    from airflow_amml.components.plots import DPI
 
-    frame = pd.DataFrame.from_records(records)
+    records = [record for _, record in rows]
     columns = _numeric_columns(records)
-    x: Any = pd.RangeIndex(len(frame))
+    x: Any = pd.RangeIndex(len(records))
     xlabel = "record of the snapshot"
     for name in TIME_COLUMNS:
-        if name in frame.columns:
-            stamps = pd.to_datetime(frame[name], errors="coerce", utc=True)
+        values = [r.get(name) for r in records]
+        if all(isinstance(v, str) for v in values):  # a numeric column is no time (pandas reads it as 1970)
+            stamps = pd.to_datetime(pd.Series(values), errors="coerce", utc=True)
             if stamps.notna().all():
                 x, xlabel = stamps.dt.tz_localize(None), f"{name} (UTC)"
                 break
-    plt = _pyplot()
-    fig, axes = plt.subplots(len(columns), 1, figsize=(9, 1.2 + 1.6 * len(columns)), sharex=True, squeeze=False)
-    where = _alert_row(alert, records)
-    for ax, column in zip(axes[:, 0], columns):
-        values = pd.to_numeric(frame[column], errors="coerce")
-        ax.plot(x, values, linewidth=1.2, label=column)
+    fig = Figure(figsize=(9, 1.2 + 1.6 * len(columns)), dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(columns), 1, sharex=True, squeeze=False)[:, 0]
+    where = _alert_row(alert, rows)
+    for ax, column in zip(axes, columns):
+        values = pd.to_numeric(pd.Series([r.get(column) for r in records], dtype=object), errors="coerce")
+        label = column[:40]
+        ax.plot(x, values, linewidth=1.2, label=_plain(label))
         if where is not None and not math.isnan(values.iloc[where]):
             ax.plot([x[where]], [values.iloc[where]], marker="o", color="crimson", linestyle="", label="the alert")
-        ax.set_ylabel(column)
+        ax.set_ylabel(label, parse_math=False)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
-    axes[0, 0].set_title(f"alert {alert['id']}: {str(alert.get('message') or '')[:80]}")
-    axes[-1, 0].set_xlabel(xlabel)
+    axes[0].set_title(f"alert {alert['id']}: {str(alert.get('message') or '')[:80]}", parse_math=False)
+    axes[-1].set_xlabel(xlabel, parse_math=False)
     fig.tight_layout()
     out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=DPI)
-    plt.close(fig)
+    fig.savefig(out, format="png")
     return out.getvalue()
+
+
+def _plain(label: str) -> str:
+    """A legend label shown as written: matplotlib reads `$…$` as math text, and legends take no parse_math."""
+    return label.replace("$", r"\$")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pandas as pd
 import pytest
@@ -60,6 +61,9 @@ def test_a_reader_sees_only_the_alerts_of_the_dags_they_may_read(client):
     page(get(client, "/amml/ui/alerts/3", user="victor"))
     refused = page(get(client, "/amml/ui/alerts/1", user="victor"), 404)  # raised outside Airflow
     assert "There is no alert 1 that you may view." in refused.text
+    # nothing else of it is read first: not its snapshot table, which would say what tables and columns exist
+    assert get(client, "/amml/ui/alerts/1?table=amml_alerts", user="victor").status_code == 404
+    assert get(client, "/amml/ui/alerts/9?table=amml_alerts", user="victor").status_code == 404
     for path in ("/amml/ui/alerts/1/snapshot.csv", "/amml/ui/alerts/1/snapshot.png"):
         assert get(client, path, user="victor").status_code == 404
     assert get(client, "/amml/ui/alerts/1/snapshot.csv").status_code == 200  # alice may read every DAG
@@ -103,7 +107,9 @@ def test_unknown_alerts_bad_tables_and_an_unreadable_database_are_pages_that_say
     assert "No records of this alert in table incidents" in missing.text and "?table=NAME" in missing.text
     monkeypatch.setenv("AMML_DB_URL", "postgresql+psycopg://amml:secret@127.0.0.1:1/none")
     down = page(get(client, "/amml/ui/alerts"), 503)
-    assert "cannot read the alerts in postgresql+psycopg://amml:***@127.0.0.1:1/none" in down.text
+    assert "The alerts database cannot be read now (the api-server's log says why" in down.text
+    # where the database is, and who it lets in, is for the log, not for every reader
+    assert "127.0.0.1" not in down.text and "amml" not in down.text.split("ML Models")[-1].replace("amml.js", "")
     assert "secret" not in down.text and "Traceback" not in down.text
 
 
@@ -115,3 +121,37 @@ def test_what_a_pipeline_wrote_is_shown_as_text_never_as_markup(client):
         assert HOSTILE in parse(response.text).text
     rows_ = list(csv.reader(io.StringIO(get(client, "/amml/ui/alerts/1/snapshot.csv").text)))
     assert rows_[0] == ["date", "OT"] and len(rows_) == 9
+
+
+def test_a_wide_odd_snapshot_is_bounded_on_the_page_and_whole_and_spreadsheet_safe_in_the_csv(client):
+    """Records the page must bound (60 columns, long text) and a CSV must keep whole (a key that first appears
+    in the last record) and safe (text a spreadsheet would run); a message with `$` plots as written."""
+    import sqlalchemy as sa
+
+    from airflow_amml import tables
+
+    run(HOT.replace('message="hot oil"', "message='costs $\\frac{1}{0}$'"))
+    engine = sa.create_engine(f"sqlite:///{RunConfig.from_environment().home / 'amml.db'}")
+    snapshots = tables.snapshot_table(tables.SNAPSHOT_DEFAULT)
+    with engine.begin() as conn:
+        [[snapshot_id, saved_at, event, position]] = conn.execute(
+            sa.select(snapshots.c.snapshot_id, snapshots.c.saved_at, snapshots.c.event, snapshots.c.alert_position)
+            .where(snapshots.c.alert_id == 1).limit(1)
+        ).all()
+        wide = {"text": "x" * 5000, "note": "=HYPERLINK(1)"} | {f"c{i}": i for i in range(60)}
+        conn.execute(snapshots.insert(), [
+            {"snapshot_id": snapshot_id, "saved_at": saved_at, "event": event, "alert_position": position,
+             "row_position": 10_000 + k, "record": json.dumps(record), "alert_id": 1}
+            for k, record in enumerate([wide, {"late": 1}])
+        ])  # fmt: skip
+    engine.dispose()
+    html = page(get(client, "/amml/ui/alerts/1"))
+    header = cells(html.find("table", id="snapshot").find_all("tr")[0])
+    assert len(header) == 1 + 50 and header[1:3] == ["date", "OT"]  # the first 50 columns
+    assert "10 records saved around the alert" in html.text and "15 more columns are in the CSV only" in html.text
+    assert "x" * 199 + "…" in html.text and "x" * 201 not in html.text  # long text cut on the page
+    download = list(csv.DictReader(io.StringIO(get(client, "/amml/ui/alerts/1/snapshot.csv").text)))
+    assert len(download) == 10 and download[-1]["late"] == "1" and download[-2]["text"] == "x" * 5000
+    assert download[-2]["note"] == "'=HYPERLINK(1)" and download[-2]["c59"] == "59"
+    png = get(client, "/amml/ui/alerts/1/snapshot.png")
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"  # `$…$` is not math text
