@@ -1,5 +1,6 @@
 """The alerts pages: what the pipelines' `alert` components recorded, newest first, and one alert with the
-records saved around it (its snapshot, the paper's Fig. 7) as a table, a plot and a CSV download.
+records saved around it (its snapshot, the paper's Fig. 7) as a table, a plot and a CSV download; and the
+same as JSON (`GET /alerts`, `GET /alerts/{id}`, in the app's API docs).
 
 They read the runs' database (`AMML_DB_URL`, else the embedded SQLite; `airflow_amml.alert_history`, read
 only). A reader sees the alerts of the DAGs they may read (`Access.readable_dags`); the alerts raised outside
@@ -17,13 +18,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from airflow_amml import alert_history, tables
 from airflow_amml.alert_history import AlertHistoryError, AlertNotFoundError, SnapshotTableError
 
 from . import views
-from .context import Context
+from .context import Context, json_safe
 from .layout import render
 from .pages import SECURITY_HEADERS, page
 
@@ -134,6 +136,36 @@ def alerts_router(ctx: Context) -> APIRouter:
             raise HTTPException(status_code=404, detail=f"alert {alert_id}'s snapshot has no numbers to plot")
         png = snapshot_plot(found, rows)
         return Response(png, media_type="image/png", headers={**SECURITY_HEADERS, "Cache-Control": "private"})
+
+    return router
+
+
+def alerts_api_router(ctx: Context) -> APIRouter:
+    router = APIRouter(tags=["alerts"])
+    user = Depends(ctx.access.current_user)
+
+    @router.get("/alerts", summary="The alerts the pipelines raised, newest first (of the DAGs you may read)")
+    def list_alerts(
+        dag: Annotated[str | None, Query(max_length=250, description="only this DAG's")] = None,
+        item: Annotated[str | None, Query(max_length=1000, description="only this fanned-out item's")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = DEFAULT_LISTED,
+        who: Any = user,
+    ) -> list[dict[str, Any]]:
+        rows = _read(alert_history.list_alerts, ctx.run_config(), dag, item, limit, ctx.access.readable_dags(who))
+        return json_safe(jsonable_encoder(rows))
+
+    @router.get(
+        "/alerts/{alert_id}",
+        summary="One alert, its record, and the first records of its snapshot (the records saved around it)",
+        description=f"At most {MAX_SHOWN_RECORDS:,} snapshot records ({MAX_SHOWN_BYTES // 1024**2} MiB of them); "
+        "`snapshot_records` says how many there are, and `/ui/alerts/{alert_id}/snapshot.csv` has them all.",
+    )
+    def show_alert(alert_id: AlertId, table: Table = tables.SNAPSHOT_DEFAULT, who: Any = user) -> dict[str, Any]:
+        found = _visible_alert(ctx, who, alert_id)
+        rows = _read(_shown_rows, ctx, alert_id, table)
+        total = _read(alert_history.snapshot_size, ctx.run_config(), alert_id, table) if rows else 0
+        body = {"alert": found, "snapshot": [record for _, record in rows], "snapshot_records": total}
+        return json_safe(jsonable_encoder(body))
 
     return router
 

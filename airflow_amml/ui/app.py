@@ -28,7 +28,7 @@ from starlette.routing import Route
 from airflow_amml.registry import ModelRegistry, RegistryError
 from airflow_amml.run_config import RunConfig
 
-from .alert_pages import alerts_router
+from .alert_pages import alerts_api_router, alerts_router
 from .api import api_router
 from .context import Access, Context, explain, status_of
 from .docs import operations
@@ -61,6 +61,7 @@ def create_app(
     app.include_router(api_router(ctx))
     app.include_router(pages_router(ctx))
     app.include_router(alerts_router(ctx))
+    app.include_router(alerts_api_router(ctx))
     for router, prefix in routers:
         app.include_router(router, prefix=prefix, include_in_schema=False)
 

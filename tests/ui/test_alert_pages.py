@@ -155,3 +155,22 @@ def test_a_wide_odd_snapshot_is_bounded_on_the_page_and_whole_and_spreadsheet_sa
     assert download[-2]["note"] == "'=HYPERLINK(1)" and download[-2]["c59"] == "59"
     png = get(client, "/amml/ui/alerts/1/snapshot.png")
     assert png.status_code == 200 and png.content[:4] == b"\x89PNG"  # `$…$` is not math text
+
+
+def test_the_json_api_gives_the_same_alerts_to_the_same_readers(client):
+    run(HOT)
+    run(HOT, lineage=WATCH)
+    listed = get(client, "/amml/alerts").json()
+    assert [a["id"] for a in listed] == [4, 3, 2, 1] and listed[0]["dag_id"] == "watch"
+    assert listed[0]["record_time"].startswith("2016-08-06T14:00") and listed[0]["snapshot_rows"] == 8
+    assert [a["id"] for a in get(client, "/amml/alerts", user="victor").json()] == [4, 3]
+    assert [a["id"] for a in get(client, "/amml/alerts?dag=watch&limit=1").json()] == [4]
+    shown = get(client, "/amml/alerts/2").json()
+    assert shown["alert"]["record"] == {"date": "2016-08-06 14:00:00", "OT": shown["snapshot"][5]["OT"]}
+    assert shown["snapshot_records"] == 8 and [r["date"][11:16] for r in shown["snapshot"]][5] == "14:00"
+    hidden = get(client, "/amml/alerts/2", user="victor")
+    assert hidden.status_code == 404 and hidden.json() == {"detail": "There is no alert 2 that you may view."}
+    assert get(client, "/amml/alerts?limit=0").status_code == 422  # FastAPI's answer to a bad parameter
+    assert client.get("/amml/alerts").status_code == 401
+    schema = get(client, "/amml/openapi.json").json()
+    assert {"/alerts", "/alerts/{alert_id}"} <= set(schema["paths"])
