@@ -375,6 +375,8 @@ def test_an_ensemble_forecasts_the_mean_of_its_members_each_trained_as_one_model
     frame = _series()
     with caplog.at_level(logging.INFO, logger="airflow_amml.models.keras_builder"):
         model, history = kb.train(forecast("ensemble: {seeds: [3, 5]}"), frame, epochs=2)
+    # the ensemble's lines only (the trainings below log too where an earlier test left the level at INFO)
+    lines = [r.getMessage() for r in caplog.records if r.name == "airflow_amml.models.keras_builder"]
     # each member is the model `seed: 3` (or 5) trains alone: same windows, settings and seed
     singles = [kb.train(forecast(f"seed: {seed}"), frame, epochs=2) for seed in (3, 5)]
     by_hand = np.mean([kb.predict(single, forecast(), frame) for single, _ in singles], axis=0)
@@ -394,8 +396,8 @@ def test_an_ensemble_forecasts_the_mean_of_its_members_each_trained_as_one_model
     l2 = 0.5 * sum(float(np.sum(np.square(w))) for w in model.get_weights()[::2]) / 2  # mean of the kernels' penalties
     mse = float(np.mean(np.square(model.predict(x[-n_val:], verbose=0) - y[-n_val:])))
     assert mean["val_loss"] == pytest.approx(mse + l2, rel=1e-4)
-    lines = [r.getMessage() for r in caplog.records if r.name == "airflow_amml.models.keras_builder"]
-    assert lines[0].startswith("fc:1 member 1/2 epoch 1/2 - ") and lines[2].startswith("fc:1 member 2/2 epoch 1/2")
+    assert len(lines) == 5 and lines[0].startswith("fc:1 member 1/2 epoch 1/2 - ")
+    assert lines[2].startswith("fc:1 member 2/2 epoch 1/2")
     assert lines[-1] == f"fc:1 mean of 2 members - loss: {kb.format_loss(mean['loss'])} - val_loss: " + kb.format_loss(
         mean["val_loss"]
     )
