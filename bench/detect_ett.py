@@ -21,6 +21,7 @@ is not touched):
    (a) ``lstm``: ``rename value='OT' | minmax_scaler model=… | lstm model=… | residual_detector col='OT',
        pred='prediction', model=…`` — the registered model's forecast residuals against its stored threshold;
    (a+alarm) the same, flags through ``alarm min_count=2, window=6, suppress=24`` (dags/ett_watch.amml's policy);
+   (a, online) the same forecast, its threshold chosen on the stream as (b) chooses it (no ``model=``);
    (b) ``ewma``: ``residual_detector col='value'`` — an online EWMA forecast, threshold chosen on the stream;
    (c) ``gaussian``: ``gaussian_detector cols=['value']`` — NAB's windowed Gaussian, the baseline;
    (d) ``flatline``: ``flatline_detector cols=['value']`` — a stuck sensor (12 records without a change); it
@@ -64,6 +65,9 @@ PIPELINES = {
     "lstm": f"{_FORECAST} | print limit=0",
     "lstm+alarm": f"{_FORECAST}, flag='raw_flag' "
     "| alarm flag='raw_flag', output='anomaly_flag', min_count=2, window=6, suppress=24 | print limit=0",
+    # the same forecast, its threshold chosen on the stream (the last `window` errors, every `refit`) as for ewma
+    "lstm-online": f"source id='nab' | rename value='OT' | minmax_scaler model='{MODEL}' | lstm model='{MODEL}' "
+    "| residual_detector col='OT', pred='prediction' | print limit=0",
     "ewma": "source id='nab' | residual_detector col='value' | print limit=0",
     "gaussian": "source id='nab' | gaussian_detector cols=['value'] | print limit=0",
     "flatline": "source id='nab' | flatline_detector cols=['value'] | print limit=0",
