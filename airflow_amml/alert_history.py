@@ -45,6 +45,7 @@ LISTED = (
 # what a snapshot table must have for its rows to be read back as an alert's records
 SNAPSHOT_NEEDS = {"id", "alert_id", "row_position", "record"}
 READ_CHUNK = 1000  # snapshot records fetched from the database at a time
+MAX_ID = 2**63 - 1  # the largest alert id a database integer holds (what `amml alerts` and the pages accept)
 
 
 def list_alerts(
@@ -122,12 +123,7 @@ def snapshot_rows(
     """An alert's snapshot records in stream order as ``(stream position, record)``, read a chunk at a time:
     all of them (a download of any size), or the first ``max_records`` of them that fit ``max_bytes`` of
     stored JSON together (what a page shows of a snapshot that may hold a million)."""
-    problem = table_name_problem(snapshot_table, (tables.SNAPSHOT_DEFAULT,))
-    if problem is not None:
-        raise SnapshotTableError(
-            f"snapshot table {snapshot_table!r}: {problem[0]}",
-            hint=f"the table an alert's `snapshot_table=` names (default {tables.SNAPSHOT_DEFAULT})",
-        )
+    _check_snapshot_name(snapshot_table)
     engine = _engine(config)
     if engine is None:
         return
@@ -158,12 +154,23 @@ def snapshot_rows(
 
 
 def snapshot_size(config: RunConfig, alert_id: int, snapshot_table: str = tables.SNAPSHOT_DEFAULT) -> int:
-    """How many records an alert's snapshot holds in ``snapshot_table`` (a checked name)."""
+    """How many records an alert's snapshot holds in ``snapshot_table``."""
+    _check_snapshot_name(snapshot_table)
     engine = _engine(config)
     if engine is None:
         return 0
     with _reading(config), engine.connect() as conn:
         return _snapshot_counts(conn, [alert_id], snapshot_table).get(alert_id, 0)
+
+
+def _check_snapshot_name(name: str) -> None:
+    """A snapshot table named by a reader passes the check a pipeline's `snapshot_table=` passes."""
+    problem = table_name_problem(name, (tables.SNAPSHOT_DEFAULT,))
+    if problem is not None:
+        raise SnapshotTableError(
+            f"snapshot table {name!r}: {problem[0]}",
+            hint=f"the table an alert's `snapshot_table=` names (default {tables.SNAPSHOT_DEFAULT})",
+        )
 
 
 def _snapshot_counts(conn: sa.Connection, alert_ids: list[int], name: str) -> dict[int, int]:

@@ -606,9 +606,11 @@ def _positive_int(text: str) -> int:
 
 def _row_id(text: str) -> int:
     """A whole number ≥ 1 that a database integer holds (an alert id, a row limit)."""
+    from airflow_amml.alert_history import MAX_ID
+
     value = _positive_int(text)
-    if value > 2**63 - 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number up to {2**63 - 1}, got {text!r}")
+    if value > MAX_ID:
+        raise argparse.ArgumentTypeError(f"expected a whole number up to {MAX_ID}, got {text!r}")
     return value
 
 

@@ -275,9 +275,8 @@ class TrainLstm(AbstractProgress):
                 epochs.put(exc)
 
         solved = self.spec.training.solver == "least_squares"
-        members = len(self.spec.training.ensemble_seeds)
-        first = f"member 1/{members}, epoch 1/{self.epochs_total}" if members else f"epoch 1/{self.epochs_total}"
-        self.note = "solving by least squares" if solved else first
+        before = {"epoch": 0, **({"member": 1} if self.spec.training.ensemble_seeds else {})}  # epoch 1 runs
+        self.note = "solving by least squares" if solved else self._progress(before)
         worker = threading.Thread(target=fit, name="amml-train", daemon=True)
         worker.start()
         while True:

@@ -178,7 +178,7 @@ def build_model(spec: ModelSpec, member: int | None = None) -> keras.Model:
     """
     keras = _keras()
     t = spec.training
-    name = re.sub(r"\W", "_", f"{spec.name}_{spec.version}" + (f"_member_{member}" if member else ""))
+    name = _model_name(spec) + (f"_member_{member}" if member else "")
     window = keras.Input(shape=t.input_shape, name="window")
     channels = t.input_shape[1]
     if spec.heads == "per_channel" and channels > 1:
@@ -205,9 +205,14 @@ def mean_of_members(spec: ModelSpec, members: list[keras.Model]) -> keras.Model:
     keras = _keras()
     window = keras.Input(shape=spec.training.input_shape, name="window")
     mean = keras.layers.Average(name="mean_of_members")([member(window) for member in members])
-    model = keras.Model(window, mean, name=re.sub(r"\W", "_", f"{spec.name}_{spec.version}"))
+    model = keras.Model(window, mean, name=_model_name(spec))
     model.compile(loss=spec.training.loss, optimizer=_optimizer(keras, spec))
     return model
+
+
+def _model_name(spec: ModelSpec) -> str:
+    """The Keras model's name: the definition's ref as an identifier (`ett_h96_0_2`)."""
+    return re.sub(r"\W", "_", f"{spec.name}_{spec.version}")
 
 
 def _layers(keras: Any, spec: ModelSpec, suffix: str = "") -> list[Any]:

@@ -13,7 +13,7 @@ import csv
 import io
 import logging
 import math
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -36,9 +36,7 @@ DEFAULT_LISTED, MAX_LISTED = 100, 1000  # alerts on the list page
 MAX_SHOWN_RECORDS, MAX_SHOWN_BYTES, MAX_SHOWN_COLUMNS, MAX_CELL_CHARS = 2000, 8 * 1024**2, 50, 200
 MAX_PLOTTED_COLUMNS = 8
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # text a spreadsheet would run as a formula (OWASP)
-MAX_ALERT_ID = 2**63 - 1  # what a database integer holds
-TIME_COLUMNS = ("timestamp", "date", "time")  # the snapshot plot's x axis when the records have one
-AlertId = Annotated[int, PathParam(ge=1, le=MAX_ALERT_ID)]
+AlertId = Annotated[int, PathParam(ge=1, le=alert_history.MAX_ID)]
 Table = Annotated[str, Query(max_length=63)]
 
 
@@ -81,10 +79,8 @@ def alerts_router(ctx: Context) -> APIRouter:
     ) -> HTMLResponse:
         context = helpers(request)
         root = context["root"]
-        found = _visible_alert(ctx, who, alert_id)
-        rows = _read(_shown_rows, ctx, alert_id, table)
+        found, rows, total = _alert_and_snapshot(ctx, who, alert_id, table)
         shown = [record for _, record in rows]
-        total = _read(alert_history.snapshot_size, ctx.run_config(), alert_id, table) if rows else 0
         columns = _columns(shown)
         query = "" if table == tables.SNAPSHOT_DEFAULT else f"?table={table}"
         html = render(
@@ -111,7 +107,7 @@ def alerts_router(ctx: Context) -> APIRouter:
         _visible_alert(ctx, who, alert_id)
         config = ctx.run_config()
         # two reads, a record at a time: the columns (every key, in the order they first appear), then the rows
-        columns = _read(_snapshot_keys, config, alert_id, table)
+        columns = _read(lambda: _columns(record for _, record in alert_history.snapshot_rows(config, alert_id, table)))
 
         def lines() -> Iterator[str]:
             out = io.StringIO()
@@ -161,9 +157,7 @@ def alerts_api_router(ctx: Context) -> APIRouter:
         "`snapshot_records` says how many there are, and `/ui/alerts/{alert_id}/snapshot.csv` has them all.",
     )
     def show_alert(alert_id: AlertId, table: Table = tables.SNAPSHOT_DEFAULT, who: Any = user) -> dict[str, Any]:
-        found = _visible_alert(ctx, who, alert_id)
-        rows = _read(_shown_rows, ctx, alert_id, table)
-        total = _read(alert_history.snapshot_size, ctx.run_config(), alert_id, table) if rows else 0
+        found, rows, total = _alert_and_snapshot(ctx, who, alert_id, table)
         body = {"alert": found, "snapshot": [record for _, record in rows], "snapshot_records": total}
         return json_safe(jsonable_encoder(body))
 
@@ -204,9 +198,13 @@ def _visible_alert(ctx: Context, who: Any, alert_id: int) -> dict:
     return found
 
 
-def _snapshot_keys(config: Any, alert_id: int, table: str) -> list[str]:
-    rows = alert_history.snapshot_rows(config, alert_id, table)
-    return list(dict.fromkeys(key for _, record in rows for key in record))
+def _alert_and_snapshot(ctx: Context, who: Any, alert_id: int, table: str) -> tuple[dict, list, int]:
+    """What a page (and the API) shows of an alert the reader may see: the alert, the first rows of its
+    snapshot within the page's bounds, and how many records the snapshot has."""
+    found = _visible_alert(ctx, who, alert_id)
+    rows = _read(_shown_rows, ctx, alert_id, table)
+    total = _read(alert_history.snapshot_size, ctx.run_config(), alert_id, table) if rows else 0
+    return found, rows, total
 
 
 def _shown_rows(ctx: Context, alert_id: int, table: str) -> list[tuple[int, dict]]:
@@ -244,7 +242,8 @@ def _fields(alert: dict) -> list[tuple[str, Any]]:
     return [(label, alert[key]) for key, label in FIELDS if alert.get(key) is not None]
 
 
-def _columns(records: list[dict]) -> list[str]:
+def _columns(records: Iterable[dict]) -> list[str]:
+    """Every key of the records, in the order they first appear."""
     return list(dict.fromkeys(key for record in records for key in record))
 
 
@@ -271,7 +270,7 @@ def snapshot_plot(alert: dict, rows: list[tuple[int, dict]]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from airflow_amml.components.plots import DPI
+    from airflow_amml.components.plots import DPI, TIME_COLUMNS
 
     records = [record for _, record in rows]
     columns = _numeric_columns(records)
